@@ -1,0 +1,217 @@
+"""The command line: parse options, call one pipeline function, report. No loops over contacts here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from broadcast import __version__
+from broadcast.errors import Aborted, BroadcastError
+
+CHANNEL_NAMES = ("email", "sms", "social", "web")
+
+
+def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in CHANNEL_NAMES]
+    if unknown:
+        raise click.BadParameter(f"unknown channel {', '.join(unknown)}; choose from {','.join(CHANNEL_NAMES)}")
+    return names
+
+
+def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn BroadcastError into a short message and its exit code; never a traceback for user error."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from broadcast.config import mask
+
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        try:
+            code = command(*args, **kwargs) or 0
+        except BroadcastError as exc:
+            click.echo(mask(f"Error: {exc}"), err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last resort: a bug must still not leak secrets
+            if verbose:
+                import traceback
+
+                click.echo(mask(traceback.format_exc()), err=True)
+            click.echo(mask(f"Internal error: {type(exc).__name__}: {exc}"), err=True)
+            click.echo("  Hint: this is a bug in broadcast; re-run with --verbose and report the output.", err=True)
+            sys.exit(3)
+        sys.exit(code)
+
+    return wrapper
+
+
+class _MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from broadcast.config import mask
+
+        return mask(super().format(record))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="broadcast")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="Read variables from this file instead of ./.env.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (secrets are always masked).")
+@click.pass_context
+def main(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
+    """Send one crisis notice on every channel, each contact in their own language.
+
+    \b
+    Start with a dry-run, which renders everything and sends nothing:
+      broadcast send examples/boil-water.yaml --contacts contacts/example.csv --dry-run
+    Then send for real (credentials from the environment or .env):
+      broadcast send examples/boil-water.yaml --contacts contacts/example.csv --yes
+    """
+    from broadcast.config import load_dotenv_file
+
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler], force=True)
+    try:
+        load_dotenv_file(env_file)
+    except BroadcastError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(exc.exit_code)
+
+
+notice_argument = click.argument("notice", type=click.Path(path_type=Path))
+templates_option = click.option(
+    "--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path), help="Use templates from DIR."
+)
+max_segments_option = click.option(
+    "--max-sms-segments", default=3, show_default=True, type=click.IntRange(1, 10), help="Warn when an SMS is longer."
+)
+
+
+def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--contacts",
+                "contact_paths",
+                multiple=True,
+                required=True,
+                type=click.Path(path_type=Path),
+                help="Contacts CSV file (repeat for more files).",
+            ),
+            click.option("--channel", "channel_list", callback=_channels, help="Only these channels, comma-separated: email,sms,social,web."),
+            click.option(
+                "--region",
+                envvar="BROADCAST_DEFAULT_REGION",
+                help="Country for phone numbers written without +code, e.g. SI, KE, GB [env: BROADCAST_DEFAULT_REGION].",
+            ),
+            templates_option,
+            max_segments_option,
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@main.command("check")
+@notice_argument
+@templates_option
+@max_segments_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@_reports_errors
+def check_command(notice: Path, templates_dir: Path | None, max_sms_segments: int, as_json: bool) -> int:
+    """Validate NOTICE and render every channel in every language."""
+    from broadcast import pipeline, report
+
+    checked = pipeline.check(notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments)
+    report.checked(checked, as_json=as_json)
+    return 0
+
+
+@main.command("preview")
+@notice_argument
+@_plan_options
+@click.option("--out", "out_dir", default="preview", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@_reports_errors
+def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
+    """Render everything for NOTICE and the contacts, write it to --out, send nothing."""
+    return _dry_run(notice, out_dir, **options)
+
+
+@main.command("send")
+@notice_argument
+@_plan_options
+@click.option("--dry-run", is_flag=True, help="Render and plan, write to --out, send nothing (same as preview).")
+@click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
+@click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
+@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
+@click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
+@_reports_errors
+def send_command(notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None, **options: Any) -> int:
+    """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
+    if dry_run:
+        return _dry_run(notice, out_dir, **options)
+    from broadcast import pipeline, report
+    from broadcast.config import channel_settings
+
+    as_json = options.pop("as_json")
+    plan, warnings = pipeline.prepare(notice, **_prepare_args(options))
+    settings = channel_settings(plan.channels, sandbox=sandbox, web_dir=web_dir)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Aborted(
+                "refusing a live send without --yes in a non-interactive shell; nothing was sent",
+                hint="preview first with --dry-run, then add --yes to send",
+            )
+        report.plan(plan, warnings, as_json=False)
+        if not click.confirm(f"Send {len(plan.messages)} messages on {', '.join(plan.channels)} now?", err=True):
+            raise Aborted("cancelled; nothing was sent")
+    channels = pipeline.live_channels(plan, settings)
+    outcome = pipeline.execute(plan, channels)
+    report.sent(plan, outcome, warnings, as_json=as_json)
+    return 1 if outcome.failures or outcome.stopped else 0
+
+
+def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "contact_paths": list(options["contact_paths"]),
+        "channels": options.get("channel_list"),
+        "templates_dir": options.get("templates_dir"),
+        "region": options.get("region"),
+        "max_sms_segments": options.get("max_sms_segments", 3),
+    }
+
+
+def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
+    from broadcast import pipeline, report
+
+    as_json = options.pop("as_json")
+    plan, warnings = pipeline.prepare(notice, **_prepare_args(options))
+    pipeline.write_preview(plan, out_dir)
+    outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
+    report.previewed(plan, outcome, warnings, out_dir, as_json=as_json)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    main(prog_name="broadcast")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

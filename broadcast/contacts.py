@@ -1,0 +1,646 @@
+"""Read contact CSV files into normalized, de-duplicated contacts, and report every bad row."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import inspect
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+from broadcast.errors import ConfigError, ContactsError
+
+COLUMNS = ("name", "email", "phone", "language", "channels", "tags")
+EXPECTED_HEADER = ",".join(COLUMNS)
+CHANNELS = frozenset({"email", "sms"})
+MAX_FIELD_LENGTH = 1000
+
+# Outlook and Gmail exports write "Ana Novak <ana@...>"; email-validator reads that from 2.2 on (setup.cfg allows 2.1).
+_DISPLAY_NAME_OPTION = (
+    {"allow_display_name": True} if "allow_display_name" in inspect.signature(validate_email).parameters else {}
+)
+_CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # email_validator lowercases these
+_CHANNEL_SPELLINGS = {"email": "email", "e-mail": "email", "sms": "sms", "text": "sms"}
+_DELIMITERS = (",", ";", "\t")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+# Only three channel sets exist; sharing them saves a frozenset per contact when there are a million.
+_CHANNEL_SETS = {
+    (True, True): CHANNELS,
+    (True, False): frozenset({"email"}),
+    (False, True): frozenset({"sms"}),
+}
+_CSV_FIELD_SIZE_LIMIT = 2**31 - 1
+_HEADER_PUNCTUATION = re.compile(r"[\s_-]+")
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+# A spreadsheet that stored a phone as a number exports it like 3.86155501E+11, and the lost digits cannot be recovered.
+_SCIENTIFIC = re.compile(r"\+?\d+(?:[.,]\d+)?[eE]\+?\d+")
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no country code we know",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short to be a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short to be a phone number",
+    phonenumbers.NumberParseException.TOO_LONG: "is too long to be a phone number",
+}
+_ATEXT = r"A-Za-z0-9_!#$%&'*+\-/=?^`{|}~"
+_PLAIN_ADDRESS = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@([A-Za-z0-9.-]+)")
+_MAX_PLAIN_ADDRESS = 254  # RFC 5321's limit, which email_validator enforces on the whole address
+_NO_REGION_EXAMPLE = "+386 1 555 0100"
+_SAVE_AS_UTF8 = (
+    "save it as UTF-8: in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'; "
+    "in LibreOffice tick 'Edit filter settings' and choose 'Unicode (UTF-8)'"
+)
+_QUOTE_HINT = 'a double quote (") that is never closed joins the following lines into this field; check this row'
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One recipient, merged from every row that shares its email or phone."""
+
+    key: str
+    name: str
+    email: str | None
+    phone: str | None
+    language: str
+    channels: frozenset[str]
+    tags: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong in a contacts file; ``rejected`` means the row gives no contact at all."""
+
+    file: str
+    row: int
+    field: str | None
+    message: str
+    hint: str | None
+    rejected: bool
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row:
+            where += f", row {self.row}"
+        if self.field:
+            where += f", field '{self.field}'"
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f"\n  Hint: {self.hint}"
+        return text
+
+
+@dataclass
+class ContactBook:
+    """Every contact read from a set of files, and every problem found on the way."""
+
+    contacts: list[Contact]
+    problems: list[Problem]
+    read: int
+    merged: int
+
+    @property
+    def valid(self) -> int:
+        return len(self.contacts)
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for problem in self.problems if problem.rejected)
+
+
+def read_contacts(paths: Sequence[str | Path], *, default_region: str | None = None) -> ContactBook:
+    """Read, normalize and de-duplicate contacts from CSV files, in order; the first row of a contact wins.
+
+    Raises ContactsError only for a file that cannot be read at all (everything wrong inside a readable
+    file is a Problem in the returned book), and ConfigError for a default_region that is not a region.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    reader = _BookReader(_region(default_region))
+    # Far above MAX_FIELD_LENGTH on purpose: a runaway quote must become a row problem, not a csv.Error for the file.
+    csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
+    for path in paths:
+        reader.read_file(path)
+    return reader.finish()
+
+
+def _region(default_region: str | None) -> str | None:
+    if default_region is None or not default_region.strip():
+        return None
+    region = default_region.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(
+            f"'{default_region}' is not a region phone numbers can be read for",
+            hint="use a two-letter ISO country code such as SI, KE, GB (not UK) or US",
+        )
+    return region
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A contact while rows may still merge into it."""
+
+    name: str
+    email: str | None
+    phone: str | None
+    language: str
+    wanted: frozenset[str] | None  # None: every channel it has an address for
+    tags: tuple[str, ...]
+    file: str
+    row: int
+
+
+class _BookReader:
+    def __init__(self, region: str | None) -> None:
+        self.region = region
+        self.drafts: list[_Draft] = []
+        # Normalized address ("email:..." / "phone:...") -> position in drafts, so duplicates are found in O(1).
+        self.index: dict[str, int] = {}
+        self.problems: list[Problem] = []
+        self.file_order: dict[str, int] = {}
+        self.read = 0
+        self.merged = 0
+
+    def problem(self, file: str, row: int, field: str | None, message: str, hint: str | None = None,
+                *, rejected: bool = False) -> None:
+        self.problems.append(Problem(file, row, field, message, hint, rejected))
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def read_file(self, path: str | Path) -> None:
+        shown = str(path)
+        self.file_order.setdefault(shown, len(self.file_order))
+        file = Path(path)
+        try:
+            if file.is_dir():
+                raise ContactsError(
+                    "is a folder, not a contacts file", file=shown,
+                    hint=f"name the CSV files inside it, e.g. {file / '*.csv'}",
+                )
+            encoding, first_bad_line = _detect_encoding(file, shown)
+            if first_bad_line:
+                self.problem(
+                    shown, 0, None,
+                    f"is not UTF-8 (first at line {first_bad_line}), so it was read as Windows-1252; "
+                    "check that accented names look right",
+                    _SAVE_AS_UTF8,
+                )
+            # errors="replace": the five bytes Windows-1252 leaves undefined must not stop the file.
+            with file.open(encoding=encoding, errors="replace", newline="") as text:
+                self._read_rows(text, shown)
+        except FileNotFoundError as exc:
+            raise ContactsError(
+                "file not found", file=shown, hint=f"check the path; it is read relative to {Path.cwd()}"
+            ) from exc
+        except PermissionError as exc:
+            raise ContactsError(
+                "cannot be read: permission denied", file=shown,
+                hint="ask the file's owner for read access, or copy it to a folder you can read",
+            ) from exc
+        except OSError as exc:
+            raise ContactsError(
+                f"cannot be read: {exc.strerror or exc}", file=shown, hint="check that the file is a CSV file you can open"
+            ) from exc
+
+    def _read_rows(self, text: Iterable[str], file: str) -> None:
+        lines = iter(text)
+        row = 0
+        for line in lines:
+            row += 1
+            if line.strip(" \t\r\n,;"):
+                break
+        else:
+            self.problem(file, 0, None, "is empty: no header and no contacts",
+                         f"the first row must be a header such as: {EXPECTED_HEADER}")
+            return
+
+        delimiter = _detect_delimiter(line)
+        reader = csv.reader(itertools.chain((line,), lines), delimiter=delimiter)
+        rows_before = self.read
+        try:
+            columns = self._columns(next(reader), file, row)
+            for row, record in enumerate(reader, start=row + 1):
+                if any(value.strip() for value in record):
+                    self.read += 1
+                    self._read_row(record, columns, file, row, delimiter)
+        except csv.Error as exc:  # not expected with the settings above; kept so a parser surprise names its row
+            raise ContactsError(f"cannot be parsed after row {row}: {exc}", file=file,
+                                hint=f"open it in a spreadsheet and save it again as CSV; {_SAVE_AS_UTF8}") from exc
+        if self.read == rows_before:
+            self.problem(file, 0, None, "has a header but no contact rows",
+                         "add contacts below the header, or leave this file out")
+
+    def _columns(self, header: list[str], file: str, row: int) -> _Columns:
+        found: dict[str, int] = {}
+        ignored: list[str] = []
+        for position, cell in enumerate(header):
+            name = _header_name(cell)
+            if not name:
+                continue  # empty header cells come from trailing delimiters, not from a real column
+            if name in COLUMNS and name not in found:
+                found[name] = position
+            else:
+                ignored.append(f"'{cell.strip()}' (again)" if name in found else f"'{cell.strip()}'")
+        if "email" not in found and "phone" not in found:
+            shown = ", ".join(_show(cell.strip(), 30) for cell in header[:12] if cell.strip()) or "none"
+            if len(header) > 12:
+                shown += f" and {len(header) - 12} more"
+            looks_like_data = any("@" in cell or sum(c.isdigit() for c in cell) >= 7 for cell in header)
+            hint = f"the first row must be a header such as: {EXPECTED_HEADER} (only email or phone is required)"
+            if looks_like_data:
+                hint = f"the first row looks like a contact, not a header; add a header row above it: {EXPECTED_HEADER}"
+            raise ContactsError(f"has no 'email' or 'phone' column; found columns: {shown}",
+                                file=file, row=row, hint=hint)
+        if ignored:
+            self.problem(file, row, None, f"ignoring column(s) {', '.join(ignored)}: not one of {', '.join(COLUMNS)}",
+                         "rename the column if it holds contact data; otherwise nothing needs doing")
+        return _Columns(**{column: found.get(column) for column in COLUMNS}, width=len(header))
+
+    # -- rows --------------------------------------------------------------------------------------
+
+    def _read_row(self, record: list[str], columns: _Columns, file: str, row: int, delimiter: str) -> None:
+        # Short rows are normal (spreadsheets drop trailing empty cells), so pad instead of checking every index.
+        size = len(record)
+        if size < columns.width:
+            record = record + [""] * (columns.width - size)
+        raw_email = record[columns.email].strip() if columns.email is not None else ""
+        raw_phone = record[columns.phone].strip() if columns.phone is not None else ""
+        email, email_error, display_name = self._email(raw_email) if raw_email else (None, None, "")
+        phone, phone_error = self._phone(raw_phone) if raw_phone else (None, None)
+
+        if email is None and phone is None:
+            # Extra values usually mean an unquoted delimiter inside a name, which shifts every later column.
+            if size > columns.width:
+                row_hint: str | None = _shift_hint(delimiter)
+            elif any("\n" in value for value in record):
+                row_hint = _QUOTE_HINT
+            else:
+                row_hint = None
+            self._reject(file, row, raw_email, email_error, raw_phone, phone_error, row_hint)
+            return
+        if email_error:
+            self.problem(file, row, "email", *email_error)
+        if phone_error:
+            self.problem(file, row, "phone", *phone_error)
+        if size > columns.width and any(value.strip() for value in record[columns.width:]):
+            self.problem(file, row, None,
+                         f"has {size} values but the header has {columns.width} columns; the extra values were ignored",
+                         _shift_hint(delimiter))
+
+        name = self._cell(record, columns.name, file, row, "name") or display_name
+        if "\n" in name or "\r" in name:
+            self.problem(file, row, "name", f"{_show(name)} contains a line break; it was joined into one line",
+                         _QUOTE_HINT)
+            name = " ".join(name.split())
+        language = self._language(self._cell(record, columns.language, file, row, "language"), file, row)
+        wanted = self._channels(self._cell(record, columns.channels, file, row, "channels"), file, row)
+        tags = _parse_tags(self._cell(record, columns.tags, file, row, "tags"))
+        self._add(_Draft(name, email, phone, language, wanted, tags, file, row))
+
+    def _reject(self, file: str, row: int, raw_email: str, email_error: tuple[str, str] | None,
+                raw_phone: str, phone_error: tuple[str, str] | None, row_hint: str | None) -> None:
+        if not raw_email and not raw_phone:
+            self.problem(file, row, None, "has no email address and no phone number",
+                         row_hint or "fill in an email address or a phone number, or delete the row", rejected=True)
+            return
+        reasons = [
+            f"email {email_error[0]}" if email_error else "no email address",
+            f"phone {phone_error[0]}" if phone_error else "no phone number",
+        ]
+        hints = [error[1] for error in (email_error, phone_error) if error]
+        field = None if raw_email and raw_phone else ("email" if raw_email else "phone")
+        self.problem(file, row, field, "no usable address: " + "; ".join(reasons), row_hint or "; ".join(hints),
+                     rejected=True)
+
+    def _cell(self, record: list[str], position: int | None, file: str, row: int, field: str) -> str:
+        if position is None:
+            return ""
+        value = record[position].strip()
+        if len(value) <= MAX_FIELD_LENGTH:
+            return value
+        self.problem(file, row, field, *_too_long(value))
+        return ""
+
+    def _email(self, raw: str) -> tuple[str | None, tuple[str, str] | None, str]:
+        if len(raw) > MAX_FIELD_LENGTH:
+            return None, _too_long(raw), ""
+        plain = _plain_email(raw)
+        if plain:
+            return plain, None, ""
+        try:
+            # Offline on purpose: a DNS lookup per contact would take hours for a large list and fails without network.
+            checked = validate_email(raw, check_deliverability=False, **_DISPLAY_NAME_OPTION)
+        except EmailNotValidError as exc:
+            hint = _QUOTE_HINT if "\n" in raw else "check for typos, spaces, or two addresses in one cell"
+            return None, (f"{_show(raw)} is not a valid email address: {str(exc).rstrip('.')}", hint), ""
+        return checked.normalized, None, getattr(checked, "display_name", None) or ""
+
+    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None]:
+        if len(raw) > MAX_FIELD_LENGTH:
+            return None, _too_long(raw)
+        return _normalize_phone(raw, self.region)
+
+    def _language(self, raw: str, file: str, row: int) -> str:
+        if not raw:
+            return ""
+        tag = _language_tag(raw)
+        if tag is None:
+            self.problem(file, row, "language", f"{_show(raw)} is not a language tag, so it was ignored",
+                         "use a code such as en, sl, sl-SI, sw or sw-KE")
+            return ""
+        return tag
+
+    def _channels(self, raw: str, file: str, row: int) -> frozenset[str] | None:
+        if not raw:
+            return None
+        wanted, unknown = _parse_channels(raw)
+        if unknown:
+            kept = " and ".join(sorted(wanted)) if wanted else "every channel it has an address for"
+            self.problem(file, row, "channels",
+                         f"unknown channel {', '.join(map(_show, unknown))} ignored; this contact gets {kept}",
+                         "use email, sms, or email;sms (empty means every channel it has an address for)")
+        return wanted or None
+
+    # -- merging -----------------------------------------------------------------------------------
+
+    def _add(self, draft: _Draft) -> None:
+        email_key = f"email:{draft.email.lower()}" if draft.email else None
+        phone_key = f"phone:{draft.phone}" if draft.phone else None
+        by_email = self.index.get(email_key) if email_key else None
+        by_phone = self.index.get(phone_key) if phone_key else None
+        if by_email is None and by_phone is None:
+            self.drafts.append(draft)
+            for key in (email_key, phone_key):
+                if key:
+                    self.index[key] = len(self.drafts) - 1
+            return
+
+        self.merged += 1
+        # The email is the recipient key, so a row that matches two different contacts joins the one with its email.
+        position = by_email if by_email is not None else by_phone
+        first = self.drafts[position]
+        if email_key and by_email is None:
+            if first.email is None:
+                first.email = draft.email
+                self.index[email_key] = position
+            else:
+                self._conflict(draft, first, "email", draft.email, first.email)
+        if phone_key and by_phone != position:
+            if by_phone is not None:
+                other = self.drafts[by_phone]
+                self.problem(
+                    draft.file, draft.row, "phone",
+                    f"{draft.phone} is already the phone number of another contact ({_row_ref(other, draft.file)}); "
+                    "it stays with that contact only",
+                    "one phone number can only reach one contact; correct whichever row is wrong",
+                )
+            elif first.phone is None:
+                first.phone = draft.phone
+                self.index[phone_key] = position
+            else:
+                self._conflict(draft, first, "phone", draft.phone, first.phone)
+        for field in ("name", "language"):
+            new, old = getattr(draft, field), getattr(first, field)
+            if not new:
+                continue
+            if not old:
+                setattr(first, field, new)
+            elif _comparable(new) != _comparable(old):
+                self._conflict(draft, first, field, new, old)
+        if not set(draft.tags) <= set(first.tags):
+            first.tags = tuple(dict.fromkeys(first.tags + draft.tags))
+        if first.wanted is not None:
+            first.wanted = None if draft.wanted is None else first.wanted | draft.wanted
+
+    def _conflict(self, draft: _Draft, first: _Draft, field: str, new: str, old: str) -> None:
+        self.problem(
+            draft.file, draft.row, field,
+            f"{_show(new)} differs from {_show(old)} in {_row_ref(first, draft.file)}, the same contact; "
+            f"kept {_show(old)}",
+            "if they are one person, make the rows agree; if they are two people, "
+            "they need different email addresses and phone numbers",
+        )
+
+    def finish(self) -> ContactBook:
+        # With a million contacts, drafts and contacts together would double the memory at the peak, so the index
+        # goes first and each draft is dropped as its contact is made.
+        self.index = {}
+        drafts, self.drafts = self.drafts, []
+        drafts.reverse()  # popping from the end is O(1) and still yields them in reading order
+        contacts: list[Contact] = []
+        while drafts:
+            draft = drafts.pop()
+            has_email, has_phone = draft.email is not None, draft.phone is not None
+            if draft.wanted is not None:
+                has_email = has_email and "email" in draft.wanted
+                has_phone = has_phone and "sms" in draft.wanted
+            if not (has_email or has_phone):
+                missing = "email address" if "email" in draft.wanted else "phone number"
+                self.problem(draft.file, draft.row, "channels",
+                             f"asks only for {' and '.join(sorted(draft.wanted))} but has no usable {missing}",
+                             f"add the {missing}, or empty the channels cell to use any address it has",
+                             rejected=True)
+                continue
+            contacts.append(Contact(
+                key=f"email:{draft.email.lower()}" if draft.email else f"phone:{draft.phone}",
+                name=draft.name,
+                email=draft.email,
+                phone=draft.phone,
+                language=draft.language,
+                channels=_CHANNEL_SETS[has_email, has_phone],
+                tags=draft.tags,
+                source=f"{draft.file}:{draft.row}",
+            ))
+        # Channel rejections are only known after merging; sort so a person reads each file top to bottom.
+        self.problems.sort(key=lambda problem: (self.file_order[problem.file], problem.row))
+        return ContactBook(contacts=contacts, problems=self.problems, read=self.read, merged=self.merged)
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where each known column is in a file's rows (None: the file has no such column)."""
+
+    name: int | None
+    email: int | None
+    phone: int | None
+    language: int | None
+    channels: int | None
+    tags: int | None
+    width: int
+
+
+def _detect_encoding(file: Path, shown: str) -> tuple[str, int]:
+    """Return the encoding to read with, and the line of the first non-UTF-8 byte (0 if the file is UTF-8)."""
+    with file.open("rb") as data:
+        start = data.read(4)
+        # Excel's "Unicode Text" is UTF-16 with a byte order mark; the BOM makes it unambiguous.
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16", 0
+        if start.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+            raise ContactsError("is a spreadsheet workbook (.xlsx/.xls), not a CSV file", file=shown,
+                                hint=f"open it and save it as CSV; {_SAVE_AS_UTF8}")
+        data.seek(0)
+        # Checked in chunks so a million-row file is never held in memory twice.
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        line = 1
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return "cp1252", line + chunk[: max(exc.start - pending, 0)].count(b"\n")
+            line += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252", line
+    return "utf-8-sig", 0
+
+
+def _detect_delimiter(header_line: str) -> str:
+    """Pick the delimiter that splits the header into the most known column names (Excel writes ';' in many locales)."""
+    best, best_score = ",", (-1, -1)
+    for delimiter in _DELIMITERS:
+        cells = next(csv.reader([header_line], delimiter=delimiter), [])
+        score = (sum(_header_name(cell) in COLUMNS for cell in cells), len(cells))
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _header_name(cell: str) -> str:
+    # A UTF-8 byte order mark read as Windows-1252 shows up as "ï»¿" in front of the first column.
+    name = cell.strip().lstrip("\ufeff").removeprefix("ï»¿").strip(" \"'").lower()
+    # Spreadsheets in many locales head the column "E-mail"; it is the same column.
+    return _HEADER_PUNCTUATION.sub("", name)
+
+
+def _normalize_phone(raw: str, region: str | None) -> tuple[str | None, tuple[str, str] | None]:
+    number = raw.lstrip("'")  # a leading apostrophe is how spreadsheets are told "this is text"
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    if _SCIENTIFIC.fullmatch(number):
+        return None, (f"{_show(raw)} was turned into a number by a spreadsheet, and digits are lost",
+                      "format the phone column as Text and type the numbers again, with the country code")
+    if not number.startswith("+") and region is None:
+        return None, (f"{_show(raw)} has no country code",
+                      f"write it with the country code, e.g. {_example_number(region)}, "
+                      "or set the default region with --region or BROADCAST_DEFAULT_REGION (e.g. SI)")
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException as exc:
+        what = _PARSE_ERRORS.get(exc.error_type, "is not a phone number")
+        return None, (f"{_show(raw)} {what}", f"write it with the country code, e.g. {_example_number(region)}")
+    if not phonenumbers.is_valid_number(parsed):
+        if number.startswith("+"):
+            where = phonenumbers.region_code_for_country_code(parsed.country_code)
+            where = f"+{parsed.country_code}" if where == "ZZ" else f"{where} (+{parsed.country_code})"
+        else:
+            where = f"region {region}"
+        return None, (f"{_show(raw)} is not a valid phone number for {where}",
+                      f"write it with the country code, e.g. {_example_number(region)}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def _plain_email(raw: str) -> str | None:
+    """The normalized form of a plain ASCII address, exactly as email_validator gives it; None to ask email_validator.
+
+    Checking the domain is most of email_validator's cost and a list has few distinct domains, so the domain is
+    checked once through email_validator and the plain local part (which it returns unchanged) is matched here.
+    """
+    match = _PLAIN_ADDRESS.fullmatch(raw)
+    if match is None or len(raw) > _MAX_PLAIN_ADDRESS or match[1].lower() in _CASE_INSENSITIVE_MAILBOXES:
+        return None
+    domain = _plain_domain(match[2])
+    return f"{match[1]}@{domain}" if domain else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _plain_domain(domain: str) -> str | None:
+    try:
+        checked = validate_email(f"x@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None  # email_validator checks the whole address again and words the problem
+    # An internationalized domain changes length and form when normalized; leave those to email_validator.
+    return checked.domain if checked.domain == checked.ascii_domain == domain.lower() else None
+
+
+@functools.cache
+def _example_number(region: str | None) -> str:
+    example = phonenumbers.example_number(region) if region else None
+    if example is None:
+        return _NO_REGION_EXAMPLE
+    return phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+# Rows repeat the same few tag cells; sharing one tuple per distinct cell keeps a million contacts small.
+@functools.lru_cache(maxsize=4096)
+def _parse_tags(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(tag for tag in (part.strip() for part in raw.split(";")) if tag)) if raw else ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_channels(raw: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Return the channels a cell names and the words that are not channels."""
+    wanted: set[str] = set()
+    unknown: list[str] = []
+    # "," as well as ";": a quoted "email, sms" is an obvious way to write the same thing.
+    for part in re.split(r"[;,]", raw):
+        word = part.strip().lower()
+        if word in _CHANNEL_SPELLINGS:
+            wanted.add(_CHANNEL_SPELLINGS[word])
+        elif word:
+            unknown.append(part.strip())
+    return frozenset(wanted), tuple(unknown)
+
+
+# A column holds a handful of distinct language tags, so each is worked out once.
+@functools.lru_cache(maxsize=1024)
+def _language_tag(raw: str) -> str | None:
+    """BCP 47 casing ("sl-si" -> "sl-SI", "SW" -> "sw"); None if it is not shaped like a tag at all."""
+    tag = raw.replace("_", "-")
+    if not _LANGUAGE_TAG.fullmatch(tag):
+        return None
+    first, *rest = tag.split("-")
+    parts = [first.lower()]
+    private = False
+    for part in rest:
+        # After a singleton (x-, u-, ...) subtags are extensions, which are always lowercase.
+        private = private or len(part) == 1
+        if not private and len(part) == 2 and part.isalpha():
+            parts.append(part.upper())
+        elif not private and len(part) == 4 and part.isalpha():
+            parts.append(part.title())
+        else:
+            parts.append(part.lower())
+    return "-".join(parts)
+
+
+def _shift_hint(delimiter: str) -> str:
+    return (f"a value that contains a {_DELIMITER_NAMES[delimiter]} must be in double quotes, "
+            f'e.g. "Novak{delimiter} Ana"')
+
+
+def _too_long(value: str) -> tuple[str, str]:
+    """Message and hint for a field over MAX_FIELD_LENGTH, which is ignored rather than stopping the file."""
+    return (f"is {len(value):,} characters long (the limit is {MAX_FIELD_LENGTH:,}), so it was ignored: {_show(value)}",
+            _QUOTE_HINT if "\n" in value else "check that the right thing was pasted into this cell")
+
+
+def _row_ref(draft: _Draft, current_file: str) -> str:
+    return f"row {draft.row}" if draft.file == current_file else f"{draft.file} row {draft.row}"
+
+
+def _comparable(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def _show(value: str, limit: int = 60) -> str:
+    """Quote a value for a message, shortened so one runaway field cannot flood the report."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")

@@ -1,0 +1,81 @@
+"""One error hierarchy: every failure a user can act on is a BroadcastError with where, what and a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BroadcastError(Exception):
+    """Root of every error broadcast reports to a person; the CLI prints it without a traceback.
+
+    ``file``, ``row`` and ``field`` say where; the message says what; ``hint`` says what to do next.
+    """
+
+    exit_code: int = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        row: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.row = row
+        self.field = field
+        self.hint = hint
+
+    @property
+    def where(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(self.file)
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\n  Hint: {self.hint}"
+        return text
+
+
+class InputError(BroadcastError):
+    """The notice, a contacts file or a template is wrong; nothing is sent."""
+
+
+class NoticeError(InputError):
+    """The notice file cannot be read or does not validate."""
+
+
+class ContactsError(InputError):
+    """A contacts file cannot be read at all (a bad row is a warning, not this)."""
+
+
+class TemplateError(InputError):
+    """A template does not parse, uses an unknown variable, or leaves out a support channel."""
+
+
+class ConfigError(BroadcastError):
+    """Configuration is missing or wrong: credentials, options, environment."""
+
+
+class ChannelError(BroadcastError):
+    """A whole channel cannot go on (bad credentials, provider refuses us); other channels continue."""
+
+    exit_code = 1
+
+
+class LedgerError(BroadcastError):
+    """The delivery ledger cannot be opened or written."""
+
+
+class Aborted(BroadcastError):
+    """The person declined, or a live send needed --yes in a non-interactive shell."""

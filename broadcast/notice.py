@@ -1,0 +1,409 @@
+"""Load and validate the notice file: pydantic models of localized text, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from broadcast.errors import NoticeError
+
+#: a text that is the same in every language is stored under this key
+ANY_LANGUAGE = "*"
+
+SLUG = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _as_text(value: Any) -> Any:
+    """A plain string means the same text in every language; a mapping is language → text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        return {ANY_LANGUAGE: value}
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or (key != ANY_LANGUAGE and not LANGUAGE_TAG.match(key)):
+                raise ValueError(f"{key!r} is not a language code; use codes like en, sw, sl, pt-BR")
+        return {k: str(v) if isinstance(v, (int, float)) else v for k, v in value.items()}
+    raise ValueError("expected a text, or a mapping of language code to text (en: ..., sl: ...)")
+
+
+Text = Annotated[dict[str, Annotated[str, Field(min_length=1)]], BeforeValidator(_as_text)]
+Slug = Annotated[str, Field(pattern=SLUG)]
+Language = Annotated[str, Field(pattern=LANGUAGE_TAG.pattern)]
+
+ChannelKind = Literal["phone", "sms", "chat", "email", "web", "social", "in_person"]
+Severity = Literal["info", "advisory", "urgent", "emergency"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organization(_Strict):
+    name: Text
+    website: str | None = None
+
+
+class SupportChannel(_Strict):
+    """One way customers can reach support; every rendering must show all of them."""
+
+    id: Slug
+    kind: ChannelKind
+    label: Text
+    contact: Annotated[str, Field(min_length=1)]
+    hours: Text | None = None
+
+    @property
+    def href(self) -> str:
+        """A link a phone or browser can act on, derived so authors write each contact once."""
+        contact = self.contact.strip()
+        if self.kind in ("phone", "sms") and re.fullmatch(r"[+\d][\d\s().-]{3,}", contact):
+            digits = re.sub(r"[^\d+]", "", contact)
+            return f"{'tel' if self.kind == 'phone' else 'sms'}:{digits}"
+        if self.kind == "email" and "@" in contact and not contact.startswith("mailto:"):
+            return f"mailto:{contact}"
+        if re.match(r"^(https?|mailto|tel|sms):", contact):
+            return contact
+        return ""
+
+
+class Route(_Strict):
+    need: Text
+    channel: Slug
+
+
+class Resource(_Strict):
+    title: Text
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    kind: Literal["government", "community", "self_care", "other"] = "other"
+    description: Text | None = None
+
+
+class SocialSettings(_Strict):
+    languages: list[Language] | None = None
+
+
+class Notice(_Strict):
+    """One crisis notice: everything every channel says, in every language it ships in."""
+
+    id: Slug
+    severity: Severity = "advisory"
+    languages: Annotated[list[Language], Field(min_length=1)]
+    organization: Organization
+    headline: Text
+    summary: Text
+    channels: Annotated[list[SupportChannel], Field(min_length=1)]
+    routing: Annotated[list[Route], Field(min_length=1)]
+    reassurance: Text | None = None
+    story: Text | None = None
+    options: list[Text] = []
+    questions: list[Text] = []
+    resources: list[Resource] = []
+    social: SocialSettings = SocialSettings()
+    #: "error": a missing translation stops the run; "default": use the default language's text
+    fallback: Literal["error", "default"] = "error"
+
+    @field_validator("languages")
+    @classmethod
+    def _unique_languages(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Notice:
+        ids = [c.id for c in self.channels]
+        seen: set[str] = set()
+        for cid in ids:
+            if cid in seen:
+                raise ValueError(f"channel id {cid!r} is used twice; give each channel its own id")
+            seen.add(cid)
+        for route in self.routing:
+            if route.channel not in seen:
+                raise ValueError(
+                    f"routing names channel {route.channel!r}, which is not in channels "
+                    f"(known: {', '.join(ids)})"
+                )
+        for lang in self.social_languages:
+            if lang not in self.languages:
+                raise ValueError(f"social.languages lists {lang!r}, which is not in languages")
+        return self
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+    @property
+    def social_languages(self) -> list[str]:
+        return self.social.languages or [self.languages[0]]
+
+    def channel(self, channel_id: str) -> SupportChannel:
+        return next(c for c in self.channels if c.id == channel_id)
+
+
+def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
+    """Every localized text in the notice with its field path (``channels[1].label``)."""
+
+    def walk(value: Any, path: str) -> Iterator[tuple[str, dict[str, str]]]:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                yield from walk(getattr(value, name), f"{path}.{name}" if path else name)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from walk(item, f"{path}[{i}]")
+        elif isinstance(value, dict):
+            yield path, value
+
+    yield from walk(notice, "")
+
+
+def missing_translations(notice: Notice) -> list[tuple[str, str]]:
+    """``(field path, language)`` for every text that lacks a language the notice ships in."""
+    missing = []
+    for path, text in texts(notice):
+        if ANY_LANGUAGE in text:
+            continue
+        for lang in notice.languages:
+            if lang not in text:
+                missing.append((path, lang))
+    return missing
+
+
+def pick(text: dict[str, str] | None, lang: str, default: str) -> str | None:
+    """The text in ``lang``, else the same-everywhere text, else the default language's."""
+    if text is None:
+        return None
+    return text.get(lang) or text.get(ANY_LANGUAGE) or text.get(default)
+
+
+# -- localized view for templates ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalChannel:
+    id: str
+    kind: str
+    label: str
+    contact: str
+    href: str
+    hours: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRoute:
+    need: str
+    channel: LocalChannel
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResource:
+    title: str
+    url: str
+    kind: str
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOrganization:
+    name: str
+    website: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNotice:
+    """The notice in one language: what templates see as ``notice``."""
+
+    id: str
+    severity: str
+    is_update: bool
+    organization: LocalOrganization
+    headline: str
+    summary: str
+    reassurance: str | None
+    story: str | None
+    options: list[str]
+    questions: list[str]
+    channels: list[LocalChannel]
+    routing: list[LocalRoute]
+    resources: list[LocalResource]
+
+
+def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNotice:
+    """Resolve every text of ``notice`` to ``lang`` (missing ones fall back to the default language)."""
+    d = notice.default_language
+
+    def t(text: dict[str, str] | None) -> str | None:
+        return pick(text, lang, d)
+
+    channels = {
+        c.id: LocalChannel(c.id, c.kind, t(c.label) or c.id, c.contact, c.href, t(c.hours)) for c in notice.channels
+    }
+    return LocalNotice(
+        id=notice.id,
+        severity=notice.severity,
+        is_update=is_update,
+        organization=LocalOrganization(t(notice.organization.name) or "", notice.organization.website),
+        headline=t(notice.headline) or "",
+        summary=t(notice.summary) or "",
+        reassurance=t(notice.reassurance),
+        story=t(notice.story),
+        options=[t(o) or "" for o in notice.options],
+        questions=[t(q) or "" for q in notice.questions],
+        channels=list(channels.values()),
+        routing=[LocalRoute(t(r.need) or "", channels[r.channel]) for r in notice.routing],
+        resources=[LocalResource(t(r.title) or "", r.url, r.kind, t(r.description)) for r in notice.resources],
+    )
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_notice(path: str | Path) -> Notice:
+    """Read and validate a notice file; raise NoticeError naming file, line and field on any problem."""
+    import yaml
+
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise NoticeError("notice file not found", file=path, hint="check the path; examples/ has complete notices")
+    except IsADirectoryError:
+        raise NoticeError("this is a folder, not a notice file", file=path, hint="name the .yaml file itself")
+    except PermissionError:
+        raise NoticeError("cannot read the notice file (permission denied)", file=path, hint="check the file's permissions")
+    except UnicodeDecodeError as exc:
+        raise NoticeError(
+            f"the notice is not UTF-8 text (byte {exc.start})", file=path, hint="save the file as UTF-8 and run again"
+        )
+    try:
+        node = yaml.compose(source, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise NoticeError(
+            f"not valid YAML: {problem}",
+            file=path,
+            row=mark.line + 1 if mark else None,
+            hint="check indentation and quoting near that line; quote texts that contain ': ' or start with a symbol",
+        )
+    if data is None:
+        raise NoticeError("the notice file is empty", file=path, hint="start from examples/boil-water.yaml")
+    if not isinstance(data, dict):
+        raise NoticeError("the notice must be a mapping of fields (id:, languages:, ...)", file=path, row=1)
+    lines = _line_index(node)
+    try:
+        notice = Notice.model_validate(data)
+    except ValidationError as exc:
+        raise _notice_error(exc, path, lines) from None
+    if notice.fallback == "error":
+        missing = missing_translations(notice)
+        if missing:
+            first_path = missing[0][0]
+            listed = "\n".join(f"  - {p} × {lang}" for p, lang in missing[:20])
+            more = f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else ""
+            raise NoticeError(
+                f"{len(missing)} missing translation(s):\n{listed}{more}",
+                file=path,
+                row=lines.get(first_path),
+                field=first_path,
+                hint="add the missing languages, or set `fallback: default` to use the default language's text",
+            )
+    return notice
+
+
+def _line_index(node: Any) -> dict[str, int]:
+    """Map field paths (``channels[1].label``) to 1-based line numbers, so errors can point at a line."""
+    import yaml
+
+    index: dict[str, int] = {}
+
+    def walk(n: Any, path: str) -> None:
+        index.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                child = f"{path}.{key.value}" if path else str(key.value)
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, f"{path}[{i}]")
+
+    if node is not None:
+        walk(node, "")
+    return index
+
+
+def _notice_error(exc: ValidationError, path: Path, lines: dict[str, int]) -> NoticeError:
+    problems = []
+    first_field = None
+    for err in exc.errors():
+        # pydantic puts union/validator names into loc; keep only the parts a person wrote
+        parts = [p for p in err["loc"] if isinstance(p, int) or not str(p).startswith(("function-", "dict["))]
+        field = ""
+        for part in parts:
+            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field; check its spelling against examples/README.md"
+        elif err["type"] == "missing":
+            message = "this field is required"
+        elif err["type"] == "literal_error":
+            message = f"{message}, got {err.get('input')!r}"
+        elif err["type"] == "string_pattern_mismatch" and field.endswith("id"):
+            message = "use lowercase letters, digits, '-', '_' or '.' (a slug such as boil-water-2026-03)"
+        line = _nearest_line(field, lines)
+        problems.append((field or "(top)", line, message))
+        first_field = first_field or field
+    if len(problems) == 1:
+        field, line, message = problems[0]
+        return NoticeError(message, file=path, row=line, field=field, hint=_hint(field))
+    listed = "\n".join(f"  - line {line or '?'}, field '{f}': {m}" for f, line, m in problems)
+    return NoticeError(
+        f"{len(problems)} problems:\n{listed}",
+        file=path,
+        hint="fix each field listed; examples/README.md documents every field",
+    )
+
+
+def _nearest_line(field: str, lines: dict[str, int]) -> int | None:
+    while field:
+        if field in lines:
+            return lines[field]
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", field)
+        if parent == field:
+            break
+        field = parent
+    return None
+
+
+def _hint(field: str) -> str:
+    if field.startswith("routing"):
+        return "each routing entry needs `need:` and `channel:` naming an id from `channels:`"
+    if field.startswith("channels"):
+        return "each channel needs id, kind (phone|sms|chat|email|web|social|in_person), label and contact"
+    return "examples/README.md documents every field; examples/boil-water.yaml is a complete notice"
+
+
+def resolve_language(tag: str, languages: list[str]) -> tuple[str, str]:
+    """The notice language for a contact's tag, and how it was found: exact, base, default or unset.
+
+    The chain is exact tag (pt-BR) → base language (pt) → the notice's default language.
+    """
+    if not tag:
+        return languages[0], "unset"
+    if tag in languages:
+        return tag, "exact"
+    lowered = {lang.lower(): lang for lang in languages}
+    if tag.lower() in lowered:
+        return lowered[tag.lower()], "exact"
+    base = tag.split("-", 1)[0].lower()
+    if base in lowered:
+        return lowered[base], "base"
+    return languages[0], "default"

@@ -1,0 +1,166 @@
+"""One function per command, wiring the data path in order: load → render → plan → send → record."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broadcast.channels.base import Channel
+from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
+from broadcast.contacts import read_contacts
+from broadcast.errors import TemplateError
+from broadcast.notice import Notice, load_notice
+from broadcast.plan import CHANNELS, Plan, build_plan
+from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
+from broadcast.segments import count_segments
+from broadcast.send import Outcome, RetryPolicy, deliver
+
+
+@dataclass
+class Caution:
+    """Something a person should look at before sending; never stops a run by itself."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Checked:
+    """A notice rendered in every channel and language, with what a person should know about it."""
+
+    notice: Notice
+    renders: RenderSet
+    warnings: list[Caution] = field(default_factory=list)
+
+
+def check(notice_path: str | Path, *, templates_dir: str | Path | None = None, max_sms_segments: int = 3) -> Checked:
+    """Load the notice and render every channel in every language; raise on anything that must not be sent."""
+    notice = load_notice(notice_path)
+    templates = Templates(templates_dir)
+    renders = render_notice(notice, templates)
+    checked = Checked(notice, renders)
+    gaps = []
+    for (channel, lang, variant), rendering in renders.renderings.items():
+        for channel_id in missing_contacts(rendering, notice):
+            gaps.append(f"  - {channel} ({lang}{', ' + variant if variant else ''}) leaves out {channel_id}: {notice.channel(channel_id).contact}")
+    if gaps:
+        raise TemplateError(
+            "a rendering leaves out a support channel's contact; every channel must say how to reach all of them:\n"
+            + "\n".join(gaps),
+            file=templates.directory,
+            hint="print every notice.channels entry (label and contact) in each template",
+        )
+    for lang, catalog in renders.catalogs.items():
+        if catalog.borrowed:
+            checked.warnings.append(
+                Caution(
+                    f"labels/{lang}.yaml",
+                    f"{len(catalog.borrowed)} label(s) missing, shown in {catalog.source if catalog.source != lang else 'en'}: "
+                    + ", ".join(catalog.borrowed[:8]),
+                )
+            )
+    for rendering in renders.of("sms"):
+        if rendering.variant:
+            continue  # the unnamed variant is never longer than the named one
+        info = count_segments(rendering.text)
+        if info.segments > max_sms_segments:
+            checked.warnings.append(
+                Caution(
+                    f"sms ({rendering.language})",
+                    f"{info.segments} segments ({info.encoding}, {info.characters} characters) is over the limit of "
+                    f"{max_sms_segments}; shorten the SMS template or notice texts, or raise --max-sms-segments",
+                )
+            )
+    return checked
+
+
+def prepare(
+    notice_path: str | Path,
+    contact_paths: list[str | Path],
+    *,
+    channels: list[str] | None = None,
+    templates_dir: str | Path | None = None,
+    region: str | None = None,
+    max_sms_segments: int = 3,
+) -> tuple[Plan, list[Caution]]:
+    """Load, render and plan: everything before the first message leaves, and nothing that sends."""
+    checked = check(notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments)
+    book = read_contacts(contact_paths, default_region=region)
+    plan = build_plan(checked.renders, book, channels or CHANNELS)
+    return plan, checked.warnings
+
+
+def write_preview(plan: Plan, directory: str | Path) -> None:
+    """Write every rendering of the planned channels, so a person can open exactly what each language gets."""
+    for (channel, _, _), rendering in plan.renders.renderings.items():
+        if channel in plan.channels:
+            write_rendering(Path(directory), rendering)
+
+
+def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:
+    """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
+    outbox = Outbox(directory)
+    return {name: OutboxChannel(name, outbox) for name in plan.channels}
+
+
+def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
+    """The real adapters for the planned channels, imported only now so --help and dry-runs stay fast."""
+    from broadcast.channels import live_channel
+
+    return {name: live_channel(name, settings[name]) for name in plan.channels}
+
+
+def execute(plan: Plan, channels: dict[str, Channel], *, policy: RetryPolicy | None = None) -> Outcome:
+    """Send the plan through ``channels`` and count every receipt."""
+    return deliver(plan.messages, channels, policy=policy)
+
+
+def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
+    """The --json object: counts from receipts only, never from what was planned."""
+    book = plan.book
+    channels: dict[str, Any] = {}
+    for name in plan.channels:
+        counts = outcome.counts.get(name, Counter())
+        channels[name] = {
+            "planned": plan.planned(name),
+            "sent": counts["sent"],
+            "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
+            "failed": counts["failed"],
+            "unknown": counts["unknown"],
+            "previewed": counts["previewed"],
+            "languages": dict(plan.counts.get(name, Counter())),
+        }
+    return {
+        "notice": plan.notice.id,
+        "dry_run": dry_run,
+        "versions": {name: plan.renders.versions[name] for name in plan.channels},
+        "contacts": {"read": book.read, "valid": book.valid, "rejected": book.rejected, "merged": book.merged},
+        "fallbacks": [
+            {"tag": tag, "language": lang, "how": how, "contacts": n} for (tag, lang, how), n in sorted(plan.fallbacks.items())
+        ],
+        "channels": channels,
+        "stopped": outcome.stopped,
+    }
+
+
+def rendering_stats(plan: Plan) -> list[dict[str, Any]]:
+    """Per channel × language: what a person checks before sending (SMS segments, post lengths)."""
+    rows = []
+    for (channel, lang, variant), rendering in plan.renders.renderings.items():
+        if channel not in plan.channels or variant:
+            continue
+        row: dict[str, Any] = {"channel": channel, "language": lang, "recipients": plan.counts[channel][lang]}
+        if channel == "sms":
+            info = count_segments(rendering.text)
+            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
+        elif channel == "social":
+            row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
+        elif channel == "email":
+            row.update(subject=rendering.subject)
+        rows.append(row)
+    return rows

@@ -1,0 +1,412 @@
+"""Render the notice through the Jinja2 templates: once per channel × language, never once per recipient."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from broadcast.channels.base import Rendering
+from broadcast.errors import TemplateError
+from broadcast.notice import Notice, localize
+
+#: the channels that carry a rendering, and the template files each one uses
+TEMPLATES: dict[str, dict[str, str]] = {
+    "email": {"subject": "email/subject.txt.j2", "html": "email/body.html.j2", "text": "email/body.txt.j2"},
+    "sms": {"text": "sms.txt.j2"},
+    "social": {"text": "social.txt.j2"},
+    "web": {"html": "web/banner.html.j2"},
+}
+#: channels addressed to a contact; the others (social, web) are one message per language
+PERSONAL_CHANNELS = ("email", "sms")
+#: per-recipient fields templates may use; they render as placeholders and are filled per message
+CONTACT_FIELDS = ("name",)
+#: variant of a personal rendering for contacts whose name is empty
+NO_NAME = "noname"
+X_MAX_WEIGHT = 280
+
+
+def placeholder(name: str, *, html_part: bool = False) -> str:
+    """The token a contact field renders as; the HTML form differs so a provider can substitute an escaped value."""
+    return f"%%{name}:html%%" if html_part else f"%%{name}%%"
+
+
+class Placeholder(str):
+    """A contact field at render time: prints as its token; in autoescaped HTML, as the HTML token."""
+
+    def __new__(cls, name: str) -> Placeholder:
+        obj = super().__new__(cls, placeholder(name))
+        obj.field = name  # type: ignore[attr-defined]
+        return obj
+
+    def __html__(self) -> str:
+        return placeholder(self.field, html_part=True)  # type: ignore[attr-defined]
+
+
+def personalize(rendering: Rendering, fields: Mapping[str, str]) -> Rendering:
+    """Fill a rendering's placeholders with one recipient's fields (HTML-escaped in the HTML part)."""
+    if not fields:
+        return rendering
+
+    def fill(text: str, *, html_part: bool = False) -> str:
+        if "%%" not in text:
+            return text
+        for name, value in fields.items():
+            text = text.replace(placeholder(name), value)
+            if html_part:
+                text = text.replace(placeholder(name, html_part=True), html.escape(value))
+        return text
+
+    return replace(
+        rendering,
+        subject=fill(rendering.subject),
+        html=fill(rendering.html, html_part=True),
+        text=fill(rendering.text),
+        posts=tuple(fill(p) for p in rendering.posts),
+    )
+
+
+def variant_for(fields: Mapping[str, str]) -> str:
+    """Which rendering variant fits a recipient: templates may say something different when the name is empty."""
+    return "" if fields.get("name") else NO_NAME
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def default_templates_dir() -> Path:
+    """The templates shipped with broadcast: beside the package in a checkout, or under the install prefix."""
+    env = os.environ.get("BROADCAST_TEMPLATES")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parent.parent / "templates"
+    if beside.is_dir():
+        return beside
+    return Path(sys.prefix) / "share" / "broadcast" / "templates"
+
+
+class Labels:
+    """Label lookup for templates: only labels, so ``t.update`` can never hit a dict method by accident."""
+
+    __slots__ = ("_labels",)
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        self._labels = dict(labels)
+
+    def __getitem__(self, key: str) -> str:
+        return self._labels[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._labels
+
+
+@dataclass
+class Catalog:
+    """Fixed template words for one language, plus what had to be borrowed from the fallback language."""
+
+    language: str
+    labels: dict[str, str]
+    direction: str
+    source: str
+    borrowed: list[str] = field(default_factory=list)
+
+
+class Templates:
+    """A template folder: the sandboxed Jinja2 environment and the per-language label catalogs."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        from jinja2 import FileSystemLoader, StrictUndefined
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        self.directory = Path(directory) if directory else default_templates_dir()
+        if not self.directory.is_dir():
+            raise TemplateError(
+                "templates folder not found",
+                file=self.directory,
+                hint="pass --templates DIR with email/, sms.txt.j2, social.txt.j2, web/ and labels/ inside",
+            )
+        # Sandboxed and immutable: templates may come from users (--templates) and must not reach Python internals
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(self.directory)),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["fmt"] = _fmt
+        self._catalogs: dict[str, Catalog] = {}
+
+    def source_digest(self) -> str:
+        """A hash of every template and catalog file: part of what makes a notice version."""
+        digest = hashlib.sha256()
+        for path in sorted(self.directory.rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(self.directory)).encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def catalog_languages(self) -> list[str]:
+        return sorted(p.stem for p in (self.directory / "labels").glob("*.yaml"))
+
+    def catalog(self, lang: str, fallback: str = "en") -> Catalog:
+        """Labels for ``lang`` (exact file, then base language); missing keys are borrowed from ``fallback``."""
+        if lang in self._catalogs:
+            return self._catalogs[lang]
+        own, source = self._read_catalog(lang), lang
+        if own is None and "-" in lang:
+            own, source = self._read_catalog(lang.split("-", 1)[0]), lang.split("-", 1)[0]
+        base = self._read_catalog(fallback) if fallback != source else None
+        if own is None and base is None:
+            raise TemplateError(
+                f"no label catalog for language {lang!r}",
+                file=self.directory / "labels" / f"{lang}.yaml",
+                hint=f"add labels/{lang}.yaml (copy labels/en.yaml and translate it)",
+            )
+        labels = dict(base or {})
+        borrowed = sorted(k for k in labels if k not in (own or {}) and not k.startswith("_"))
+        labels.update(own or {})
+        meta = labels.pop("_meta", {}) or {}
+        direction = meta.get("dir", "ltr") if own is not None else "ltr"
+        catalog = Catalog(lang, labels, direction, source if own is not None else fallback, borrowed)
+        self._catalogs[lang] = catalog
+        return catalog
+
+    def _read_catalog(self, lang: str) -> dict[str, Any] | None:
+        import yaml
+
+        path = self.directory / "labels" / f"{lang}.yaml"
+        if not path.is_file():
+            return None
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise TemplateError(
+                f"label catalog is not valid YAML: {getattr(exc, 'problem', exc)}",
+                file=path,
+                row=mark.line + 1 if mark else None,
+                hint="each line is `key: text`; quote texts containing ': '",
+            )
+        if not isinstance(data, dict):
+            raise TemplateError("label catalog must be a mapping of key: text", file=path)
+        return data
+
+    def render_file(self, name: str, context: Mapping[str, Any]) -> str:
+        """Render one template file, turning every Jinja2 failure into a TemplateError with file and line."""
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.exceptions import SecurityError
+
+        path = self.directory / name
+        try:
+            return self.env.get_template(name).render(context)
+        except TemplateNotFound:
+            raise TemplateError(
+                "template file is missing", file=path, hint=f"every templates folder needs {name}; copy it from the defaults"
+            )
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error: {exc.message}",
+                file=path,
+                row=exc.lineno,
+                hint="check the {{ }} and {% %} tags on that line",
+            )
+        except UndefinedError as exc:
+            raise TemplateError(
+                f"unknown template variable: {exc.message}",
+                file=path,
+                row=_template_line(exc, path),
+                hint="templates may use notice.*, contact.name, t.<label>, lang and dir; "
+                "a missing t.<label> must be added to every labels/*.yaml",
+            )
+        except SecurityError as exc:
+            raise TemplateError(
+                f"template tried something the sandbox forbids: {exc}",
+                file=path,
+                row=_template_line(exc, path),
+                hint="templates can only print notice data; remove attribute access to Python internals",
+            )
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise TemplateError(
+                f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
+            )
+
+
+def _fmt(label: str, **values: Any) -> str:
+    """``{{ t.footer | fmt(org=...) }}``: fill ``{org}`` slots so word order can differ by language."""
+    try:
+        return str(label).format_map(values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"label {label!r} has a slot that fmt() was not given: {exc}") from None
+
+
+def _template_line(exc: BaseException, path: Path) -> int | None:
+    """Jinja2 rewrites tracebacks so template frames carry the template's file and line."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderSet:
+    """Every rendering of one notice: (channel, language, variant) → Rendering, with per-channel versions."""
+
+    notice: Notice
+    renderings: dict[tuple[str, str, str], Rendering]
+    catalogs: dict[str, Catalog]
+    versions: dict[str, str]
+
+    def get(self, channel: str, lang: str, variant: str = "") -> Rendering:
+        return self.renderings[(channel, lang, variant)]
+
+    def of(self, channel: str) -> list[Rendering]:
+        return [r for (c, _, _), r in self.renderings.items() if c == channel]
+
+
+def render_notice(
+    notice: Notice,
+    templates: Templates,
+    *,
+    channels: Iterable[str] = tuple(TEMPLATES),
+    updated: Iterable[str] = (),
+) -> RenderSet:
+    """Render ``channels`` in every notice language; ``updated`` channels say the notice is an update."""
+    channels = list(channels)
+    updated = set(updated)
+    catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
+    renderings: dict[tuple[str, str, str], Rendering] = {}
+    digest = templates.source_digest()
+    versions: dict[str, str] = {}
+    for channel in channels:
+        version = hashlib.sha256(digest.encode())
+        version.update(notice.model_dump_json().encode())
+        version.update(channel.encode())
+        versions[channel] = version.hexdigest()[:12]
+        languages = notice.social_languages if channel == "social" else notice.languages
+        variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
+        for lang in languages:
+            local = localize(notice, lang, is_update=channel in updated)
+            for variant in variants:
+                contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if variant == "" else dict.fromkeys(CONTACT_FIELDS, "")
+                if channel not in PERSONAL_CHANNELS:
+                    contact = dict.fromkeys(CONTACT_FIELDS, "")
+                context = {
+                    "lang": lang,
+                    "dir": catalogs[lang].direction,
+                    "t": Labels(catalogs[lang].labels),
+                    "notice": local,
+                    "contact": contact,
+                }
+                renderings[(channel, lang, variant)] = _render_channel(templates, channel, lang, variant, context)
+    return RenderSet(notice, renderings, catalogs, versions)
+
+
+def _render_channel(templates: Templates, channel: str, lang: str, variant: str, context: dict[str, Any]) -> Rendering:
+    parts = {part: templates.render_file(name, context) for part, name in TEMPLATES[channel].items()}
+    if channel == "email":
+        return Rendering(channel, lang, variant, subject=" ".join(parts["subject"].split()), html=parts["html"], text=_tidy(parts["text"]))
+    if channel == "sms":
+        return Rendering(channel, lang, variant, text=_compact(parts["text"]))
+    if channel == "social":
+        text = _tidy(parts["text"])
+        return Rendering(channel, lang, variant, text=text, posts=split_thread(text))
+    return Rendering(channel, lang, variant, html=parts["html"].strip())
+
+
+def _tidy(text: str) -> str:
+    """Strip line ends and keep at most one blank line between paragraphs."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _compact(text: str) -> str:
+    """SMS: every character costs, so strip each line and drop empty ones."""
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def weighted_length(text: str) -> int:
+    """X's weighted length: URLs count 23, CJK and emoji 2 (twitter-text rules)."""
+    from twitter_text import parse_tweet
+
+    return parse_tweet(text).weightedLength
+
+
+def split_thread(text: str, limit: int = X_MAX_WEIGHT) -> tuple[str, ...]:
+    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)"."""
+    if weighted_length(text) <= limit:
+        return (text,)
+    # Reserve room for the numbering suffix; " (99/99)" is the widest we allow for
+    room = limit - len(" (99/99)")
+    pieces: list[str] = []
+    for paragraph in text.split("\n\n"):
+        pieces.extend(_fit(paragraph, room))
+    posts: list[str] = []
+    for piece in pieces:
+        candidate = f"{posts[-1]}\n\n{piece}" if posts else piece
+        if posts and weighted_length(candidate) <= room:
+            posts[-1] = candidate
+        else:
+            posts.append(piece)
+    total = len(posts)
+    return tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+
+
+def _fit(paragraph: str, room: int) -> list[str]:
+    """Split a paragraph that is too long for one post: by lines, then sentences, then words."""
+    if weighted_length(paragraph) <= room:
+        return [paragraph]
+    for separator in ("\n", ". ", " "):
+        units = paragraph.split(separator)
+        if len(units) == 1:
+            continue
+        out: list[str] = []
+        for i, unit in enumerate(units):
+            unit = unit + (separator.rstrip() if separator == ". " and i < len(units) - 1 else "")
+            candidate = f"{out[-1]}{' ' if separator != chr(10) else chr(10)}{unit}" if out else unit
+            if out and weighted_length(candidate) <= room:
+                out[-1] = candidate
+            else:
+                out.extend(_fit(unit, room) if weighted_length(unit) > room else [unit])
+        return out
+    # a single unbroken run of text longer than a post: cut it by characters
+    cut = max(1, room // 2)
+    return [paragraph[i : i + cut] for i in range(0, len(paragraph), cut)]
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def missing_contacts(rendering: Rendering, notice: Notice) -> list[str]:
+    """Support channels whose contact a rendering leaves out: every channel must say how to reach all of them."""
+    texts = []
+    if rendering.html:
+        texts.append(html.unescape(re.sub(r"<[^>]+>", " ", rendering.html)))
+    if rendering.text:
+        texts.append(rendering.text)
+    if rendering.posts:
+        texts.append("\n".join(rendering.posts))
+    missing = []
+    for channel in notice.channels:
+        needle = _squash(channel.contact)
+        for text in texts:
+            if needle not in _squash(text):
+                missing.append(channel.id)
+                break
+    return missing
+
+
+def _squash(text: str) -> str:
+    # Whitespace differs between HTML and text forms; the contact must be there, however it is wrapped
+    return re.sub(r"\s+", "", text)

@@ -1,0 +1,147 @@
+"""What the CLI prints: short, scannable reports for people under pressure, or one JSON object for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broadcast.pipeline import Caution, Checked
+    from broadcast.plan import Plan
+    from broadcast.send import Outcome
+
+#: show at most this many contact problems in the report; the rest are counted (plan.csv has every row)
+MAX_PROBLEMS = 20
+
+
+def _console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily to keep start-up fast
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _json(data: dict[str, Any]) -> None:
+    from broadcast.config import mask
+
+    sys.stdout.write(mask(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
+
+
+def checked(result: Checked, *, as_json: bool) -> None:
+    from broadcast.render import weighted_length
+    from broadcast.segments import count_segments
+
+    notice = result.notice
+    rows = []
+    for (channel, lang, variant), rendering in result.renders.renderings.items():
+        if variant:
+            continue
+        row: dict[str, Any] = {"channel": channel, "language": lang}
+        if channel == "sms":
+            info = count_segments(rendering.text)
+            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
+        elif channel == "social":
+            row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
+        elif channel == "email":
+            row.update(subject=rendering.subject)
+        rows.append(row)
+    if as_json:
+        _json(
+            {
+                "notice": notice.id,
+                "ok": True,
+                "languages": notice.languages,
+                "renderings": rows,
+                "warnings": [str(w) for w in result.warnings],
+            }
+        )
+        return
+    console = _console()
+    console.print(f"[bold]{notice.id}[/] ({notice.severity}) is valid: {len(notice.channels)} support channels, "
+                  f"languages {', '.join(notice.languages)}")
+    for row in rows:
+        console.print("  " + _describe(row))
+    _cautions(console, result.warnings)
+    console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
+
+
+def _describe(row: dict[str, Any]) -> str:
+    text = f"{row['channel']:<7} {row['language']:<6}"
+    if "segments" in row:
+        text += f" {row['characters']} chars, {row['encoding']}, {row['segments']} segment(s)"
+    if "posts" in row:
+        text += f" {row['posts']} post(s), weighted {', '.join(map(str, row['weighted']))} of 280"
+    if "subject" in row:
+        text += f" subject: {row['subject']}"
+    if "recipients" in row:
+        text = f"{text}  → {row['recipients']} recipient(s)"
+    return text
+
+
+def _cautions(console: Any, cautions: list[Caution]) -> None:
+    for caution in cautions:
+        console.print(f"[yellow]Warning[/]: {caution}")
+
+
+def plan(plan: Plan, cautions: list[Caution], *, as_json: bool) -> None:
+    """The plan a person confirms before a live send."""
+    from broadcast.pipeline import rendering_stats
+
+    console = _console(stderr=as_json)
+    notice = plan.notice
+    book = plan.book
+    console.print(f"[bold]{notice.id}[/] ({notice.severity}), languages {', '.join(notice.languages)}")
+    console.print(
+        f"Contacts: {book.read} read, {book.valid} valid, {book.rejected} rejected, {book.merged} merged as duplicates"
+    )
+    for problem in book.problems[:MAX_PROBLEMS]:
+        colour = "red" if problem.rejected else "yellow"
+        console.print(f"  [{colour}]{'rejected' if problem.rejected else 'warning'}[/] {problem}")
+    if len(book.problems) > MAX_PROBLEMS:
+        console.print(f"  … and {len(book.problems) - MAX_PROBLEMS} more contact problems")
+    for (tag, lang, how), n in sorted(plan.fallbacks.items()):
+        shown = tag or "(no language)"
+        console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
+    console.print("Plan:")
+    for row in rendering_stats(plan):
+        console.print("  " + _describe(row))
+    _cautions(console, cautions)
+
+
+def previewed(plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool) -> None:
+    from broadcast.pipeline import summary
+
+    if as_json:
+        data = summary(plan_, outcome, dry_run=True)
+        data["out"] = str(out_dir)
+        _json(data)
+        return
+    plan(plan_, cautions, as_json=False)
+    console = _console()
+    total = sum(c["previewed"] for c in outcome.counts.values())
+    console.print(
+        f"[bold]Dry-run[/]: nothing was sent. {total} message(s) planned; renderings and plan.csv are in {out_dir}/"
+    )
+
+
+def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool) -> None:
+    from broadcast.pipeline import summary
+
+    data = summary(plan_, outcome, dry_run=False)
+    if as_json:
+        _json(data)
+        return
+    console = _console()
+    for name, counts in data["channels"].items():
+        console.print(
+            f"{name:<7} planned {counts['planned']}, sent {counts['sent']}, skipped {counts['skipped']}, "
+            f"failed {counts['failed']}" + (f", unknown {counts['unknown']}" if counts["unknown"] else "")
+        )
+    for name, reason in outcome.stopped.items():
+        console.print(f"[red]{name} stopped[/]: {reason}")
+    for receipt in outcome.failures[:MAX_PROBLEMS]:
+        console.print(f"  [red]failed[/] {receipt.channel} {receipt.recipient}: {receipt.reason}")
+    if len(outcome.failures) > MAX_PROBLEMS:
+        console.print(f"  … and {len(outcome.failures) - MAX_PROBLEMS} more failures")
+    _cautions(console, cautions)

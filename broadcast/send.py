@@ -1,0 +1,179 @@
+"""Drive the channel adapters: batches, bounded concurrency, retries of transient failures, receipts out."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from broadcast.channels.base import Channel, Message, Receipt
+from broadcast.errors import ChannelError
+from broadcast.plan import by_channel
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry only transient failures: bounded attempts, jittered exponential backoff, one overall deadline."""
+
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    deadline: float = 900.0
+    #: the testing switch: BROADCAST_NO_WAIT=1 makes retries immediate so tests never sleep
+    wait: bool = field(default_factory=lambda: os.environ.get("BROADCAST_NO_WAIT", "") != "1")
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """How long to wait before attempt ``attempt + 1``; a provider's Retry-After wins when longer."""
+        if not self.wait:
+            return 0.0
+        backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        jittered = random.uniform(backoff / 2, backoff)
+        return min(self.max_delay, max(jittered, retry_after or 0.0))
+
+
+@dataclass
+class Outcome:
+    """What the send step did, counted from receipts only."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    failures: list[Receipt] = field(default_factory=list)
+    #: channel → the message of the error that stopped it
+    stopped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, receipts: Iterable[Receipt]) -> None:
+        for receipt in receipts:
+            self.counts.setdefault(receipt.channel, Counter())[receipt.status] += 1
+            if receipt.status in ("failed", "unknown"):
+                self.failures.append(receipt)
+
+
+ReceiptSink = Callable[[list[Receipt]], None]
+
+
+def deliver(
+    messages: Sequence[Message],
+    channels: Mapping[str, Channel],
+    *,
+    policy: RetryPolicy | None = None,
+    on_receipts: ReceiptSink | None = None,
+) -> Outcome:
+    """Send every message through its channel's adapter and return the counted receipts.
+
+    Channels run side by side; a channel that raises ChannelError stops alone and its remaining
+    messages are failed with that reason, so one bad credential never blocks the other channels.
+    """
+    policy = policy or RetryPolicy()
+    outcome = Outcome()
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def settle(receipts: list[Receipt]) -> None:
+        with lock:
+            outcome.add(receipts)
+            if on_receipts:
+                on_receipts(receipts)
+
+    groups = by_channel(messages)
+    threads = [
+        threading.Thread(
+            target=_run_channel,
+            args=(channels[name], batch_list, policy, started, settle, outcome),
+            name=f"send-{name}",
+        )
+        for name, batch_list in groups.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcome
+
+
+def batches(channel: Channel, messages: Sequence[Message]) -> list[list[Message]]:
+    """Split a channel's messages into batches that share one rendering, at most ``max_batch`` each."""
+    if channel.max_batch <= 1:
+        return [[m] for m in messages]
+    groups: dict[tuple[str, str], list[Message]] = {}
+    for message in messages:
+        groups.setdefault((message.language, message.rendering.variant), []).append(message)
+    out = []
+    for group in groups.values():
+        for i in range(0, len(group), channel.max_batch):
+            out.append(group[i : i + channel.max_batch])
+    return out
+
+
+def _run_channel(
+    channel: Channel,
+    messages: list[Message],
+    policy: RetryPolicy,
+    started: float,
+    settle: ReceiptSink,
+    outcome: Outcome,
+) -> None:
+    stop = threading.Event()
+    stop_reason: list[str] = []
+
+    def work(batch: list[Message]) -> None:
+        if stop.is_set():
+            settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
+            return
+        try:
+            settle(_send_with_retries(channel, batch, policy, started))
+        except ChannelError as exc:
+            if not stop.is_set():
+                stop_reason.append(f"{channel.name} stopped: {exc.message}")
+                outcome.stopped[channel.name] = str(exc)
+                stop.set()
+            settle(_fail(batch, stop_reason[0]))
+
+    try:
+        channel.open()
+    except ChannelError as exc:
+        outcome.stopped[channel.name] = str(exc)
+        settle(_fail(messages, f"{channel.name} stopped: {exc.message}"))
+        return
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, channel.max_concurrency), thread_name_prefix=channel.name) as pool:
+            list(pool.map(work, batches(channel, messages)))
+    finally:
+        channel.close()
+
+
+def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPolicy, started: float) -> list[Receipt]:
+    final: dict[str, Receipt] = {}
+    pending = batch
+    for attempt in range(1, policy.attempts + 1):
+        receipts = channel.send(pending)
+        if len(receipts) != len(pending):
+            raise ChannelError(
+                f"adapter returned {len(receipts)} receipts for {len(pending)} messages",
+                hint="this is a bug in the channel adapter; please report it",
+            )
+        retry = [r for r in receipts if r.status == "retry"]
+        for receipt in receipts:
+            if receipt.status != "retry":
+                final[receipt.message_id] = receipt
+        if not retry:
+            break
+        retry_ids = {r.message_id for r in retry}
+        pending = [m for m in pending if m.id in retry_ids]
+        wait = policy.delay(attempt, max((r.retry_after or 0.0) for r in retry))
+        out_of_time = time.monotonic() + wait - started > policy.deadline
+        if attempt == policy.attempts or out_of_time:
+            why = "deadline reached" if out_of_time else f"gave up after {attempt} attempts"
+            for receipt in retry:
+                final[receipt.message_id] = replace(receipt, status="failed", reason=f"{why}: {receipt.reason}")
+            break
+        if wait:
+            time.sleep(wait)
+    return [final[m.id] for m in batch]
+
+
+def _fail(batch: Sequence[Message], reason: str) -> list[Receipt]:
+    return [Receipt(m.id, m.channel, m.recipient, "failed", reason=reason) for m in batch]

@@ -1,0 +1,224 @@
+"""Local fake of Twilio's Programmable Messaging API (create and list Messages, 2010-04-01)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import uuid
+from datetime import date, datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.fakes import credentials
+from tests.fakes.server import Delivery, FakeServer, Faults, RecordedRequest, Reply
+
+MAX_BODY = 1600
+_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# Twilio's codes for plain HTTP failures; the specific refusals below carry their own.
+_STATUS_CODES = {401: 20003, 404: 20404, 405: 20004, 429: 20429, 500: 20500, 503: 20503}
+
+# GSM 03.38: the basic set costs one septet a character, the extension set two (escape + char).
+_GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = set("^{}\\[~]|€\f")
+
+
+def num_segments(body: str) -> int:
+    """SMS segments for a body: GSM-7 160/153 per segment; one non-GSM character makes it UCS-2, 70/67."""
+    if all(char in _GSM_BASIC or char in _GSM_EXTENSION for char in body):
+        units = sum(2 if char in _GSM_EXTENSION else 1 for char in body)
+        single, multi = 160, 153
+    else:
+        units = len(body.encode("utf-16-le")) // 2
+        single, multi = 70, 67
+    return 1 if units <= single else math.ceil(units / multi)
+
+
+class TwilioFake(FakeServer):
+    """Twilio Messages: Basic auth, the From/MessagingServiceSid rule, body limit, and scripted refusals.
+
+    Put numbers in ``invalid_numbers`` (21211), ``unsubscribed`` (21610, the recipient sent STOP)
+    or ``region_disabled`` (21408). ``messages`` holds every accepted Message resource, which the
+    list endpoint serves so a sender can look a message up after losing the answer to its create.
+    """
+
+    provider = "twilio"
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = credentials.TWILIO_ACCOUNT_SID,
+        auth_token: str = credentials.TWILIO_AUTH_TOKEN,
+        validate: bool = True,
+        latency: float = 0.0,
+        faults: Faults | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.invalid_numbers: set[str] = set()
+        self.unsubscribed: set[str] = set()
+        self.region_disabled: set[str] = set()
+        self.messages: list[dict[str, Any]] = []
+        self._basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        super().__init__(validate=validate, latency=latency, faults=faults)
+
+    @property
+    def messages_path(self) -> str:
+        return f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+
+    def _reset_state(self) -> None:
+        self.messages.clear()
+
+    def authorized(self, request: RecordedRequest) -> bool:
+        return request.headers.get("authorization") == self._basic
+
+    def unauthorized_reply(self) -> Reply:
+        reply = self.error_reply(401, "Authenticate")
+        reply.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+        return reply
+
+    def error_reply(self, status: int, message: str, code: int | None = None) -> Reply:
+        code = code if code is not None else _STATUS_CODES.get(status, 20001)
+        return Reply(
+            status,
+            {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+        )
+
+    def invalid_reply(self, errors: list[str]) -> Reply:
+        return self.error_reply(400, "Invalid parameter: " + "; ".join(errors), 20001)
+
+    def route(self, request: RecordedRequest) -> Reply:
+        if request.path != self.messages_path:
+            return self.error_reply(404, f"The requested resource {request.path} was not found")
+        if request.method == "POST":
+            return self._create(request.body if isinstance(request.body, dict) else {})
+        if request.method == "GET":
+            return self._list(request.query)
+        return self.error_reply(405, "Method not allowed")
+
+    def _create(self, form: dict[str, Any]) -> Reply:
+        to, sender, service = form.get("To"), form.get("From"), form.get("MessagingServiceSid")
+        body, media = form.get("Body", ""), form.get("MediaUrl")
+        if not to:
+            return self.error_reply(400, "A 'To' phone number is required.", 21604)
+        if not sender and not service:
+            return self.error_reply(400, "A 'From' or 'MessagingServiceSid' parameter is required", 21603)
+        if sender and service:
+            return self.error_reply(400, "Use either 'From' or 'MessagingServiceSid', not both.", 21603)
+        if not body and not media and not form.get("ContentSid"):
+            return self.error_reply(400, "Message body is required.", 21602)
+        if len(body) > MAX_BODY:
+            return self.error_reply(
+                400, f"The concatenated message body exceeds the {MAX_BODY} character limit.", 21617
+            )
+        if to in self.invalid_numbers or not _E164.match(to.removeprefix("whatsapp:")):
+            return self.error_reply(400, f"Invalid 'To' Phone Number: {to}", 21211)
+        if to in self.region_disabled:
+            return self.error_reply(
+                400,
+                f"Permission to send an SMS has not been enabled for the region indicated by the 'To' number: {to}",
+                21408,
+            )
+        if to in self.unsubscribed:
+            return self.error_reply(400, "Attempt to send to unsubscribed recipient", 21610)
+
+        sid = "SM" + uuid.uuid4().hex
+        now = format_datetime(datetime.now(timezone.utc).replace(microsecond=0))
+        message = {
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender or None,
+            "messaging_service_sid": service or None,
+            "num_media": str(len(media) if isinstance(media, list) else int(bool(media))),
+            "num_segments": str(num_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            # A Messaging Service first "accepts" a message and picks a sender later.
+            "status": "queued" if sender else "accepted",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
+            "to": to,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
+        # The stored copy is what a later list shows: by then the message has gone out.
+        self.messages.append({**message, "status": "sent", "date_sent": now})
+        self.deliveries.append(
+            Delivery(
+                to,
+                {
+                    "sid": sid,
+                    "from": sender or None,
+                    "messaging_service_sid": service or None,
+                    "body": body,
+                    "num_segments": message["num_segments"],
+                    "status_callback": form.get("StatusCallback"),
+                },
+            )
+        )
+        return Reply(201, message)
+
+    def _list(self, query: dict[str, str]) -> Reply:
+        """Newest first, filtered like Twilio: To, From, and DateSent / DateSent< / DateSent> by GMT day, inclusive."""
+        try:
+            on, before, after = (_day(query[name]) if name in query else None for name in ("DateSent", "DateSent<", "DateSent>"))
+            page = int(query.get("Page", 0))
+            page_size = min(int(query.get("PageSize", 50)), 1000)
+        except ValueError as error:
+            return self.error_reply(400, f"Invalid parameter: {error}", 20001)
+
+        def wanted(message: dict[str, Any]) -> bool:
+            sent = parsedate_to_datetime(message["date_sent"]).date()
+            return (
+                query.get("To", message["to"]) == message["to"]
+                and query.get("From", message["from"]) == message["from"]
+                and (on is None or sent == on)
+                and (before is None or sent <= before)
+                and (after is None or sent >= after)
+            )
+
+        matches = [message for message in reversed(self.messages) if wanted(message)]
+        start = page * page_size
+        chunk = matches[start : start + page_size]
+        filters = [(name, value) for name, value in query.items() if name not in ("Page", "PageSize", "PageToken")]
+
+        def page_uri(number: int) -> str:
+            token = [("PageToken", f"PASM{number * page_size}")] if number else []
+            return self.messages_path + "?" + urlencode([*filters, ("PageSize", page_size), ("Page", number), *token])
+
+        return Reply(
+            200,
+            {
+                "messages": chunk,
+                "start": start,
+                "end": start + len(chunk) - 1 if chunk else start,
+                "page": page,
+                "page_size": page_size,
+                "uri": page_uri(page),
+                "first_page_uri": page_uri(0),
+                "next_page_uri": page_uri(page + 1) if start + page_size < len(matches) else None,
+                "previous_page_uri": page_uri(page - 1) if page else None,
+            },
+        )
+
+
+def _day(value: str) -> date:
+    """Twilio filters by GMT day; it takes YYYY-MM-DD, ISO 8601 and RFC 2822 forms."""
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).astimezone(timezone.utc).date()
+    except (TypeError, ValueError):
+        raise ValueError(f"cannot read date {value!r}") from None

@@ -1,0 +1,158 @@
+"""The command line, driven as a user would through click's CliRunner: exit codes, messages, files, JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broadcast.cli import main
+from tests.conftest import CONTACTS, EXAMPLE, REPO, STORM
+
+
+def run(*args: str, input: str | None = None):  # noqa: ANN201, A002
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def test_check_passes_on_the_examples() -> None:
+    for notice in (EXAMPLE, STORM):
+        result = run("check", notice)
+        assert result.exit_code == 0, result.output
+        assert "OK" in result.output
+
+
+def test_check_json_lists_renderings() -> None:
+    result = run("check", EXAMPLE, "--json")
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["languages"] == ["en", "sw", "sl"]
+    sms = {r["language"]: r for r in data["renderings"] if r["channel"] == "sms"}
+    assert sms["sl"]["encoding"] == "UCS-2" and sms["en"]["encoding"] == "GSM-7"
+
+
+def test_check_fails_when_a_template_leaves_out_a_channel(tmp_path: Path) -> None:
+    import shutil
+
+    templates = tmp_path / "t"
+    shutil.copytree(REPO / "templates", templates)
+    web = templates / "web" / "banner.html.j2"
+    web.write_text(web.read_text(encoding="utf-8").replace("for channel in notice.channels", "for channel in notice.channels[1:]"), encoding="utf-8")
+    result = run("check", EXAMPLE, "--templates", templates)
+    assert result.exit_code == 2
+    assert "web (sw) leaves out hotline" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_preview_writes_every_rendering_and_a_plan(tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    result = run("preview", EXAMPLE, "--contacts", CONTACTS, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "Dry-run: nothing was sent" in result.output
+    for lang in ("en", "sw", "sl"):
+        for name in (f"email/{lang}.html", f"email/{lang}.txt", f"email/{lang}.subject.txt", f"sms/{lang}.txt", f"web/{lang}.html"):
+            assert (out / name).is_file(), name
+    assert (out / "social" / "en.txt").is_file()
+    with (out / "plan.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    # every valid contact appears, each on the channels they can get, in their language
+    emails = {r["recipient"]: r["language"] for r in rows if r["channel"] == "email"}
+    assert emails["janez.kos@zascita.example"] == "sl"  # sl-SI falls back to sl
+    assert emails["lena.fischer@mail.example"] == "en"  # de is not in the notice: default language
+    assert "mwangi.kariuki@relief" not in emails  # bad email reported, not sent
+    assert any(r["recipient"] == "+254712555014" for r in rows if r["channel"] == "sms")  # ...but its phone is kept
+
+
+def test_send_dry_run_json_matches_the_documented_shape(tmp_path: Path) -> None:
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--dry-run", "--json", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["notice"] == "boil-water-2026-03" and data["dry_run"] is True
+    assert data["contacts"] == {"read": 16, "valid": 15, "rejected": 0, "merged": 1}
+    assert set(data["channels"]) == {"email", "sms", "social", "web"}
+    for name, counts in data["channels"].items():
+        assert counts["sent"] == 0 and counts["failed"] == 0
+        assert counts["previewed"] == counts["planned"] > 0, name
+    assert data["channels"]["web"]["planned"] == 3 and data["channels"]["social"]["planned"] == 1
+    with (tmp_path / "o" / "plan.csv").open(encoding="utf-8") as f:
+        assert sum(1 for _ in f) - 1 == sum(c["planned"] for c in data["channels"].values())
+
+
+def test_channel_option_limits_what_is_planned(tmp_path: Path) -> None:
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--dry-run", "--json", "--channel", "sms", "--out", tmp_path / "o")
+    data = json.loads(result.stdout)
+    assert list(data["channels"]) == ["sms"]
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--dry-run", "--channel", "fax")
+    assert result.exit_code == 2 and "unknown channel fax" in result.output
+
+
+def test_live_send_without_yes_in_a_non_interactive_shell_refuses() -> None:
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "web")
+    assert result.exit_code == 2
+    assert "without --yes" in result.output and "nothing was sent" in result.output
+    assert not Path("web").exists()
+
+
+def test_live_send_without_credentials_names_every_missing_variable() -> None:
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--yes")
+    assert result.exit_code == 2
+    for name in ("SENDGRID_API_KEY", "BROADCAST_EMAIL_FROM", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM", "X_BEARER_TOKEN"):
+        assert name in result.output
+    assert "Nothing was sent" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_both_twilio_senders_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token-token-token")
+    monkeypatch.setenv("TWILIO_FROM", "+15005550006")
+    monkeypatch.setenv("TWILIO_MESSAGING_SERVICE_SID", "MG" + "2" * 32)
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--yes", "--channel", "sms")
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["check", "missing.yaml"], "notice file not found"),
+        (["preview", str(EXAMPLE), "--contacts", "nope.csv"], "nope.csv"),
+        (["preview", str(EXAMPLE)], "Missing option '--contacts'"),
+    ],
+)
+def test_user_errors_exit_2_without_traceback(args: list[str], words: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert words in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_notice_stops_before_contacts_are_used(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text(encoding="utf-8").replace("channel: portal", "channel: nowhere"), encoding="utf-8")
+    out = tmp_path / "o"
+    result = run("send", bad, "--contacts", CONTACTS, "--dry-run", "--out", out)
+    assert result.exit_code == 2 and "nowhere" in result.output
+    assert not out.exists()
+
+
+def test_env_file_is_read_and_secrets_are_masked(tmp_path: Path) -> None:
+    env = tmp_path / "custom.env"
+    env.write_text("TWILIO_ACCOUNT_SID=ACsecretsecretsecret\nTWILIO_AUTH_TOKEN=tok-very-secret-123\nTWILIO_FROM=+15005550006\nTWILIO_MESSAGING_SERVICE_SID=MGx\n", encoding="utf-8")
+    result = run("--env-file", env, "send", EXAMPLE, "--contacts", CONTACTS, "--yes", "--channel", "sms")
+    assert result.exit_code == 2 and "not both" in result.output
+    assert "tok-very-secret-123" not in result.output and "ACsecretsecretsecret" not in result.output
+
+
+def test_help_does_not_import_the_provider_sdks() -> None:
+    code = "import sys, broadcast.cli; print(sorted(m for m in ('sendgrid','twilio','tweepy','jinja2','pydantic','rich','sqlalchemy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run([sys.executable, "-m", "broadcast", "--help"], capture_output=True, text=True, cwd=REPO, env={**os.environ})
+    assert out.returncode == 0 and "Usage: broadcast" in out.stdout

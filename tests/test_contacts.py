@@ -1,0 +1,505 @@
+"""Contact files as people really export them: every messy case reads, or fails with a ContactsError that says why."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broadcast.contacts import Contact, ContactBook, Problem, read_contacts
+from broadcast.errors import ConfigError, ContactsError
+
+DATA = Path(__file__).parent / "data" / "contacts"
+EXAMPLE = Path(__file__).parent.parent / "contacts" / "example.csv"
+HEADER = "name,email,phone,language,channels,tags\n"
+
+
+def read(name: str, region: str | None = None) -> ContactBook:
+    book = read_contacts([DATA / name], default_region=region)
+    assert book.read == book.valid + book.merged + book.rejected
+    return book
+
+
+def where(book: ContactBook) -> list[tuple[int, str | None, bool]]:
+    """Each problem as (row, field, rejected): what a person uses to find it in the spreadsheet."""
+    return [(problem.row, problem.field, problem.rejected) for problem in book.problems]
+
+
+def by_name(book: ContactBook) -> dict[str, Contact]:
+    return {contact.name: contact for contact in book.contacts}
+
+
+# -- encodings and CSV shapes ----------------------------------------------------------------------
+
+
+def test_utf8_bom_is_not_part_of_the_first_column():
+    book = read("bom.csv")
+    assert book.problems == []
+    assert [contact.name for contact in book.contacts] == ["Ana Novak", "Žiga Šušteršič"]
+    assert book.contacts[0].phone == "+38641555010"
+
+
+def test_semicolon_delimiter_from_european_excel():
+    book = read("semicolon.csv", region="SI")
+    assert book.problems == []
+    ana = by_name(book)["Novak, Ana"]
+    assert ana.phone == "+38615550100"
+    assert ana.tags == ("Ljubljana, center",)
+    assert by_name(book)["Kos Janez"].channels == {"sms"}
+
+
+def test_tab_delimiter():
+    book = read("tab.csv")
+    assert book.problems == []
+    assert book.contacts[0].name == "Novak, Ana"
+    assert book.contacts[0].tags == ("staff", "ljubljana")
+
+
+def test_quoted_commas_quotes_and_newlines_keep_spreadsheet_row_numbers():
+    book = read("quoted.csv")
+    assert by_name(book)["Novak, Ana"].email == "ana.novak@mail.example"
+    wanjiru = by_name(book)["Wanjiru Kamau"]
+    assert wanjiru.tags == ("staff", 'field "A" team')
+    assert wanjiru.channels == {"email", "sms"}
+    # Wanjiru's record spans two lines of text but is one spreadsheet row, so Brian is row 4.
+    assert where(book) == [(4, "email", True)]
+
+
+def test_blank_lines_and_rows_of_only_delimiters_are_skipped_but_keep_row_numbers():
+    book = read("blank_lines.csv")
+    assert book.read == 2
+    assert book.contacts[0].source == f"{DATA / 'blank_lines.csv'}:3"
+    assert where(book) == [(9, "email", True)]
+
+
+def test_spaces_around_header_names_and_fields_are_stripped():
+    book = read("spaces.csv")
+    assert book.problems == []
+    assert book.contacts == [
+        Contact(
+            key="email:ana.novak@mail.example",
+            name="Ana Novak",
+            email="ana.novak@mail.example",
+            phone="+38641555010",
+            language="sl",
+            channels=frozenset({"email", "sms"}),
+            tags=("staff", "Ljubljana"),
+            source=f"{DATA / 'spaces.csv'}:2",
+        )
+    ]
+
+
+def test_excel_unicode_text_is_utf16_with_tabs():
+    book = read("utf16.csv")
+    assert book.problems == []
+    assert book.contacts[0].name == "Žiga Šušteršič"
+
+
+def test_windows_1252_file_is_read_with_one_warning():
+    book = read("cp1252.csv")
+    assert [contact.name for contact in book.contacts] == [
+        "Renée Müller",
+        "Žan Štrus",
+        "“Café” – Ana",
+        "Undefined \ufffd byte",  # 0x81 means nothing in Windows-1252; it must not stop the file
+    ]
+    assert where(book) == [(0, None, False)]
+    problem = book.problems[0]
+    assert problem.message.startswith("is not UTF-8 (first at line 2), so it was read as Windows-1252")
+    assert "CSV UTF-8" in problem.hint
+
+
+# -- phones ----------------------------------------------------------------------------------------
+
+
+def test_phone_formats_normalize_to_e164_with_a_default_region():
+    book = read("phone_formats.csv", region="SI")
+    assert book.problems == []
+    assert [(contact.name, contact.phone) for contact in book.contacts] == [
+        ("International", "+38615550100"),
+        ("National with parentheses", "+38615550101"),
+        ("Dots", "+38615550102"),
+        ("Double zero", "+38615550103"),
+        ("Double zero without spaces", "+38615550104"),
+        ("Mobile", "+38641555010"),
+        ("Mobile with dashes", "+38641555011"),
+        ("Spreadsheet text prefix", "+38615550105"),
+        ("US", "+12025550143"),
+        ("US from abroad", "+12025550199"),
+        ("UK", "+442079460123"),
+        ("Kenya", "+254712555010"),
+    ]
+    assert all(contact.key == f"phone:{contact.phone}" for contact in book.contacts)
+    assert all(contact.channels == {"sms"} for contact in book.contacts)
+
+
+def test_us_numbers_with_region_us():
+    book = read("phone_us.csv", region="us")
+    assert book.problems == []
+    assert [contact.phone for contact in book.contacts] == [
+        "+12025550143", "+12025550144", "+12025550145", "+12025550146", "+12025550147", "+38615550100",
+    ]
+
+
+def test_without_a_region_a_number_needs_its_country_code():
+    book = read("phone_no_region.csv")
+    assert [contact.phone for contact in book.contacts] == ["+38615550100", "+38615550101", None]
+    assert where(book) == [(4, "phone", False)]
+    problem = book.problems[0]
+    assert problem.message == "'(01) 555-0102' has no country code"
+    assert "--region" in problem.hint and "BROADCAST_DEFAULT_REGION" in problem.hint
+
+
+def test_bad_phones_are_warnings_when_the_email_is_good():
+    book = read("bad_phones.csv", region="SI")
+    assert book.valid == 6
+    assert all(contact.phone is None and contact.channels == {"email"} for contact in book.contacts)
+    assert where(book) == [(row, "phone", False) for row in range(2, 8)]
+    assert [problem.message for problem in book.problems] == [
+        "'555 12' is not a valid phone number for region SI",
+        "'call me' is not a phone number",
+        "'+999 123 456' has no country code we know",
+        "'3.86155501E+11' was turned into a number by a spreadsheet, and digits are lost",
+        "'+386 1 555 01' is not a valid phone number for SI (+386)",
+        "'041 555 010 / 041 555 011' is not a valid phone number for region SI",
+    ]
+    assert book.problems[0].hint.startswith("write it with the country code, e.g. +386")
+
+
+def test_problem_reads_as_where_what_and_hint():
+    problem = Problem("contacts/a.csv", 7, "phone", "'555 12' is not a valid phone number for region SI",
+                      "write it with the country code, e.g. +386 1 555 0100", False)
+    assert str(problem) == (
+        "contacts/a.csv, row 7, field 'phone': '555 12' is not a valid phone number for region SI\n"
+        "  Hint: write it with the country code, e.g. +386 1 555 0100"
+    )
+    assert str(Problem("contacts/a.csv", 0, None, "is empty", None, False)) == "contacts/a.csv: is empty"
+
+
+def test_unknown_region_is_a_config_error():
+    with pytest.raises(ConfigError, match="'UK' is not a region") as caught:
+        read_contacts([DATA / "bom.csv"], default_region="UK")
+    assert "GB" in caught.value.hint
+
+
+# -- emails and addresses --------------------------------------------------------------------------
+
+
+def test_bad_emails_without_a_phone_are_rejected_rows():
+    book = read("bad_emails.csv")
+    assert where(book) == [(row, "email", True) for row in range(2, 8)]
+    assert book.rejected == 6
+    assert book.problems[0].message == (
+        "no usable address: email 'ana.novak.mail.example' is not a valid email address: "
+        "An email address must have an @-sign; no phone number"
+    )
+    # The stored address is email-validator's normalized form; the key is lowercased.
+    assert [(contact.email, contact.key) for contact in book.contacts] == [
+        ("Ana.Novak@mail.example", "email:ana.novak@mail.example")
+    ]
+
+
+def test_bad_email_with_good_phone_is_an_sms_contact_and_a_warning():
+    book = read("bad_email_good_phone.csv")
+    assert book.contacts == [
+        Contact(
+            key="phone:+254712555020",
+            name="Grace Wanjiku",
+            email=None,
+            phone="+254712555020",
+            language="sw",
+            channels=frozenset({"sms"}),
+            tags=(),
+            source=f"{DATA / 'bad_email_good_phone.csv'}:2",
+        )
+    ]
+    assert where(book) == [(2, "email", False)]
+    assert book.problems[0].message.startswith("'grace@@mail.example' is not a valid email address")
+    assert book.rejected == 0
+
+
+def test_display_name_around_an_email_fills_an_empty_name():
+    book = read("display_name.csv")
+    assert book.problems == []
+    assert (book.contacts[0].name, book.contacts[0].email) == ("Ana Novak", "ana.novak@mail.example")
+
+
+def test_rows_with_no_usable_address_are_one_rejected_problem_each():
+    book = read("no_address.csv", region="SI")
+    assert book.contacts == []
+    assert (book.read, book.rejected) == (4, 4)
+    assert where(book) == [(2, None, True), (3, None, True), (4, "phone", True), (5, "channels", True)]
+    messages = [problem.message for problem in book.problems]
+    assert messages[0] == "has no email address and no phone number"
+    assert messages[1] == (
+        "no usable address: email 'ana@' is not a valid email address: There must be something after the @-sign; "
+        "phone '12' is not a valid phone number for region SI"
+    )
+    assert messages[2] == "no usable address: no email address; phone '555 12' is not a valid phone number for region SI"
+    assert messages[3] == "asks only for email but has no usable email address"
+
+
+# -- duplicates ------------------------------------------------------------------------------------
+
+
+def test_duplicates_within_a_file_merge_and_fill_in_missing_values():
+    book = read("duplicates.csv", region="SI")
+    assert book.problems == []
+    assert (book.read, book.valid, book.merged) == (4, 2, 2)
+    ana, janez = book.contacts
+    assert ana.source.endswith("duplicates.csv:2")
+    assert ana.phone == "+38641555040"  # filled in by row 3, matched on a differently cased email
+    assert ana.tags == ("staff", "volunteer")
+    assert ana.channels == {"email", "sms"}  # row 2 asked for email, row 3 for sms
+    # Row 5 matched Janez by phone and gave him an email, so the email is now his key.
+    assert (janez.key, janez.source[-1], janez.tags) == ("email:janez.kos@mail.example", "4", ("field",))
+
+
+def test_duplicates_across_files_merge_and_name_both_files():
+    first, second = DATA / "duplicates_a.csv", DATA / "duplicates_b.csv"
+    book = read_contacts([first, second], default_region="SI")
+    assert (book.read, book.valid, book.merged) == (3, 2, 1)
+    ana = book.contacts[0]
+    assert (ana.name, ana.tags, ana.channels) == ("Ana Novak", ("staff", "volunteer"), {"email", "sms"})
+    assert [(problem.file, problem.row, problem.field) for problem in book.problems] == [(str(second), 2, "name")]
+    assert book.problems[0].message == (
+        f"'Ana Novak-Kos' differs from 'Ana Novak' in {first} row 2, the same contact; kept 'Ana Novak'"
+    )
+
+
+def test_conflicting_duplicate_keeps_the_first_row_and_warns_per_field():
+    book = read("conflict.csv")
+    assert (book.valid, book.merged) == (2, 2)
+    ana = by_name(book)["Ana Novak"]
+    assert (ana.phone, ana.language) == ("+38641555060", "sl")
+    assert where(book) == [(3, "phone", False), (3, "name", False), (3, "language", False), (5, "phone", False)]
+    assert book.problems[2].message == "'en' differs from 'sl' in row 2, the same contact; kept 'sl'"
+    # Row 5 has Ana's email but Bob's phone: the phone stays Bob's, so one number never reaches two contacts.
+    assert book.problems[3].message == (
+        "+254712555062 is already the phone number of another contact (row 4); it stays with that contact only"
+    )
+    assert by_name(book)["Bob Otieno"].phone == "+254712555062"
+
+
+# -- fields that are too big, shifted or unknown ---------------------------------------------------
+
+
+def test_huge_fields_are_ignored_with_a_problem():
+    book = read("huge_field.csv")
+    assert where(book) == [(2, "name", False), (3, "email", False), (4, "tags", False)]
+    assert book.problems[0].message.startswith("is 5,000 characters long (the limit is 1,000), so it was ignored: 'AAA")
+    assert len(str(book.problems[0])) < 300
+    assert [(contact.name, contact.channels) for contact in book.contacts] == [
+        ("", {"email"}), ("Bob Otieno", {"sms"}), ("Grace Wanjiku", {"email"}),
+    ]
+
+
+def test_unclosed_quote_points_at_its_row():
+    book = read("unclosed_quote.csv")
+    assert where(book) == [(2, None, True)]
+    assert "never closed" in book.problems[0].hint
+
+
+def test_unquoted_comma_in_a_name_is_explained():
+    book = read("extra_values.csv")
+    assert where(book) == [(2, None, True), (3, None, False)]
+    assert all("double quotes" in problem.hint for problem in book.problems)
+    assert book.problems[1].message == "has 7 values but the header has 6 columns; the extra values were ignored"
+
+
+def test_channel_spellings_and_unknown_channels():
+    book = read("unknown_channel.csv")
+    assert [(contact.name, contact.channels) for contact in book.contacts] == [
+        ("Text", {"sms"}),
+        ("E-mail", {"email"}),
+        ("Capitals", {"email", "sms"}),
+        ("Fax", {"email", "sms"}),  # nothing usable was named, so it is as if the cell were empty
+        ("Pigeon", {"email"}),
+        ("Comma", {"email", "sms"}),
+    ]
+    assert where(book) == [(5, "channels", False), (6, "channels", False)]
+    assert book.problems[1].message == "unknown channel 'pigeon' ignored; this contact gets email"
+
+
+def test_language_tags_are_normalized_not_resolved():
+    book = read("languages.csv")
+    assert [contact.language for contact in book.contacts] == [
+        "sl-SI", "sw", "sw-KE", "", "en-GB", "zh-Hant-TW", "", "de",
+    ]
+    assert where(book) == [(8, "language", False)]
+
+
+def test_unknown_columns_are_one_warning_per_file():
+    book = read("unknown_columns.csv")
+    assert book.valid == 2
+    assert where(book) == [(1, None, False)]
+    assert book.problems[0].message.startswith("ignoring column(s) 'Department', 'Notes'")
+
+
+# -- files that cannot be read ---------------------------------------------------------------------
+
+
+def test_missing_email_and_phone_columns_is_an_error_naming_what_was_found():
+    path = DATA / "missing_column.csv"
+    with pytest.raises(ContactsError) as caught:
+        read_contacts([path])
+    error = caught.value
+    assert (error.file, error.row) == (str(path), 1)
+    assert error.message == "has no 'email' or 'phone' column; found columns: 'Name', 'Mobile', 'Notes'"
+    assert "name,email,phone,language,channels,tags" in error.hint
+
+
+def test_a_first_row_of_data_is_recognized_as_a_missing_header():
+    with pytest.raises(ContactsError) as caught:
+        read_contacts([DATA / "no_header.csv"])
+    assert caught.value.hint.startswith("the first row looks like a contact, not a header")
+
+
+def test_missing_file_is_an_error_with_a_hint(tmp_path):
+    path = tmp_path / "nope.csv"
+    with pytest.raises(ContactsError) as caught:
+        read_contacts([DATA / "bom.csv", path])
+    assert (caught.value.file, caught.value.message) == (str(path), "file not found")
+    assert caught.value.hint.startswith("check the path")
+
+
+def test_directory_is_an_error():
+    with pytest.raises(ContactsError, match="is a folder, not a contacts file"):
+        read_contacts([DATA])
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file_is_an_error(tmp_path):
+    path = tmp_path / "locked.csv"
+    path.write_text(HEADER)
+    path.chmod(0)
+    with pytest.raises(ContactsError, match="permission denied"):
+        read_contacts([path])
+
+
+def test_spreadsheet_workbook_is_an_error_that_says_how_to_save_csv():
+    with pytest.raises(ContactsError, match="is a spreadsheet workbook") as caught:
+        read_contacts([DATA / "workbook.xlsx"])
+    assert "Save As" in caught.value.hint
+
+
+def test_empty_file_and_header_only_are_warnings():
+    book = read_contacts([DATA / "empty.csv", DATA / "header_only.csv"])
+    assert (book.read, book.valid) == (0, 0)
+    assert [(Path(problem.file).name, problem.row, problem.rejected) for problem in book.problems] == [
+        ("empty.csv", 0, False), ("header_only.csv", 0, False),
+    ]
+
+
+# -- the example data ------------------------------------------------------------------------------
+
+
+def test_example_contacts_read_cleanly_apart_from_their_two_demonstration_problems():
+    book = read_contacts([EXAMPLE])
+    assert (book.read, book.valid, book.merged, book.rejected) == (16, 15, 1, 0)
+    assert where(book) == [(16, "email", False), (17, "name", False)]
+    assert {contact.language for contact in book.contacts} == {"en", "sw", "sw-KE", "sl", "sl-SI", "", "de"}
+    assert {contact.channels for contact in book.contacts} == {
+        frozenset({"email"}), frozenset({"sms"}), frozenset({"email", "sms"}),
+    }
+    assert all(contact.email is None or contact.email.endswith(".example") for contact in book.contacts)
+
+
+# -- properties ------------------------------------------------------------------------------------
+
+MESSY_CELLS = st.one_of(
+    st.sampled_from([
+        "", " ", "ana@mail.example", "ANA@MAIL.EXAMPLE", "bad@", "+386 41 555 010", "041 555 010", "00386 1 555 0100",
+        "555 12", "3.86E+11", "email", "sms;text", "fax", "sl-si", "Slovenian", "a;b;;a", '"', "x" * 1200,
+        "Ana <ana@mail.example>", "\n", "\u00a0",
+    ]),
+    st.text(max_size=20),
+)
+
+
+def assert_consistent(book: ContactBook) -> None:
+    assert book.read == book.valid + book.merged + book.rejected
+    keys = [contact.key for contact in book.contacts]
+    assert len(keys) == len(set(keys))
+    for contact in book.contacts:
+        assert contact.channels and contact.channels <= {"email", "sms"}
+        assert ("email" in contact.channels) <= (contact.email is not None)
+        assert ("sms" in contact.channels) <= (contact.phone is not None)
+        assert contact.key == (f"email:{contact.email.lower()}" if contact.email else f"phone:{contact.phone}")
+
+
+def read_written(data: bytes, region: str | None = None) -> ContactBook | None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "contacts.csv"
+        path.write_bytes(data)
+        try:
+            book = read_contacts([path], default_region=region)
+        except ContactsError:
+            return None
+    assert_consistent(book)
+    return book
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text())
+def test_any_text_reads_or_raises_only_contacts_error(text):
+    read_written(text.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary())
+def test_any_bytes_read_or_raise_only_contacts_error(data):
+    read_written(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    rows=st.lists(st.lists(MESSY_CELLS, max_size=8), max_size=12),
+    region=st.sampled_from([None, "SI"]),
+)
+def test_messy_rows_under_a_good_header_never_break_the_book(delimiter, rows, region):
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter)
+    writer.writerow(HEADER.strip().split(","))
+    writer.writerows(rows)
+    book = read_written(out.getvalue().encode("utf-8"), region)
+    assert book is not None
+    assert all(problem.row >= 0 for problem in book.problems)
+
+
+ADDRESS_CHARACTERS = "abcXYZ019.-_+'!#$%&*/=?^`{|}~@\"()<> é"
+LOCAL_PARTS = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_!#$%&'*+/=?^`{|}~-]{1,20}(\.[A-Za-z0-9_+-]{1,10}){0,3}", fullmatch=True),
+    st.text("a", min_size=60, max_size=260),  # around the 64 and 254 character limits
+    st.text(ADDRESS_CHARACTERS, max_size=70),
+    st.sampled_from(["Postmaster", "INFO", "Abuse"]),  # mailbox names email-validator lowercases
+)
+DOMAINS = st.one_of(
+    st.from_regex(r"([A-Za-z0-9-]{1,20}\.){1,3}[A-Za-z]{2,10}", fullmatch=True),
+    st.text(ADDRESS_CHARACTERS, max_size=70),
+    st.sampled_from(["Mail.Example", "xn--bcher-kva.example", "a" * 64 + ".example", "localhost", "x.test", "1.2.3.4"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=LOCAL_PARTS, domain=DOMAINS)
+def test_email_is_whatever_email_validator_says(local, domain):
+    # Plain addresses skip part of email-validator for speed; this holds them to exactly its answer.
+    address = f"{local}@{domain}".strip()
+    try:
+        expected = validate_email(address, check_deliverability=False, allow_display_name=True).normalized
+    except EmailNotValidError:
+        expected = None
+    out = io.StringIO()
+    csv.writer(out).writerows([["email", "phone"], [address, "+386 41 555 010"]])
+    book = read_written(out.getvalue().encode("utf-8"))
+    assert book is not None
+    assert book.contacts[0].email == expected
