@@ -204,9 +204,8 @@ class _BookReader:
                 hint="ask the file's owner for read access, or copy it to a folder you can read",
             ) from exc
         except OSError as exc:
-            raise ContactsError(
-                f"cannot be read: {exc.strerror or exc}", file=shown, hint="check that the file is a CSV file you can open"
-            ) from exc
+            raise ContactsError(f"cannot be read: {exc.strerror or exc}", file=shown,
+                                hint="check that the file is a CSV file you can open") from exc
 
     def _read_rows(self, text: Iterable[str], file: str) -> None:
         lines = iter(text)

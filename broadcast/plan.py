@@ -71,6 +71,7 @@ def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -
                     language=lang,
                     rendering=renders.get(channel, lang),
                     contact_key=recipient,
+                    notice=notice.id,
                 )
             )
             plan.counts[channel][lang] += 1
@@ -95,6 +96,7 @@ def _contact_messages(renders: RenderSet, contact: Contact, lang: str, channels:
             rendering=renders.get(channel, lang, variant),
             fields=fields if variant == "" else {},
             contact_key=contact.key,
+            notice=renders.notice.id,
         )
 
 

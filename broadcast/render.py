@@ -322,7 +322,8 @@ def _render_channel(templates: Templates, channel: str, lang: str, variant: str,
     if channel == "social":
         text = _tidy(parts["text"])
         return Rendering(channel, lang, variant, text=text, posts=split_thread(text))
-    return Rendering(channel, lang, variant, html=parts["html"].strip())
+    # the web banner's subject is its headline, for the banner.json a site script reads
+    return Rendering(channel, lang, variant, subject=context["notice"].headline, html=parts["html"].strip())
 
 
 def _tidy(text: str) -> str:

@@ -242,7 +242,9 @@ def test_rows_with_no_usable_address_are_one_rejected_problem_each():
         "no usable address: email 'ana@' is not a valid email address: There must be something after the @-sign; "
         "phone '12' is not a valid phone number for region SI"
     )
-    assert messages[2] == "no usable address: no email address; phone '555 12' is not a valid phone number for region SI"
+    assert messages[2] == (
+        "no usable address: no email address; phone '555 12' is not a valid phone number for region SI"
+    )
     assert messages[3] == "asks only for email but has no usable email address"
 
 

@@ -41,6 +41,8 @@ class Message:
     rendering: Rendering
     fields: Mapping[str, str] = field(default_factory=dict)
     contact_key: str = ""
+    #: the notice id, for providers that tag messages (SendGrid custom_args) so events match the ledger
+    notice: str = ""
 
     def personal(self) -> Rendering:
         """The rendering with this recipient's fields filled in."""
