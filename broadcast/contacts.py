@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
-import inspect
 import itertools
 import re
 from collections.abc import Iterable, Sequence
@@ -23,10 +22,8 @@ EXPECTED_HEADER = ",".join(COLUMNS)
 CHANNELS = frozenset({"email", "sms"})
 MAX_FIELD_LENGTH = 1000
 
-# Outlook and Gmail exports write "Ana Novak <ana@...>"; email-validator reads that from 2.2 on (setup.cfg allows 2.1).
-_DISPLAY_NAME_OPTION = (
-    {"allow_display_name": True} if "allow_display_name" in inspect.signature(validate_email).parameters else {}
-)
+# Outlook and Gmail exports write "Ana Novak <ana@...>"; email-validator reads that from 2.2 on (setup.cfg requires it).
+_DISPLAY_NAME_OPTION = {"allow_display_name": True}
 _CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # email_validator lowercases these
 _CHANNEL_SPELLINGS = {"email": "email", "e-mail": "email", "sms": "sms", "text": "sms"}
 _DELIMITERS = (",", ";", "\t")

@@ -18,6 +18,10 @@ from broadcast.segments import count_segments
 from broadcast.send import Outcome, RetryPolicy, deliver
 
 
+#: --json lists at most this many contact problems (problems_total counts them all)
+MAX_JSON_PROBLEMS = 1000
+
+
 @dataclass
 class Caution:
     """Something a person should look at before sending; never stops a run by itself."""
@@ -145,16 +149,23 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
         ],
         "channels": channels,
         "stopped": outcome.stopped,
+        "problems": [
+            {"file": p.file, "row": p.row, "field": p.field, "message": p.message, "rejected": p.rejected}
+            for p in book.problems[:MAX_JSON_PROBLEMS]
+        ],
+        "problems_total": len(book.problems),
     }
 
 
-def rendering_stats(plan: Plan) -> list[dict[str, Any]]:
-    """Per channel × language: what a person checks before sending (SMS segments, post lengths)."""
+def rendering_stats(renders: RenderSet, channels: list[str], counts: dict[str, Counter[str]] | None = None) -> list[dict[str, Any]]:
+    """Per channel × language: what a person checks before sending (SMS segments, post lengths, subject)."""
     rows = []
-    for (channel, lang, variant), rendering in plan.renders.renderings.items():
-        if channel not in plan.channels or variant:
+    for (channel, lang, variant), rendering in renders.renderings.items():
+        if channel not in channels or variant:
             continue
-        row: dict[str, Any] = {"channel": channel, "language": lang, "recipients": plan.counts[channel][lang]}
+        row: dict[str, Any] = {"channel": channel, "language": lang}
+        if counts is not None:
+            row["recipients"] = counts[channel][lang]
         if channel == "sms":
             info = count_segments(rendering.text)
             row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)

@@ -29,23 +29,10 @@ def _json(data: dict[str, Any]) -> None:
 
 
 def checked(result: Checked, *, as_json: bool) -> None:
-    from broadcast.render import weighted_length
-    from broadcast.segments import count_segments
+    from broadcast.pipeline import rendering_stats
 
     notice = result.notice
-    rows = []
-    for (channel, lang, variant), rendering in result.renders.renderings.items():
-        if variant:
-            continue
-        row: dict[str, Any] = {"channel": channel, "language": lang}
-        if channel == "sms":
-            info = count_segments(rendering.text)
-            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
-        elif channel == "social":
-            row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
-        elif channel == "email":
-            row.update(subject=rendering.subject)
-        rows.append(row)
+    rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
     if as_json:
         _json(
             {
@@ -104,7 +91,7 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool) -> None:
         shown = tag or "(no language)"
         console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
     console.print("Plan:")
-    for row in rendering_stats(plan):
+    for row in rendering_stats(plan.renders, plan.channels, plan.counts):
         console.print("  " + _describe(row))
     _cautions(console, cautions)
 

@@ -156,3 +156,25 @@ def test_help_does_not_import_the_provider_sdks() -> None:
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "broadcast", "--help"], capture_output=True, text=True, cwd=REPO, env={**os.environ})
     assert out.returncode == 0 and "Usage: broadcast" in out.stdout
+
+
+MESSY = sorted((REPO / "tests" / "data" / "contacts").glob("*.csv"))
+
+
+@pytest.mark.parametrize("path", MESSY, ids=[p.stem for p in MESSY])
+def test_messy_contact_files_never_stop_the_run_or_hide_a_row(path: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["preview", str(EXAMPLE), "--contacts", str(path), "--json", "--out", str(tmp_path / "o"), "--region", "SI"])
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        # only a file that cannot be read at all stops the run, with file and hint
+        assert path.name in result.output and "Hint" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    contacts = data["contacts"]
+    # every row read is accounted for: valid, merged into another, or rejected with a reason
+    assert contacts["read"] == contacts["valid"] + contacts["merged"] + contacts["rejected"]
+    rejected = [p for p in data["problems"] if p["rejected"]]
+    assert len(rejected) == contacts["rejected"]
+    for problem in data["problems"]:
+        assert problem["file"].endswith(path.name) and problem["message"]
