@@ -29,6 +29,17 @@ def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return names
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None):  # noqa: ANN202
+    if value is None:
+        return None
+    from broadcast.ledger import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Turn BroadcastError into a short message and its exit code; never a traceback for user error."""
 
@@ -118,6 +129,24 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 envvar="BROADCAST_DEFAULT_REGION",
                 help="Country for phone numbers written without +code, e.g. SI, KE, GB [env: BROADCAST_DEFAULT_REGION].",
             ),
+            click.option(
+                "--suppressions",
+                "suppression_paths",
+                multiple=True,
+                type=click.Path(path_type=Path),
+                help="CSV of addresses never to contact (repeatable); contacts/suppressions.csv beside a contacts file is always read.",
+            ),
+            click.option(
+                "--ledger",
+                envvar="BROADCAST_LEDGER",
+                help="Delivery ledger URL [env: BROADCAST_LEDGER; default sqlite:///.broadcast/ledger.db].",
+            ),
+            click.option(
+                "--resend-after",
+                callback=_duration,
+                help="Send a reminder to recipients whose last send is older than this (90m, 24h, 7d).",
+            ),
+            click.option("--retry-unknown", is_flag=True, help="Send again to recipients whose earlier outcome is unknown."),
             templates_option,
             max_segments_option,
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."),
@@ -169,8 +198,10 @@ def send_command(notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox:
     from broadcast.config import channel_settings
 
     as_json = options.pop("as_json")
-    plan, warnings = pipeline.prepare(notice, **_prepare_args(options))
-    settings = channel_settings(plan.channels, sandbox=sandbox, web_dir=web_dir)
+    # credentials first: a send that cannot go out stops before it touches contacts or the ledger
+    settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
+    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
+    plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     if not yes:
         if not sys.stdin.isatty():
             raise Aborted(
@@ -181,14 +212,23 @@ def send_command(notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox:
         if not click.confirm(f"Send {len(plan.messages)} messages on {', '.join(plan.channels)} now?", err=True):
             raise Aborted("cancelled; nothing was sent")
     channels = pipeline.live_channels(plan, settings)
-    outcome = pipeline.execute(plan, channels)
+    outcome = pipeline.execute(plan, channels, ledger=ledger)
     report.sent(plan, outcome, warnings, as_json=as_json)
     return 1 if outcome.failures or outcome.stopped else 0
 
 
 def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
+    contacts = list(options["contact_paths"])
+    suppressions = list(options.get("suppression_paths") or ())
+    for path in contacts:
+        beside = Path(path).parent / "suppressions.csv"
+        if beside.is_file() and beside not in suppressions and beside != Path(path):
+            suppressions.append(beside)
     return {
-        "contact_paths": list(options["contact_paths"]),
+        "contact_paths": contacts,
+        "suppression_paths": suppressions,
+        "resend_after": options.get("resend_after"),
+        "retry_unknown": options.get("retry_unknown", False),
         "channels": options.get("channel_list"),
         "templates_dir": options.get("templates_dir"),
         "region": options.get("region"),
@@ -200,10 +240,25 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     from broadcast import pipeline, report
 
     as_json = options.pop("as_json")
-    plan, warnings = pipeline.prepare(notice, **_prepare_args(options))
+    # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
+    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=True)
+    plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     pipeline.write_preview(plan, out_dir)
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
     report.previewed(plan, outcome, warnings, out_dir, as_json=as_json)
+    return 0
+
+
+@main.command("status")
+@click.argument("notice_id")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@_reports_errors
+def status_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
+    """What the ledger knows about NOTICE_ID (a notice id, or the notice file): per channel and version."""
+    from broadcast import pipeline, report
+
+    report.status(pipeline.status(notice_id, ledger), as_json=as_json)
     return 0
 
 

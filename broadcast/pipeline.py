@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from broadcast.channels.base import Channel
+from broadcast.channels.base import Channel, Message
 from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
 from broadcast.contacts import read_contacts
 from broadcast.errors import TemplateError
+from broadcast.ledger import Decision, Ledger
 from broadcast.notice import Notice, load_notice
 from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
@@ -38,6 +41,7 @@ class Checked:
     """A notice rendered in every channel and language, with what a person should know about it."""
 
     notice: Notice
+    templates: Templates
     renders: RenderSet
     warnings: list[Caution] = field(default_factory=list)
 
@@ -47,7 +51,7 @@ def check(notice_path: str | Path, *, templates_dir: str | Path | None = None, m
     notice = load_notice(notice_path)
     templates = Templates(templates_dir)
     renders = render_notice(notice, templates)
-    checked = Checked(notice, renders)
+    checked = Checked(notice, templates, renders)
     gaps = []
     for (channel, lang, variant), rendering in renders.renderings.items():
         for channel_id in missing_contacts(rendering, notice):
@@ -91,12 +95,64 @@ def prepare(
     templates_dir: str | Path | None = None,
     region: str | None = None,
     max_sms_segments: int = 3,
+    suppression_paths: list[str | Path] | None = None,
+    ledger: Ledger | None = None,
+    resend_after: timedelta | None = None,
+    retry_unknown: bool = False,
 ) -> tuple[Plan, list[Caution]]:
-    """Load, render and plan: everything before the first message leaves, and nothing that sends."""
+    """Load, render and plan: everything before the first message leaves, and nothing that sends.
+
+    With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
+    reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
+    """
     checked = check(notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments)
+    renders = checked.renders
+    chosen = channels or list(CHANNELS)
+    if ledger is not None:
+        # an edited notice is a new version: everyone gets it again, and it says it is an update
+        earlier = ledger.sent_versions(checked.notice.id)
+        updated = [c for c in chosen if earlier.get(c, set()) - {renders.versions[c]}]
+        if updated:
+            renders = render_notice(checked.notice, checked.templates, updated=updated)
     book = read_contacts(contact_paths, default_region=region)
-    plan = build_plan(checked.renders, book, channels or CHANNELS)
+    plan = build_plan(renders, book, chosen)
+    suppressed = read_suppressions(suppression_paths or [], region=region)
+    if ledger is not None and suppressed:
+        ledger.suppress((channel, recipient, "listed in a suppression file", source) for channel, recipient, source in suppressed)
+    listed = {(channel, recipient) for channel, recipient, _ in suppressed}
+    decisions = (
+        ledger.triage(plan.messages, resend_after=resend_after, retry_unknown=retry_unknown)
+        if ledger is not None
+        else (Decision(m, True) for m in plan.messages)
+    )
+    kept = []
+    for decision in decisions:
+        message = decision.message
+        if decision.send and (message.channel, message.recipient) in listed:
+            decision = Decision(message, False, "suppressed")
+        if decision.send:
+            kept.append(message)
+            if decision.reason:
+                plan.decisions[message.id] = decision
+        else:
+            plan.skipped[message.channel][decision.reason] += 1
+            if decision.unknown:
+                plan.unknown[message.channel] += 1
+    plan.messages = kept
     return plan, checked.warnings
+
+
+def read_suppressions(paths: list[str | Path], *, region: str | None) -> list[tuple[str, str, str]]:
+    """(channel, recipient, source) for every address in the suppression files: they are never contacted."""
+    out = []
+    for path in paths:
+        book = read_contacts([path], default_region=region)
+        for contact in book.contacts:
+            if contact.email:
+                out.append(("email", contact.email, str(path)))
+            if contact.phone:
+                out.append(("sms", contact.phone, str(path)))
+    return out
 
 
 def write_preview(plan: Plan, directory: str | Path) -> None:
@@ -119,9 +175,31 @@ def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
     return {name: live_channel(name, settings[name]) for name in plan.channels}
 
 
-def execute(plan: Plan, channels: dict[str, Channel], *, policy: RetryPolicy | None = None) -> Outcome:
-    """Send the plan through ``channels`` and count every receipt."""
-    return deliver(plan.messages, channels, policy=policy)
+def execute(
+    plan: Plan, channels: dict[str, Channel], *, ledger: Ledger | None = None, policy: RetryPolicy | None = None
+) -> Outcome:
+    """Send the plan through ``channels``, each batch claimed in the ledger before and settled after."""
+    if ledger is None:
+        return deliver(plan.messages, channels, policy=policy)
+
+    def claim(batch: list[Message]) -> list[Message]:
+        return ledger.claim([plan.decisions.get(m.id) or Decision(m, True) for m in batch])
+
+    ledger.start_run(plan.notice.id)
+    try:
+        return deliver(plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle)
+    finally:
+        ledger.finish_run()
+
+
+def open_ledger(url: str | None, *, dry_run: bool) -> Ledger | None:
+    """The ledger for a run; a dry-run only reads one that exists, and never creates it."""
+    from broadcast.ledger import DEFAULT_URL, Ledger, ledger_exists
+
+    url = url or os.environ.get("BROADCAST_LEDGER") or DEFAULT_URL
+    if dry_run and not ledger_exists(url):
+        return None
+    return Ledger(url)
 
 
 def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
@@ -134,8 +212,9 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
             "planned": plan.planned(name),
             "sent": counts["sent"],
             "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
-            "failed": counts["failed"],
-            "unknown": counts["unknown"],
+            "failed": counts["failed"] + counts["retry"],
+            "unknown": counts["unknown"] + plan.unknown.get(name, 0),
+            "skipped_reasons": dict(plan.skipped.get(name, Counter())),
             "previewed": counts["previewed"],
             "languages": dict(plan.counts.get(name, Counter())),
         }
@@ -175,3 +254,21 @@ def rendering_stats(renders: RenderSet, channels: list[str], counts: dict[str, C
             row.update(subject=rendering.subject)
         rows.append(row)
     return rows
+
+
+def status(notice: str, url: str | None) -> dict[str, Any]:
+    """The ledger's view of a notice; ``notice`` may be its id or the notice file."""
+    from broadcast.errors import LedgerError
+
+    if notice.endswith((".yaml", ".yml")) and Path(notice).is_file():
+        notice = load_notice(notice).id
+    ledger = open_ledger(url, dry_run=True)
+    if ledger is None:
+        raise LedgerError(
+            "no ledger yet: nothing has been sent from here",
+            hint="run `broadcast send … --yes` first, or point --ledger / BROADCAST_LEDGER at the shared ledger",
+        )
+    try:
+        return ledger.status(notice)
+    finally:
+        ledger.engine.dispose()

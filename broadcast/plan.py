@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from broadcast.channels.base import Message
 from broadcast.contacts import Contact, ContactBook
@@ -34,6 +35,10 @@ class Plan:
     fallbacks: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: channel → reason → messages left out of the plan (suppressed, already sent, …)
     skipped: dict[str, Counter[str]] = field(default_factory=dict)
+    #: channel → messages whose earlier outcome is unknown (a crash, a lost answer)
+    unknown: Counter[str] = field(default_factory=Counter)
+    #: ledger decisions that are not plain "new": reminders and retried unknowns (claim needs them)
+    decisions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers

@@ -132,3 +132,32 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
     if len(outcome.failures) > MAX_PROBLEMS:
         console.print(f"  … and {len(outcome.failures) - MAX_PROBLEMS} more failures")
     _cautions(console, cautions)
+
+
+def status(data: dict[str, Any], *, as_json: bool) -> None:
+    """The ledger table: per channel and version, what happened and when."""
+    if as_json:
+        _json(data)
+        return
+    from rich.table import Table
+
+    console = _console()
+    if not data["rows"]:
+        console.print(f"The ledger has nothing for {data['notice']} yet.")
+        return
+    table = Table(title=f"{data['notice']}: last run {data['last_run'] or 'never'}", title_justify="left")
+    for column in ("channel", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
+        table.add_column(column, justify="right" if column not in ("channel", "version", "last activity") else "left")
+    for row in data["rows"]:
+        table.add_row(
+            row["channel"], row["version"], str(row["sent"]), str(row["failed"] + row["retry"]), str(row["skipped"]),
+            str(row["unknown"]), str(row["in_flight"]), row["last_at"] or "",
+        )
+    console.print(table)
+    for row in data["rows"]:
+        for reason, n in row["failed_reasons"].items():
+            console.print(f"  {row['channel']} {row['version']}: {n} failed: {reason}")
+        if row["retry"]:
+            console.print(f"  {row['channel']} {row['version']}: {row['retry']} failed for now (transient); a re-run sends them again")
+    if data["suppressions"]:
+        console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")

@@ -48,11 +48,13 @@ class Outcome:
     def add(self, receipts: Iterable[Receipt]) -> None:
         for receipt in receipts:
             self.counts.setdefault(receipt.channel, Counter())[receipt.status] += 1
-            if receipt.status in ("failed", "unknown"):
+            if receipt.status in ("failed", "retry", "unknown"):
                 self.failures.append(receipt)
 
 
 ReceiptSink = Callable[[list[Receipt]], None]
+#: marks messages in flight before the provider is called (the ledger); returns the ones this run owns
+Claim = Callable[[list[Message]], list[Message]]
 
 
 def deliver(
@@ -60,6 +62,7 @@ def deliver(
     channels: Mapping[str, Channel],
     *,
     policy: RetryPolicy | None = None,
+    claim: Claim | None = None,
     on_receipts: ReceiptSink | None = None,
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
@@ -82,7 +85,7 @@ def deliver(
     threads = [
         threading.Thread(
             target=_run_channel,
-            args=(channels[name], batch_list, policy, started, settle, outcome),
+            args=(channels[name], batch_list, policy, started, claim, settle, outcome),
             name=f"send-{name}",
         )
         for name, batch_list in groups.items()
@@ -113,6 +116,7 @@ def _run_channel(
     messages: list[Message],
     policy: RetryPolicy,
     started: float,
+    claim: Claim | None,
     settle: ReceiptSink,
     outcome: Outcome,
 ) -> None:
@@ -123,6 +127,14 @@ def _run_channel(
         if stop.is_set():
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
             return
+        if claim is not None:
+            owned = claim(batch)
+            if len(owned) < len(batch):
+                mine = {m.id for m in owned}
+                settle([_skip(m, "being sent by another run") for m in batch if m.id not in mine])
+            batch = owned
+            if not batch:
+                return
         try:
             settle(_send_with_retries(channel, batch, policy, started))
         except ChannelError as exc:
@@ -166,9 +178,10 @@ def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPoli
         wait = policy.delay(attempt, max((r.retry_after or 0.0) for r in retry))
         out_of_time = time.monotonic() + wait - started > policy.deadline
         if attempt == policy.attempts or out_of_time:
+            # still "retry": the failure was transient, so the next run sends these again
             why = "deadline reached" if out_of_time else f"gave up after {attempt} attempts"
             for receipt in retry:
-                final[receipt.message_id] = replace(receipt, status="failed", reason=f"{why}: {receipt.reason}")
+                final[receipt.message_id] = replace(receipt, reason=f"{why}: {receipt.reason}")
             break
         if wait:
             time.sleep(wait)
@@ -176,4 +189,9 @@ def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPoli
 
 
 def _fail(batch: Sequence[Message], reason: str) -> list[Receipt]:
-    return [Receipt(m.id, m.channel, m.recipient, "failed", reason=reason) for m in batch]
+    # a stopped channel is a transient state for its recipients: fix the credentials and re-run
+    return [Receipt(m.id, m.channel, m.recipient, "retry", reason=reason) for m in batch]
+
+
+def _skip(message: Message, reason: str) -> Receipt:
+    return Receipt(message.id, message.channel, message.recipient, "skipped", reason=reason)

@@ -1,0 +1,467 @@
+"""The delivery ledger: a durable record of every message, so re-runs never double-send and never lose anyone."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from broadcast.channels.base import Message, Receipt
+from broadcast.errors import LedgerError
+
+DEFAULT_URL = "sqlite:///.broadcast/ledger.db"
+#: rows per statement: large enough to be fast, small enough for SQLite's variable limit
+CHUNK = 500
+#: a run that has not beaten its heart for this long is dead; its in-flight rows become unknown
+STALE_AFTER = timedelta(seconds=60)
+HEARTBEAT_EVERY = 10.0
+
+metadata = sa.MetaData()
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("message_id", sa.String(512), primary_key=True),
+    sa.Column("notice", sa.String(80), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("contact", sa.String(330), nullable=False, default=""),
+    sa.Column("language", sa.String(35), nullable=False, default=""),
+    # inflight → sent | failed | retry | unknown | previewed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("provider_id", sa.String(200)),
+    sa.Column("reason", sa.Text),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("notice", "version", "channel", "recipient", name="uq_delivery"),
+    sa.Index("ix_deliveries_notice_channel", "notice", "channel"),
+    sa.Index("ix_deliveries_run", "run_id", "status"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("recipient", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("notice", sa.String(80), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the ledger says about one planned message: send it, or skip it and why."""
+
+    message: Message
+    send: bool
+    reason: str = ""
+    #: the previous attempt's outcome is not known (a crash or a lost answer)
+    unknown: bool = False
+
+
+class Ledger:
+    """SQLAlchemy Core over SQLite (default, one file) or PostgreSQL (shared by several runners)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or os.environ.get("BROADCAST_LEDGER") or DEFAULT_URL
+        try:
+            self.engine = self._engine(self.url)
+            metadata.create_all(self.engine)
+        except sa.exc.ArgumentError as exc:
+            raise LedgerError(
+                f"not a database URL: {exc}", hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
+            ) from None
+        except sa.exc.OperationalError as exc:
+            raise LedgerError(
+                f"cannot open the ledger: {_first_line(exc)}",
+                hint="check --ledger / BROADCAST_LEDGER, that the database is reachable, and its permissions",
+            ) from None
+        except ModuleNotFoundError as exc:
+            raise LedgerError(
+                f"the database driver is not installed: {exc.name}",
+                hint="pip install 'broadcast[postgres]' for PostgreSQL",
+            ) from None
+        self.run_id: str | None = None
+        self._beat: threading.Event | None = None
+
+    @staticmethod
+    def _engine(url: str) -> sa.Engine:
+        if url.startswith("sqlite"):
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                # pysqlite's own BEGIN handling must be off for the explicit BEGIN IMMEDIATE below
+                dbapi_connection.isolation_level = None
+                cursor = dbapi_connection.cursor()
+                # WAL lets a status query read while a send writes; a busy run waits instead of failing
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=60000")
+                cursor.close()
+
+            @sa.event.listens_for(engine, "begin")
+            def _immediate(conn: sa.Connection) -> None:
+                # take the write lock at BEGIN so two runs claiming rows serialize instead of deadlocking
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    @property
+    def _insert(self):  # noqa: ANN202 - the dialect's INSERT, which knows ON CONFLICT DO NOTHING
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, notice: str) -> str:
+        """Register this run and keep its heartbeat, so others can tell it from a crashed one."""
+        self.run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        stamp = now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.insert().values(
+                    run_id=self.run_id, notice=notice, host=socket.gethostname()[:255], pid=os.getpid(),
+                    started_at=stamp, heartbeat_at=stamp,
+                )
+            )
+        self._beat = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(self.run_id, self._beat), daemon=True, name="ledger-heartbeat").start()
+        return self.run_id
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=now()))
+            except sa.exc.SQLAlchemyError:
+                continue  # a missed beat only makes this run look older; the next one catches up
+
+    def finish_run(self) -> None:
+        if self._beat:
+            self._beat.set()
+        if self.run_id:
+            with self.engine.begin() as conn:
+                conn.execute(runs.update().where(runs.c.run_id == self.run_id).values(finished_at=now(), heartbeat_at=now()))
+
+    def _live_runs(self, conn: sa.Connection) -> set[str]:
+        """Runs still sending: unfinished, with a recent heartbeat, and (on this host) a living process."""
+        cutoff = now() - STALE_AFTER
+        host = socket.gethostname()[:255]
+        rows = conn.execute(
+            sa.select(runs.c.run_id, runs.c.heartbeat_at, runs.c.host, runs.c.pid).where(runs.c.finished_at.is_(None))
+        )
+        return {
+            r.run_id
+            for r in rows
+            if _aware(r.heartbeat_at) >= cutoff and (r.host != host or r.run_id == self.run_id or _alive(r.pid))
+        }
+
+    # -- before sending ------------------------------------------------------------------------
+
+    def sent_versions(self, notice: str) -> dict[str, set[str]]:
+        """channel → versions of this notice that reached at least one recipient."""
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.version)
+                .where(deliveries.c.notice == notice, deliveries.c.status == "sent")
+                .distinct()
+            )
+            for channel, version in rows:
+                out.setdefault(channel, set()).add(version)
+        return out
+
+    def suppressed(self) -> dict[str, set[str]]:
+        """channel → recipients who must not be contacted (STOP replies and suppression files)."""
+        out: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for channel, recipient in conn.execute(sa.select(suppressions.c.channel, suppressions.c.recipient)):
+                out.setdefault(channel, set()).add(recipient)
+        return out
+
+    def suppress(self, entries: Iterable[tuple[str, str, str, str]]) -> int:
+        """Add (channel, recipient, reason, source) suppressions; existing ones are kept as they are."""
+        rows = [dict(channel=c, recipient=r, reason=why, source=src, created_at=now()) for c, r, why, src in entries]
+        for chunk in _chunks(rows):
+            with self.engine.begin() as conn:
+                conn.execute(self._insert(suppressions).on_conflict_do_nothing(), chunk)
+        return len(rows)
+
+    def triage(
+        self,
+        messages: Iterable[Message],
+        *,
+        resend_after: timedelta | None = None,
+        retry_unknown: bool = False,
+    ) -> Iterator[Decision]:
+        """Decide per message from its ledger row: new or transiently failed → send; the rest → skip with why."""
+        suppressed = self.suppressed()
+        for chunk in _chunks(messages):
+            ids = [m.id for m in chunk]
+            with self.engine.connect() as conn:
+                live = self._live_runs(conn)
+                rows = {
+                    r.message_id: r
+                    for r in conn.execute(
+                        sa.select(
+                            deliveries.c.message_id, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id,
+                            deliveries.c.sent_at,
+                        ).where(deliveries.c.message_id.in_(ids))
+                    )
+                }
+            for message in chunk:
+                if message.recipient in suppressed.get(message.channel, ()):
+                    yield Decision(message, False, "suppressed")
+                    continue
+                row = rows.get(message.id)
+                yield self._decide(message, row, live, resend_after, retry_unknown)
+
+    @staticmethod
+    def _decide(message: Message, row: Any, live: set[str], resend_after: timedelta | None, retry_unknown: bool) -> Decision:
+        if row is None or row.status in ("retry", "previewed"):
+            return Decision(message, True)
+        if row.status == "sent":
+            sent_at = _aware(row.sent_at)
+            if resend_after is not None and sent_at is not None and now() - sent_at >= resend_after:
+                return Decision(message, True, "reminder")
+            return Decision(message, False, "already sent")
+        if row.status == "failed":
+            return Decision(message, False, f"failed before: {row.reason or 'no reason recorded'}")
+        if row.status == "skipped":
+            return Decision(message, False, row.reason or "skipped before")
+        if row.status == "inflight" and row.run_id in live:
+            return Decision(message, False, "being sent by another run")
+        # inflight from a dead run, or a lost answer: it may have been delivered
+        if retry_unknown:
+            return Decision(message, True, "retrying unknown", unknown=True)
+        return Decision(message, False, "unknown: may have been sent; re-run with --retry-unknown to send again", unknown=True)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def claim(self, decisions: Sequence[Decision]) -> list[Message]:
+        """Mark messages in flight for this run before the provider is called; return those this run owns.
+
+        A row is taken over only from the state triage saw (new, transient failure, reminder, or an
+        unknown the person chose to retry), so a message another run holds or has settled meanwhile
+        is not returned: two runs against one ledger never both send to the same recipient.
+        """
+        if self.run_id is None:
+            raise LedgerError("claim() before start_run()", hint="this is a bug in broadcast; please report it")
+        owned: list[Message] = []
+        for chunk in _chunks(decisions):
+            stamp = now()
+            with self.engine.begin() as conn:
+                live = self._live_runs(conn) - {self.run_id}
+                conn.execute(
+                    self._insert(deliveries).on_conflict_do_nothing(),
+                    [
+                        dict(
+                            message_id=d.message.id, notice=d.message.notice, version=_version(d.message),
+                            channel=d.message.channel, recipient=d.message.recipient, contact=d.message.contact_key,
+                            language=d.message.language, status="inflight", attempts=1, run_id=self.run_id,
+                            first_at=stamp, last_at=stamp,
+                        )
+                        for d in chunk
+                    ],
+                )
+                groups: dict[tuple[str, ...], list[str]] = {}
+                for d in chunk:
+                    groups.setdefault(_takeover_from(d), []).append(d.message.id)
+                for statuses, ids in groups.items():
+                    conn.execute(
+                        deliveries.update()
+                        .where(
+                            deliveries.c.message_id.in_(ids),
+                            deliveries.c.status.in_(statuses),
+                            sa.or_(deliveries.c.run_id.is_(None), deliveries.c.run_id.not_in(live)) if live else sa.true(),
+                        )
+                        .values(status="inflight", run_id=self.run_id, attempts=deliveries.c.attempts + 1, last_at=stamp)
+                    )
+                mine = set(
+                    conn.execute(
+                        sa.select(deliveries.c.message_id).where(
+                            deliveries.c.message_id.in_([d.message.id for d in chunk]),
+                            deliveries.c.run_id == self.run_id,
+                            deliveries.c.status == "inflight",
+                        )
+                    ).scalars()
+                )
+            owned.extend(d.message for d in chunk if d.message.id in mine)
+        return owned
+
+    def settle(self, receipts: Sequence[Receipt]) -> None:
+        """Record what the provider said, in one transaction per chunk; learn suppressions from STOP replies."""
+        stamp = now()
+        for chunk in _chunks(receipts):
+            with self.engine.begin() as conn:
+                conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.message_id == sa.bindparam("b_id"), deliveries.c.run_id == self.run_id)
+                    .values(
+                        status=sa.bindparam("b_status"),
+                        provider_id=sa.bindparam("b_provider"),
+                        reason=sa.bindparam("b_reason"),
+                        last_at=stamp,
+                        sent_at=sa.case((sa.bindparam("b_status") == "sent", stamp), else_=deliveries.c.sent_at),
+                    ),
+                    [
+                        dict(b_id=r.message_id, b_status=r.status, b_provider=r.provider_id, b_reason=r.reason)
+                        for r in chunk
+                    ],
+                )
+        learned = [(r.channel, r.recipient, r.reason or "opted out", "provider") for r in receipts if r.suppress]
+        if learned:
+            self.suppress(learned)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def status(self, notice: str) -> dict[str, Any]:
+        """Per channel and version: counts by status, failures by reason, and the last run's time."""
+        with self.engine.connect() as conn:
+            live = self._live_runs(conn)
+            counts = conn.execute(
+                sa.select(
+                    deliveries.c.channel, deliveries.c.version, deliveries.c.status, deliveries.c.reason,
+                    deliveries.c.run_id, sa.func.count(), sa.func.max(deliveries.c.last_at),
+                )
+                .where(deliveries.c.notice == notice)
+                .group_by(deliveries.c.channel, deliveries.c.version, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id)
+            ).all()
+            last_run = conn.execute(
+                sa.select(sa.func.max(runs.c.started_at)).where(runs.c.notice == notice)
+            ).scalar()
+            suppressed = conn.execute(sa.select(sa.func.count()).select_from(suppressions)).scalar()
+        table: dict[tuple[str, str], dict[str, Any]] = {}
+        for channel, version, status, reason, run_id, n, last in counts:
+            entry = table.setdefault(
+                (channel, version),
+                {"channel": channel, "version": version, "sent": 0, "failed": 0, "skipped": 0, "unknown": 0,
+                 "in_flight": 0, "retry": 0, "previewed": 0, "failed_reasons": Counter(), "last_at": None},
+            )
+            if status in ("inflight", "claimed"):
+                status = "in_flight" if run_id in live else "unknown"
+            entry[status] = entry.get(status, 0) + n
+            if status == "failed":
+                entry["failed_reasons"][reason or "no reason recorded"] += n
+            last = _aware(last)
+            if last and (entry["last_at"] is None or last > entry["last_at"]):
+                entry["last_at"] = last
+        rows = []
+        for entry in sorted(table.values(), key=lambda e: (e["channel"], e["last_at"] or now())):
+            entry["failed_reasons"] = dict(entry["failed_reasons"])
+            entry["last_at"] = entry["last_at"].isoformat() if entry["last_at"] else None
+            rows.append(entry)
+        return {
+            "notice": notice,
+            "last_run": _aware(last_run).isoformat() if last_run else None,
+            "suppressions": suppressed,
+            "rows": rows,
+        }
+
+    def close(self) -> None:
+        self.finish_run()
+        self.engine.dispose()
+
+
+def ledger_exists(url: str) -> bool:
+    """Whether there is a ledger to read; only a SQLite file can be absent, a server URL always counts."""
+    if not url.startswith("sqlite"):
+        return True
+    path = sa.engine.make_url(url).database
+    return bool(path) and (path == ":memory:" or Path(path).is_file())
+
+
+def _takeover_from(decision: Decision) -> tuple[str, ...]:
+    """The ledger states a message may be claimed from, given what triage decided about it."""
+    if decision.reason == "reminder":
+        return ("sent",)
+    if decision.unknown:
+        return ("inflight", "unknown")
+    return ("retry", "previewed")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _version(message: Message) -> str:
+    # message ids are notice/channel/version/recipient (plan.message_id)
+    return message.id.split("/", 3)[2]
+
+
+def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", exc)).splitlines()[0]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d`` → timedelta; the unit is required so nobody guesses."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write it like 90s, 15m, 24h or 7d")
+    value, unit = float(match.group(1)), match.group(2)
+    return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+

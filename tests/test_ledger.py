@@ -1,0 +1,179 @@
+"""The delivery ledger on its own: triage, claims, settling, suppressions, crashes and concurrent runs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from broadcast.channels.base import Message, Receipt, Rendering
+from broadcast.errors import LedgerError
+from broadcast.ledger import Decision, Ledger, deliveries, parse_duration, runs
+
+RENDERING = Rendering("sms", "en", text="Boil water before drinking.")
+
+
+def message(n: int, version: str = "v1", channel: str = "sms") -> Message:
+    recipient = f"+3864155{n:04d}"
+    return Message(
+        id=f"water/{channel}/{version}/{recipient}", channel=channel, recipient=recipient, language="en",
+        rendering=RENDERING, contact_key=f"phone:{recipient}", notice="water",
+    )
+
+
+def sent(m: Message, status: str = "sent", **kw: object) -> Receipt:
+    return Receipt(m.id, m.channel, m.recipient, status, provider_id="SM1" if status == "sent" else None, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path) -> Ledger:
+    book = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield book
+    book.close()
+
+
+def run_once(ledger: Ledger, messages: list[Message], status: str = "sent", **triage: object) -> list[Message]:
+    decisions = [d for d in ledger.triage(messages, **triage) if d.send]  # type: ignore[arg-type]
+    ledger.start_run("water")
+    owned = ledger.claim(decisions)
+    ledger.settle([sent(m, status) for m in owned])
+    ledger.finish_run()
+    return owned
+
+
+def test_rerun_sends_nothing_and_new_contacts_only(ledger: Ledger) -> None:
+    first = [message(i) for i in range(5)]
+    assert len(run_once(ledger, first)) == 5
+    again = list(ledger.triage(first + [message(99)]))
+    assert [d.send for d in again] == [False] * 5 + [True]
+    assert {d.reason for d in again[:5]} == {"already sent"}
+
+
+def test_transient_failures_are_sent_again_permanent_ones_are_not(ledger: Ledger) -> None:
+    a, b = message(1), message(2)
+    ledger.start_run("water")
+    ledger.claim([Decision(a, True), Decision(b, True)])
+    ledger.settle([sent(a, "retry", reason="503"), sent(b, "failed", reason="invalid phone number (Twilio 21211)")])
+    ledger.finish_run()
+    decided = {d.message.id: d for d in ledger.triage([a, b])}
+    assert decided[a.id].send is True
+    assert decided[b.id].send is False and "21211" in decided[b.id].reason
+
+
+def test_resend_after_reminds_only_old_sends(ledger: Ledger) -> None:
+    m = message(1)
+    run_once(ledger, [m])
+    assert [d.send for d in ledger.triage([m], resend_after=timedelta(hours=1))] == [False]
+    with ledger.engine.begin() as conn:
+        conn.execute(deliveries.update().values(sent_at=sa.func.datetime("now", "-2 hours")))
+    decision = next(ledger.triage([m], resend_after=timedelta(hours=1)))
+    assert decision.send and decision.reason == "reminder"
+    assert len(run_once(ledger, [m], resend_after=timedelta(hours=1))) == 1
+    assert [d.send for d in ledger.triage([m], resend_after=timedelta(hours=1))] == [False]
+
+
+def test_new_version_is_a_new_message_and_is_reported_as_earlier_sent(ledger: Ledger) -> None:
+    run_once(ledger, [message(1, "v1")])
+    assert ledger.sent_versions("water") == {"sms": {"v1"}}
+    assert [d.send for d in ledger.triage([message(1, "v2")])] == [True]
+
+
+def test_stop_replies_become_suppressions(ledger: Ledger) -> None:
+    m = message(1)
+    ledger.start_run("water")
+    ledger.claim([Decision(m, True)])
+    ledger.settle([sent(m, "failed", reason="replied STOP", suppress=True)])
+    ledger.finish_run()
+    other_version = message(1, "v2")
+    assert next(ledger.triage([other_version])).reason == "suppressed"
+
+
+def test_crashed_run_leaves_unknowns_that_are_not_resent_without_asking(ledger: Ledger) -> None:
+    m = message(1)
+    ledger.start_run("water")
+    ledger.claim([Decision(m, True)])
+    # the process dies here: make the run look like a dead process on this host
+    with ledger.engine.begin() as conn:
+        conn.execute(runs.update().values(pid=_dead_pid()))
+    ledger._beat.set()  # noqa: SLF001 - stop this test's heartbeat as a crash would
+    ledger.run_id = None  # what the next process sees
+    decision = next(ledger.triage([m]))
+    assert decision.send is False and decision.unknown and "--retry-unknown" in decision.reason
+    status = ledger.status("water")
+    assert status["rows"][0]["unknown"] == 1
+    decision = next(ledger.triage([m], retry_unknown=True))
+    assert decision.send and decision.unknown
+    ledger.start_run("water")
+    assert ledger.claim([decision]) == [m]
+
+
+def test_a_live_run_holds_its_rows(ledger: Ledger, tmp_path: Path) -> None:
+    m = message(1)
+    ledger.start_run("water")
+    ledger.claim([Decision(m, True)])
+    other = Ledger(ledger.url)
+    try:
+        assert next(other.triage([m])).reason == "being sent by another run"
+        other.start_run("water")
+        assert other.claim([Decision(m, True)]) == []
+    finally:
+        other.close()
+
+
+def _claim_all(url: str, n: int, queue: multiprocessing.Queue) -> None:  # runs in a child process
+    book = Ledger(url)
+    book.start_run("water")
+    owned = book.claim([Decision(message(i), True) for i in range(n)])
+    book.settle([sent(m) for m in owned])
+    queue.put([m.id for m in owned])
+    book.close()
+
+
+def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Ledger(url).close()
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_claim_all, args=(url, 2000, queue)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    first, second = map(set, results)
+    assert not first & second
+    assert len(first | second) == 2000
+
+
+def test_bad_urls_are_ledger_errors(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="not a database URL"):
+        Ledger("not a url")
+    with pytest.raises(LedgerError, match="driver"):
+        Ledger("postgresql+nosuchdriver://x@127.0.0.1/db")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800), ("1.5h", 5400)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "24", "h", "-1h", "1w"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def _dead_pid() -> int:
+    pid = os.getpid() + 100000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
