@@ -143,6 +143,11 @@ def _run_channel(
                 outcome.stopped[channel.name] = str(exc)
                 stop.set()
             settle(_fail(batch, stop_reason[0]))
+        except Exception as exc:  # noqa: BLE001 - an adapter bug mid-request: the batch may or may not have left
+            from broadcast.config import mask
+
+            reason = mask(f"unexpected error in the {channel.name} adapter ({type(exc).__name__}: {exc}); may have been sent")
+            settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=reason) for m in batch])
 
     try:
         channel.open()

@@ -82,7 +82,11 @@ class SendGridFake(FakeServer):
 
     def _refusal(self, mail: Any) -> Reply | None:
         """The 400 SendGrid answers for this mail, or None if it takes it; checks what the spec cannot."""
-        if not isinstance(mail, dict) or not isinstance(mail.get("personalizations"), list) or not mail["personalizations"]:
+        if (
+            not isinstance(mail, dict)
+            or not isinstance(mail.get("personalizations"), list)
+            or not mail["personalizations"]
+        ):
             return self.error_reply(
                 400,
                 "The personalizations field is required and must have at least one personalization.",

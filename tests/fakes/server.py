@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.validation import spec_for, validation_errors
+from tests.fakes.validation import Verdict, check_request, spec_for
 
 # "before": the provider never took the message. "after": it took it and the answer was lost,
 # the case where a naive retry sends the message twice.
@@ -62,6 +63,11 @@ class Faults:
             ("drop_before", self.drop_before_rate),
             ("drop_after", self.drop_after_rate),
         ]
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault can happen; when none can, requests skip the per-request draw."""
+        return any(rate for _, rate in self._bands())
 
     def draw(self, key: str, attempt: int) -> str | None:
         """Return the fault kind for this content on this attempt ("500", "503", "429", "drop_after", ...) or None."""
@@ -226,7 +232,7 @@ class FakeServer:
         )
         self._thread.start()
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -273,7 +279,9 @@ class FakeServer:
         for answer in answers:
             if isinstance(answer, str):
                 if answer not in BEFORE_ACCEPT | AFTER_ACCEPT:
-                    raise ValueError(f"unknown fault kind {answer!r}; use one of {sorted(BEFORE_ACCEPT | AFTER_ACCEPT)}")
+                    raise ValueError(
+                        f"unknown fault kind {answer!r}; use one of {sorted(BEFORE_ACCEPT | AFTER_ACCEPT)}"
+                    )
                 queued.append(Fault(answer))
                 continue
             status, headers = (answer, None) if isinstance(answer, int) else answer
@@ -335,15 +343,15 @@ class FakeServer:
 
     def _answer(self, handler: _Handler) -> None:
         request, query, headers = _read(handler)
-        errors = (
-            validation_errors(self.provider, request.method, request.path, query, headers, request.raw)
+        verdict = (
+            check_request(self.provider, request.method, request.path, query, headers, request.raw)
             if self.validate
-            else []
+            else Verdict([], True)
         )
         with self._lock:
             self.requests.append(request)
-            if errors:
-                self.invalid.append(InvalidRequest(request.method, request.path, tuple(errors)))
+            if verdict.errors:
+                self.invalid.append(InvalidRequest(request.method, request.path, tuple(verdict.errors)))
             fault = self._next_fault(request)
 
         if fault is not None and fault.kind in BEFORE_ACCEPT:
@@ -361,7 +369,7 @@ class FakeServer:
             elif fault.status == 429:
                 reply.headers.update(self.rate_limit_headers(self.faults.retry_after))
         else:
-            reply = self._service(request, errors)
+            reply = self._service(request, verdict)
             # A lost answer only matters when there was something to lose.
             if fault is not None and fault.kind in AFTER_ACCEPT and 200 <= reply.status < 300:
                 self._count(fault.kind)
@@ -374,24 +382,27 @@ class FakeServer:
             time.sleep(self.latency)
         _write(handler, reply)
 
-    def _service(self, request: RecordedRequest, errors: list[str]) -> Reply:
+    def _service(self, request: RecordedRequest, verdict: Verdict) -> Reply:
         if not self.authorized(request):
             return self.unauthorized_reply()
-        if errors:
-            return self.invalid_reply(errors)
+        # A path or method the API does not have gets the provider's 404/405 from route(), not a 400.
+        if verdict.errors and verdict.known:
+            return self.invalid_reply(verdict.errors)
         with self._lock:
             return self.route(request)
 
     def _next_fault(self, request: RecordedRequest) -> Fault | None:
         """Called under the lock, once per request, in arrival order."""
-        key = request.key
-        attempt = self._seen[key]
-        self._seen[key] += 1
         if self._script:
             return self._script.popleft()
         if self._burst_left:
             self._burst_left -= 1
             return Fault("429", 429)
+        if not self.faults.active:
+            return None
+        key = request.key
+        attempt = self._seen[key]
+        self._seen[key] += 1
         kind = self.faults.draw(key, attempt)
         if kind is None:
             return None

@@ -6,7 +6,7 @@ import base64
 import math
 import re
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -85,7 +85,12 @@ class TwilioFake(FakeServer):
         code = code if code is not None else _STATUS_CODES.get(status, 20001)
         return Reply(
             status,
-            {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
         )
 
     def invalid_reply(self, errors: list[str]) -> Reply:
@@ -127,7 +132,7 @@ class TwilioFake(FakeServer):
             return self.error_reply(400, "Attempt to send to unsubscribed recipient", 21610)
 
         sid = "SM" + uuid.uuid4().hex
-        now = format_datetime(datetime.now(timezone.utc).replace(microsecond=0))
+        now = format_datetime(datetime.now(UTC).replace(microsecond=0))
         message = {
             "account_sid": self.account_sid,
             "api_version": "2010-04-01",
@@ -171,7 +176,9 @@ class TwilioFake(FakeServer):
     def _list(self, query: dict[str, str]) -> Reply:
         """Newest first, filtered like Twilio: To, From, and DateSent / DateSent< / DateSent> by GMT day, inclusive."""
         try:
-            on, before, after = (_day(query[name]) if name in query else None for name in ("DateSent", "DateSent<", "DateSent>"))
+            on, before, after = (
+                _day(query[name]) if name in query else None for name in ("DateSent", "DateSent<", "DateSent>")
+            )
             page = int(query.get("Page", 0))
             page_size = min(int(query.get("PageSize", 50)), 1000)
         except ValueError as error:
@@ -219,6 +226,6 @@ def _day(value: str) -> date:
     except ValueError:
         pass
     try:
-        return parsedate_to_datetime(value).astimezone(timezone.utc).date()
+        return parsedate_to_datetime(value).astimezone(UTC).date()
     except (TypeError, ValueError):
         raise ValueError(f"cannot read date {value!r}") from None

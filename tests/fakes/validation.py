@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.security.exceptions import SecurityProviderError
 from openapi_core.security.factories import SecurityProviderFactory
 from openapi_core.security.providers import BaseProvider
+from openapi_core.templating.paths.exceptions import PathError
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 SPECS_DIR = Path(__file__).parent / "specs"
@@ -130,23 +132,31 @@ def _describe(error: Exception) -> str:
     if schema_errors:
         where = "body" if "body" in str(error).lower() else "parameter"
         lines = [f"{where} {e.json_path}: {e.message}" for e in schema_errors]
-    elif cause is not None:
+    elif cause is not None and str(cause) not in str(error):
         lines = [f"{error}: {cause}"]
     else:
         lines = [str(error)]
     return "; ".join(line if len(line) <= _MAX_MESSAGE else line[:_MAX_MESSAGE] + "..." for line in lines)
 
 
-def validation_errors(
+class Verdict(NamedTuple):
+    """What the spec says about a request; ``known`` is False when it names no operation in the spec."""
+
+    errors: list[str]
+    known: bool
+
+
+def check_request(
     provider: str,
     method: str,
     path: str,
     query: list[tuple[str, str]],
     headers: list[tuple[str, str]],
     body: bytes,
-) -> list[str]:
-    """Return what the provider's OpenAPI document says is wrong with this request; empty when it is valid."""
+) -> Verdict:
+    """Check a request against the provider's OpenAPI document; no errors means the real API would take it."""
     openapi = spec_for(provider)
     request = _SpecRequest(_BUILDERS[provider][1], method, path, query, headers, body)
     with _validate_locks[provider]:
-        return [_describe(error) for error in openapi.iter_request_errors(request)]
+        errors = list(openapi.iter_request_errors(request))
+    return Verdict([_describe(error) for error in errors], not any(isinstance(e, PathError) for e in errors))

@@ -78,7 +78,9 @@ class XFake(FakeServer):
         key = f"{escape(self.consumer_secret)}&{escape(self.access_token_secret)}".encode()
         sent = unescape(params.get("oauth_signature", ""))
         for host in (*SIGNED_HOSTS, self.url):
-            base = signature.signature_base_string(request.method, signature.base_string_uri(host + request.path), normalized)
+            base = signature.signature_base_string(
+                request.method, signature.base_string_uri(host + request.path), normalized
+            )
             expected = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha1).digest()).decode()
             if hmac.compare_digest(expected, sent):
                 return True
@@ -89,7 +91,9 @@ class XFake(FakeServer):
 
     def error_reply(self, status: int, message: str) -> Reply:
         title = "Invalid Request" if status == 400 else HTTPStatus(status).phrase
-        return Reply(status, {"title": title, "type": "about:blank", "status": status, "detail": message}, content_type=_PROBLEM)
+        return Reply(
+            status, {"title": title, "type": "about:blank", "status": status, "detail": message}, content_type=_PROBLEM
+        )
 
     def invalid_reply(self, errors: list[str]) -> Reply:
         return Reply(

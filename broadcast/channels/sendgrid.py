@@ -1,0 +1,252 @@
+"""The email channel: SendGrid v3 mail/send, one request per batch, each recipient personalized by substitutions."""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import re
+import time
+import urllib.error
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+
+from broadcast.channels.base import Channel, Message, Receipt, Rendering, Status
+from broadcast.config import EmailSettings, mask
+from broadcast.errors import ChannelError
+from broadcast.render import placeholder
+
+TIMEOUT = 30.0
+#: SendGrid takes at most 1000 personalizations and 1000 recipients (to + cc + bcc) per request
+MAX_RECIPIENTS = 1000
+#: SendGrid's limit on the keys and values of one personalization's substitutions, in UTF-8 bytes
+MAX_SUBSTITUTION_BYTES = 10_000
+
+SANDBOX_REASON = "SendGrid sandbox: accepted, not delivered"
+ANSWER_LOST = "answer lost: SendGrid may have accepted this batch; not retried automatically to avoid sending twice"
+_KEY_HINT = "check SENDGRID_API_KEY, and that the key has the Mail Send permission"
+_SENDER_HINT = "verify BROADCAST_EMAIL_FROM (or its domain) as a Sender Identity in SendGrid, or set it to one that is"
+
+#: a 400 error field that names one personalization, i.e. one recipient: "personalizations.3.to.0.email"
+_RECIPIENT_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one mail/send request came to, for every message it carried."""
+
+    status: Status
+    reason: str | None = None
+    provider_id: str | None = None
+    retry_after: float | None = None
+    #: a 400 that names recipients: personalization index → SendGrid's words; nothing was delivered
+    refused: Mapping[int, str] = field(default_factory=dict)
+    #: a 413: the request body was too large, so a smaller request may go through
+    too_large: bool = False
+
+
+class SendGridChannel(Channel):
+    """Sends a batch sharing one rendering as one mail with one personalization per recipient."""
+
+    name: ClassVar[str] = "email"
+    max_batch: ClassVar[int] = MAX_RECIPIENTS
+    max_concurrency: ClassVar[int] = 4
+
+    def __init__(self, settings: EmailSettings, *, timeout: float = TIMEOUT) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self._client = SendGridAPIClient(settings.api_key.reveal(), host=settings.host)
+
+    def send(self, messages: Sequence[Message]) -> list[Receipt]:
+        receipts: dict[str, Receipt] = {}
+        parts: deque[list[Message]] = deque()
+        # send.py already hands over batches of one rendering within the limit; grouping again keeps any caller safe
+        groups: dict[Rendering, list[Message]] = {}
+        for message in messages:
+            size = _substitution_bytes(message)
+            if size > MAX_SUBSTITUTION_BYTES:
+                receipts[message.id] = _receipt(
+                    message,
+                    "failed",
+                    reason=f"the contact's name is too long for SendGrid: {size:,} bytes of substitutions, "
+                    f"SendGrid allows {MAX_SUBSTITUTION_BYTES:,}",
+                )
+            else:
+                groups.setdefault(message.rendering, []).append(message)
+        for group in groups.values():
+            parts.extend(group[i : i + MAX_RECIPIENTS] for i in range(0, len(group), MAX_RECIPIENTS))
+
+        # Each pass settles a part, drops at least one refused recipient from it, or halves it,
+        # so the loop ends after at most three requests per message.
+        while parts:
+            part = parts.popleft()
+            answer = self._post(part)
+            if answer.refused:
+                for index, words in answer.refused.items():
+                    receipts[part[index].id] = _receipt(part[index], "failed", reason=f"SendGrid refused this recipient: {words}")
+                # SendGrid took none of the request, so everyone it did not name goes again at once
+                rest = [m for i, m in enumerate(part) if i not in answer.refused]
+                if rest:
+                    parts.appendleft(rest)
+            elif answer.too_large and len(part) > 1:
+                half = len(part) // 2
+                parts.extendleft([part[half:], part[:half]])
+            else:
+                for message in part:
+                    receipts[message.id] = _receipt(
+                        message, answer.status, answer.provider_id, answer.reason, answer.retry_after
+                    )
+        return [receipts[m.id] for m in messages]
+
+    def _post(self, part: list[Message]) -> _Answer:
+        mail = self._mail(part)
+        try:
+            response = self._client.client.mail.send.post(request_body=mail, timeout=self.timeout)
+        except HTTPError as exc:
+            return self._refusal(exc, len(part))
+        except urllib.error.URLError as exc:
+            # urllib wraps only what fails before the request is fully written (connection refused, DNS,
+            # connect timeout), so SendGrid cannot have taken this batch and sending it again is safe
+            return _Answer("retry", reason=mask(f"could not reach SendGrid at {self.settings.host}: {exc.reason}"))
+        except (ValueError, http.client.InvalidURL) as exc:
+            raise ChannelError(
+                mask(f"SENDGRID_API_HOST={self.settings.host!r} is not a URL SendGrid can be reached at: {exc}"),
+                hint="leave SENDGRID_API_HOST unset for https://api.sendgrid.com, or give a full URL like https://api.eu.sendgrid.com",
+            ) from None
+        except (OSError, http.client.HTTPException):
+            # The request went out and the answer did not come back (read timeout, RemoteDisconnected,
+            # reset, IncompleteRead): SendGrid has no idempotency key, so only a person can decide to resend
+            return _Answer("unknown", reason=ANSWER_LOST)
+        message_id = response.headers.get("X-Message-Id")
+        # in sandbox mode SendGrid validates the mail and answers 200 instead of 202, delivering nothing
+        if self.settings.sandbox and response.status_code == 200:
+            return _Answer("previewed", reason=SANDBOX_REASON, provider_id=message_id)
+        return _Answer("sent", provider_id=message_id)
+
+    def _mail(self, part: list[Message]) -> dict[str, Any]:
+        """The request body. A plain dict, as the SDK's README shows: its Mail helper inserts each new
+        personalization at the front, and a 400 names recipients by their position in the request."""
+        rendering = part[0].rendering
+        sender = {"email": self.settings.sender}
+        if self.settings.sender_name:
+            sender["name"] = self.settings.sender_name
+        # SendGrid requires text/plain before text/html, and refuses an empty content value
+        content = [{"type": "text/plain", "value": rendering.text}, {"type": "text/html", "value": rendering.html}]
+        mail: dict[str, Any] = {
+            "from": sender,
+            "subject": rendering.subject,
+            "content": [c for c in content if c["value"]],
+            "personalizations": [_personalization(m) for m in part],
+        }
+        if self.settings.sandbox:
+            mail["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return mail
+
+    def _refusal(self, exc: HTTPError, size: int) -> _Answer:
+        """Turn a SendGrid error status into an answer, or a ChannelError when no batch can go through."""
+        status = exc.status_code
+        errors = _errors(exc.body)
+        words = mask("; ".join(message for message, _ in errors) or str(exc.reason))
+        names_sender = any(f == "from" or f.startswith("from.") for _, f in errors)
+        # every batch would meet the same refusal, so the channel stops instead of failing batch after batch
+        if status in (400, 401, 403) and names_sender:
+            raise ChannelError(f"SendGrid refused the sender {self.settings.sender} ({status}): {words}", hint=_SENDER_HINT)
+        if status in (401, 403):
+            raise ChannelError(f"SendGrid refused the API key ({status}): {words}", hint=_KEY_HINT)
+        if status == 404:
+            raise ChannelError(
+                mask(f"SendGrid's mail/send was not found at {self.settings.host} (404)"),
+                hint="check SENDGRID_API_HOST; leave it unset for https://api.sendgrid.com",
+            )
+        if status == 400:
+            refused: dict[int, str] = {}
+            for message, field_name in errors:
+                match = _RECIPIENT_FIELD.match(field_name)
+                if match is None or int(match.group(1)) >= size:
+                    break
+                refused.setdefault(int(match.group(1)), mask(message))
+            else:
+                if refused:
+                    return _Answer("failed", refused=refused)
+            return _Answer(
+                "failed",
+                reason=f"SendGrid refused this email (400): {words}. Nothing in this batch was sent; "
+                "fix the notice or templates and send again",
+            )
+        if status == 413:
+            return _Answer("failed", reason="this email is too large for SendGrid (413); shorten the notice", too_large=True)
+        if status == 429:
+            return _Answer("retry", reason=f"SendGrid rate limit (429): {words}", retry_after=_retry_after(exc.headers))
+        if status >= 500:
+            return _Answer("retry", reason=f"SendGrid server error ({status}): {words}", retry_after=_retry_after(exc.headers))
+        return _Answer("failed", reason=f"SendGrid answered {status}: {words}")
+
+
+def _personalization(message: Message) -> dict[str, Any]:
+    # custom_args go here rather than at the top level: each recipient's message id is its own
+    personalization: dict[str, Any] = {
+        "to": [{"email": message.recipient}],
+        "custom_args": {"broadcast_notice": message.notice, "broadcast_message": message.id},
+    }
+    substitutions = _substitutions(message)
+    if substitutions:
+        personalization["substitutions"] = substitutions
+    return personalization
+
+
+def _substitutions(message: Message) -> dict[str, str]:
+    """SendGrid replaces each tag in the subject and in both contents, so the HTML tag carries the escaped value."""
+    out: dict[str, str] = {}
+    for name, value in message.fields.items():
+        out[placeholder(name)] = value
+        out[placeholder(name, html_part=True)] = html.escape(value)
+    return out
+
+
+def _substitution_bytes(message: Message) -> int:
+    return sum(len(key.encode()) + len(value.encode()) for key, value in _substitutions(message).items())
+
+
+def _errors(body: bytes | None) -> list[tuple[str, str]]:
+    """(message, field) for each entry of SendGrid's {"errors": [...]}; empty when the body is something else."""
+    try:
+        entries = json.loads(body or b"")["errors"]
+        return [(str(e.get("message") or ""), str(e.get("field") or "")) for e in entries]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait: X-RateLimit-Reset (epoch seconds) or Retry-After (seconds or an HTTP date), the later one."""
+    if headers is None:
+        return None
+    waits = []
+    reset, after = headers.get("X-RateLimit-Reset"), headers.get("Retry-After")
+    try:
+        waits.append(float(reset) - time.time())
+    except (TypeError, ValueError):
+        pass
+    try:
+        waits.append(float(after))
+    except (TypeError, ValueError):
+        try:
+            waits.append(parsedate_to_datetime(after).timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    return max(0.0, *waits) if waits else None
+
+
+def _receipt(
+    message: Message,
+    status: Status,
+    provider_id: str | None = None,
+    reason: str | None = None,
+    retry_after: float | None = None,
+) -> Receipt:
+    return Receipt(message.id, message.channel, message.recipient, status, provider_id, reason, retry_after=retry_after)

@@ -1,0 +1,174 @@
+"""The SMS channel: one Twilio Messages create per message, through the official twilio SDK."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError
+
+from broadcast.channels.base import Channel, Message, Receipt, Status
+from broadcast.config import SmsSettings, mask
+from broadcast.errors import ChannelError
+
+#: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
+TIMEOUT = 30.0
+
+CREDENTIALS_HINT = "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (Twilio Console → Account → API keys & tokens)"
+
+#: refusals of one recipient, in words a comms person understands
+RECIPIENT_REASONS = {
+    21211: "invalid phone number (Twilio 21211)",
+    21408: "sending to this region is not enabled on the Twilio account (21408)",
+    21610: "the recipient replied STOP (Twilio 21610); suppressed from now on",
+    21612: "Twilio cannot route an SMS from our sender to this number (Twilio 21612)",
+    21614: "not a mobile number, so it cannot receive SMS (Twilio 21614)",
+}
+#: our sender itself is unusable, so every message would fail the same way: From number errors
+#: (21212, 21606, 21659, 21660, 21661), neither From nor service (21603), Messaging Service errors (217xx)
+SENDER_CODES = frozenset({21212, 21603, 21606, 21659, 21660, 21661, 21701, 21702, 21703, 21704, 21705})
+
+#: Twilio filters its list only by the GMT day a message was *sent* (empty while it is still queued),
+#: so the lookup asks for the recipient's newest messages and compares creation times here
+LOOKUP_LIMIT = 50
+#: how long before our attempt a matching message may have been created: room for our clock being
+#: ahead of Twilio's. A match from earlier in that window is the same text to the same number, so
+#: calling it sent is true either way; missing the real one would send it twice.
+CLOCK_SLACK = timedelta(minutes=10)
+
+
+class TwilioChannel(Channel):
+    """Twilio Programmable Messaging: From or MessagingServiceSid, optional StatusCallback, one request per SMS."""
+
+    name = "sms"
+    max_batch = 1
+    max_concurrency = 10
+
+    def __init__(self, settings: SmsSettings, *, timeout: float = TIMEOUT) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        # Twilio accepts exactly one of From and MessagingServiceSid; config.py refuses both being set
+        if settings.messaging_service_sid:
+            self._sender: dict[str, Any] = {"messaging_service_sid": settings.messaging_service_sid}
+            self._sender_variable = "TWILIO_MESSAGING_SERVICE_SID"
+        else:
+            self._sender = {"from_": settings.sender}
+            self._sender_variable = "TWILIO_FROM"
+        self._extra: dict[str, Any] = {"status_callback": settings.status_callback} if settings.status_callback else {}
+        # requests does not promise that one Session is safe across threads, so each sending thread
+        # gets its own Client and Session; each keeps its connection alive between messages.
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._http_clients: list[TwilioHttpClient] = []
+
+    def close(self) -> None:
+        with self._lock:
+            http_clients, self._http_clients = self._http_clients, []
+            self._local = threading.local()
+        for http_client in http_clients:
+            if http_client.session is not None:
+                http_client.session.close()
+
+    def send(self, messages: Sequence[Message]) -> list[Receipt]:
+        return [self._send_one(message) for message in messages]
+
+    def _client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            http_client = TwilioHttpClient(timeout=self.timeout)
+            account_sid, auth_token = self.settings.account_sid.reveal(), self.settings.auth_token.reveal()
+            client = Client(account_sid, auth_token, http_client=http_client)
+            if self.settings.base_url:
+                # Domain.base_url is the SDK's public setting for where the Api domain lives
+                client.api.base_url = self.settings.base_url
+            self._local.client = client
+            with self._lock:
+                self._http_clients.append(http_client)
+        return client
+
+    def _send_one(self, message: Message) -> Receipt:
+        body = message.personal().text
+        client = self._client()
+        started = datetime.now(timezone.utc)
+        try:
+            created = client.messages.create(to=message.recipient, body=body, **self._sender, **self._extra)
+        except TwilioRestException as error:
+            return self._refused(message, error)
+        except requests.RequestException as error:
+            if _never_sent(error):
+                return _receipt(message, "retry", reason="could not connect to Twilio; nothing was sent")
+            # The request may have reached Twilio; sending again could deliver it twice, so ask first.
+            timed_out = isinstance(error, requests.Timeout)
+            lost = "Twilio did not answer in time" if timed_out else "the connection to Twilio dropped"
+            return self._reconcile(client, message, body, started, lost)
+        return _receipt(message, "sent", provider_id=created.sid)
+
+    def _refused(self, message: Message, error: TwilioRestException) -> Receipt:
+        status, code = error.status, error.code
+        said = mask(str(error.msg).removeprefix("Unable to create record: "))
+        if status in (401, 403) or code == 20003:
+            raise ChannelError(
+                f"Twilio refused the credentials (HTTP {status}, code {code}): {said}", hint=CREDENTIALS_HINT
+            )
+        if code in SENDER_CODES:
+            raise ChannelError(
+                f"Twilio will not send from {self._sender_variable} (code {code}): {said}",
+                hint=f"check {self._sender_variable}: it must be a message-capable sender of this Twilio account "
+                "(a number you own, or a Messaging Service with numbers in its sender pool)",
+            )
+        if status == 404:
+            raise ChannelError(
+                f"Twilio does not know the Messages address for this account (HTTP 404): {said}",
+                hint="check TWILIO_ACCOUNT_SID, and TWILIO_API_BASE_URL if you set it",
+            )
+        if status == 429 or code == 20429:
+            # Twilio sends no Retry-After that the SDK exposes (TwilioRestException carries no headers),
+            # so retry_after stays empty and send.py's jittered exponential backoff sets the pace.
+            return _receipt(message, "retry", reason=f"Twilio is busy: too many requests at once ({code})")
+        if status >= 500:
+            return _receipt(message, "retry", reason=f"Twilio had a server error (HTTP {status}, code {code}): {said}")
+        if code in RECIPIENT_REASONS:
+            return _receipt(message, "failed", reason=RECIPIENT_REASONS[code], suppress=code == 21610)
+        return _receipt(message, "failed", reason=f"Twilio refused the message (code {code}): {said}")
+
+    def _reconcile(self, client: Client, message: Message, body: str, started: datetime, lost: str) -> Receipt:
+        """The answer to a create was lost: look for the message in Twilio's list before deciding."""
+        sender = {"from_": self.settings.sender} if "from_" in self._sender else {}
+        try:
+            recent = client.messages.list(to=message.recipient, **sender, limit=LOOKUP_LIMIT)
+        # a failed list page raises the plain TwilioException, not TwilioRestException
+        except (TwilioException, requests.RequestException):
+            return _receipt(message, "unknown", reason="answer lost and Twilio could not be asked; may have been sent")
+        since = started - CLOCK_SLACK
+        for found in recent:
+            if found.body == body and found.date_created is not None and found.date_created >= since:
+                return _receipt(message, "sent", provider_id=found.sid)
+        return _receipt(
+            message, "retry", reason=f"{lost}; Twilio has no record of the message, so sending it again is safe"
+        )
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """True when the connection failed before the request went out: refused, no DNS answer, connect timeout."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    # requests wraps urllib3's MaxRetryError, whose reason says which step failed
+    cause = error.args[0] if error.args else None
+    return isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
+
+
+def _receipt(
+    message: Message,
+    status: Status,
+    *,
+    provider_id: str | None = None,
+    reason: str | None = None,
+    suppress: bool = False,
+) -> Receipt:
+    return Receipt(message.id, message.channel, message.recipient, status, provider_id, reason, suppress)

@@ -1,0 +1,81 @@
+"""The one contract every channel keeps, the outbox included: one receipt per message, in order, honestly filled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from broadcast.channels import LIVE_ADAPTERS, live_channel
+from broadcast.channels.base import Channel, Message, Status
+from broadcast.channels.outbox import Outbox, OutboxChannel
+from broadcast.config import channel_settings
+from broadcast.contacts import read_contacts
+from broadcast.notice import load_notice
+from broadcast.plan import CHANNELS, build_plan
+from broadcast.render import Templates, render_notice
+from tests.conftest import CONTACTS, EXAMPLE
+from tests.fakes import credentials
+from tests.fakes.fixtures import use_fakes
+
+STATUSES = set(get_args(Status))
+
+
+def planned(channel: str) -> list[Message]:
+    renders = render_notice(load_notice(EXAMPLE), Templates())
+    plan = build_plan(renders, read_contacts([CONTACTS]), [channel])
+    return plan.messages
+
+
+@pytest.fixture(params=["outbox", *CHANNELS])
+def channel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[str, Channel]]:
+    kind = request.param
+    if kind == "outbox":
+        yield "email", OutboxChannel("email", Outbox(tmp_path / "outbox"))
+        return
+    fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}.get(kind)
+    fake = request.getfixturevalue(fake_fixture) if fake_fixture else None
+    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x"}[kind]: fake} if fake else {}))
+    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
+    settings = channel_settings([kind], web_dir=tmp_path / "web")
+    yield kind, live_channel(kind, settings[kind])
+
+
+def test_registry_names_every_channel() -> None:
+    assert set(LIVE_ADAPTERS) == set(CHANNELS)
+
+
+def test_class_limits_are_declared(channel: tuple[str, Channel]) -> None:
+    name, adapter = channel
+    assert adapter.name == name
+    assert adapter.max_batch >= 1 and adapter.max_concurrency >= 1
+    assert isinstance(type(adapter).live, bool)
+
+
+def test_one_receipt_per_message_in_order(channel: tuple[str, Channel]) -> None:
+    name, adapter = channel
+    messages = planned(name)
+    assert messages
+    batch = messages[: adapter.max_batch]
+    # a batch shares one rendering, as send.batches() builds them
+    batch = [m for m in batch if (m.language, m.rendering.variant) == (batch[0].language, batch[0].rendering.variant)]
+    with adapter:
+        receipts = adapter.send(batch)
+        assert adapter.send([]) == []
+    assert [r.message_id for r in receipts] == [m.id for m in batch]
+    assert all(r.channel == name and r.recipient == m.recipient for r, m in zip(receipts, batch))
+    assert all(r.status in STATUSES for r in receipts)
+    for receipt in receipts:
+        if receipt.status == "sent":
+            assert receipt.provider_id
+        if receipt.status in ("failed", "unknown", "retry", "skipped"):
+            assert receipt.reason
+
+
+def test_nothing_about_a_channel_prints_a_secret(channel: tuple[str, Channel]) -> None:
+    _, adapter = channel
+    shown = repr(adapter) + str(vars(adapter)) if hasattr(adapter, "__dict__") else repr(adapter)
+    for secret in credentials.SECRETS:
+        assert secret not in shown

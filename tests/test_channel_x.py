@@ -1,0 +1,309 @@
+"""The X adapter, driven through the real tweepy client against the local X fake: threads, auth, faults, retries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from broadcast.channels import live_channel
+from broadcast.channels.base import Message, Receipt, Rendering
+from broadcast.channels.x import XChannel
+from broadcast.cli import main
+from broadcast.config import Secret, SocialSettings
+from broadcast.errors import ChannelError
+from broadcast.send import RetryPolicy, deliver
+from tests.conftest import CONTACTS, EXAMPLE
+from tests.fakes import credentials
+from tests.fakes.fixtures import use_fakes
+from tests.fakes.server import Reply, RecordedRequest
+from tests.fakes.x import XFake
+
+
+def settings(fake: XFake | None, *, bearer: bool = False, base_url: str | None = None, **wrong: str) -> SocialSettings:
+    values = {
+        "consumer_key": credentials.X_CONSUMER_KEY,
+        "consumer_secret": credentials.X_CONSUMER_SECRET,
+        "access_token": credentials.X_ACCESS_TOKEN,
+        "access_token_secret": credentials.X_ACCESS_TOKEN_SECRET,
+        "bearer_token": credentials.X_BEARER_TOKEN,
+        **wrong,
+    }
+    oauth1 = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+    secrets = {name: (None if bearer and name in oauth1 else Secret(value)) for name, value in values.items()}
+    return SocialSettings(**secrets, base_url=base_url or (fake.url if fake else None))
+
+
+def message(*posts: str, lang: str = "en", key: str = "") -> Message:
+    rendering = Rendering(channel="social", language=lang, posts=posts)
+    recipient = f"x:{lang}"
+    return Message(
+        id=key or f"notice-1/social/v1/{recipient}", channel="social", recipient=recipient, language=lang,
+        rendering=rendering, contact_key=recipient, notice="notice-1",
+    )
+
+
+def thread_of(n: int, lang: str = "en") -> Message:
+    return message(*(f"Water advisory in {lang}, part {i} ({i}/{n})" for i in range(1, n + 1)), lang=lang)
+
+
+def chain(fake: XFake) -> list[str | None]:
+    """Each post's parent, in the order the fake accepted them."""
+    return [d.payload["in_reply_to_tweet_id"] for d in fake.deliveries]
+
+
+@pytest.fixture
+def channel(x_fake: XFake) -> Iterator[XChannel]:
+    with XChannel(settings(x_fake)) as opened:
+        yield opened  # type: ignore[misc]
+    assert x_fake.invalid == []
+
+
+class FailOnce(XFake):
+    """The X fake, answering one chosen post's first arrival badly: before or after accepting it."""
+
+    def __init__(self, text: str, *, after: bool = False, status: int = 503) -> None:
+        self.fail_text, self.after, self.status, self.failed = text, after, status, False
+        super().__init__()
+
+    def route(self, request: RecordedRequest) -> Reply:
+        if self.failed or (request.body or {}).get("text") != self.fail_text:
+            return super().route(request)
+        self.failed = True
+        if not self.after:
+            return self.error_reply(self.status, "Service Unavailable")
+        super().route(request)  # X created the post, then the answer failed
+        return self.error_reply(self.status, "Service Unavailable")
+
+
+# -- posting -------------------------------------------------------------------------------------
+
+
+def test_single_post(channel: XChannel, x_fake: XFake) -> None:
+    [receipt] = channel.send([message("Boil your tap water. More: https://lakeside.example")])
+    [tweet] = x_fake.tweets.values()
+    assert receipt == Receipt("notice-1/social/v1/x:en", "social", "x:en", "sent", provider_id=tweet["id"])
+    assert tweet["in_reply_to_tweet_id"] is None and x_fake.deliveries[0].payload["auth"] == "oauth1"
+
+
+def test_thread_of_three_is_chained_by_reply(channel: XChannel, x_fake: XFake) -> None:
+    [receipt] = channel.send([thread_of(3)])
+    ids = [d.payload["id"] for d in x_fake.deliveries]
+    assert len(ids) == 3 and chain(x_fake) == [None, ids[0], ids[1]]
+    assert receipt.status == "sent" and receipt.provider_id == ids[0]
+    assert receipt.reason == f"thread of 3 posts: {', '.join(ids)}"
+
+
+def test_oauth2_user_token_is_sent_as_bearer(x_fake: XFake) -> None:
+    with XChannel(settings(x_fake, bearer=True)) as channel:
+        [receipt] = channel.send([thread_of(2)])
+    assert receipt.status == "sent"
+    assert [d.payload["auth"] for d in x_fake.deliveries] == ["bearer", "bearer"]
+    assert all(r.headers["authorization"] == f"Bearer {credentials.X_BEARER_TOKEN}" for r in x_fake.requests)
+    assert x_fake.invalid == []
+
+
+def test_registry_builds_the_adapter(x_fake: XFake) -> None:
+    channel = live_channel("social", settings(x_fake))
+    assert isinstance(channel, XChannel) and channel.max_batch == 1 and channel.max_concurrency == 1
+    assert credentials.X_CONSUMER_SECRET not in repr(channel)
+
+
+def test_too_long_post_fails_before_anything_is_posted(channel: XChannel, x_fake: XFake) -> None:
+    # 150 CJK characters weigh 300: under 280 characters, over 280 weighted
+    [receipt] = channel.send([message("Short first post (1/2)", "水" * 150 + " (2/2)")])
+    assert receipt.status == "failed"
+    assert "post 2 of 2 is 306 weighted characters, over X's 280" in receipt.reason
+    assert "nothing was posted" in receipt.reason and x_fake.requests == []
+
+
+def test_posts_of_several_languages_go_one_after_another(channel: XChannel, x_fake: XFake) -> None:
+    outcome = deliver([thread_of(2, "en"), thread_of(2, "ar")], {"social": channel})
+    assert outcome.counts["social"]["sent"] == 2
+    ids = [d.payload["id"] for d in x_fake.deliveries]
+    assert chain(x_fake) == [None, ids[0], None, ids[2]] and x_fake.max_concurrency == 1
+
+
+# -- credentials and refusals --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bearer", "wrong", "hint"),
+    [
+        (False, {"consumer_secret": "wrong-consumer-secret-0123"}, "Read and Write permission"),
+        (True, {"bearer_token": "wrong-bearer-token-0123456"}, "OAuth 2.0 user access token"),
+    ],
+)
+def test_401_stops_the_channel_with_a_hint(x_fake: XFake, bearer: bool, wrong: dict[str, str], hint: str) -> None:
+    with XChannel(settings(x_fake, bearer=bearer, **wrong)) as channel, pytest.raises(ChannelError) as raised:
+        channel.send([message("hello")])
+    assert "X refused the credentials (401)" in raised.value.message and hint in raised.value.hint
+    assert x_fake.tweets == {} and x_fake.invalid == []
+    assert not any(secret in str(raised.value) for secret in (*credentials.SECRETS, *wrong.values()))
+
+
+def test_other_403_stops_the_channel_with_xs_detail(channel: XChannel, x_fake: XFake) -> None:
+    x_fake.script([403])
+    outcome = deliver([message("hello"), message("again", lang="sw")], {"social": channel})
+    assert "X refused to post (403): Forbidden" in outcome.stopped["social"]
+    assert outcome.counts["social"]["sent"] == 0 and len(outcome.failures) == 2 and x_fake.tweets == {}
+
+
+def test_duplicate_first_post_is_skipped(channel: XChannel, x_fake: XFake) -> None:
+    channel.send([thread_of(2)])
+    again = thread_of(2)
+    [receipt] = channel.send([replace(again, id="notice-1/social/v2/x:en")])
+    assert receipt.status == "skipped" and receipt.reason == "already posted on X (duplicate content)"
+    assert len(x_fake.tweets) == 2
+
+
+# -- transient faults and retries ------------------------------------------------------------------
+
+
+def test_429_waits_for_the_rate_limit_reset_then_sends(channel: XChannel, x_fake: XFake) -> None:
+    reset = int(time.time()) + 30
+    x_fake.script([(429, {"x-rate-limit-reset": str(reset)})])
+    [receipt] = channel.send([message("hello")])
+    assert receipt.status == "retry" and "X rate limit reached (429)" in receipt.reason
+    assert 25 <= receipt.retry_after <= 30
+
+    x_fake.script([429])  # the fake's own headers: reset one second from now
+    outcome = deliver([message("hello", lang="sw")], {"social": channel})
+    assert outcome.counts["social"] == {"sent": 1} and x_fake.faults_injected["429"] == 2
+    assert len(x_fake.tweets) == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_retried(channel: XChannel, x_fake: XFake, status: int) -> None:
+    x_fake.script([status, status])
+    [receipt] = channel.send([message("hello")])
+    assert receipt.status == "retry" and "X server error" in receipt.reason
+    outcome = deliver([message("hello")], {"social": channel})
+    assert outcome.counts["social"] == {"sent": 1} and len(x_fake.tweets) == 1
+
+
+def test_gives_up_after_the_policy_attempts(channel: XChannel, x_fake: XFake) -> None:
+    x_fake.script([503] * 3)
+    outcome = deliver([message("hello")], {"social": channel}, policy=RetryPolicy(attempts=3, wait=False))
+    [failure] = outcome.failures
+    assert failure.status != "sent" and failure.reason.startswith("gave up after 3 attempts: X server error")
+    assert x_fake.tweets == {}
+
+
+def test_thread_failing_on_post_two_continues_on_retry() -> None:
+    whole = thread_of(3)
+    with FailOnce(whole.rendering.posts[1]) as fake, XChannel(settings(fake)) as channel:
+        [first] = channel.send([whole])
+        first_id = fake.deliveries[0].payload["id"]
+        assert first.status == "retry" and f"post 1 of 3 already on X ({first_id})" in first.reason
+        assert first.provider_id == first_id
+        outcome = deliver([whole], {"social": channel})
+        ids = [d.payload["id"] for d in fake.deliveries]
+        assert outcome.counts["social"] == {"sent": 1}
+        assert [d.recipient for d in fake.deliveries] == list(whole.rendering.posts)
+        assert chain(fake) == [None, ids[0], ids[1]] and fake.duplicates() == {} and fake.invalid == []
+
+
+def test_accepted_post_with_a_lost_answer_ends_the_thread_as_sent() -> None:
+    # X created post 2 but answered 503: the retry meets "duplicate content" and cannot learn post 2's id
+    whole = thread_of(3)
+    with FailOnce(whole.rendering.posts[1], after=True) as fake, XChannel(settings(fake)) as channel:
+        received: list[Receipt] = []
+        outcome = deliver([whole], {"social": channel}, on_receipts=received.extend)
+        [receipt] = received
+        ids = [d.payload["id"] for d in fake.deliveries]
+    assert outcome.counts["social"] == {"sent": 1} and len(ids) == 2 and fake.duplicates() == {}
+    assert receipt.provider_id == ids[0]
+    assert receipt.reason.startswith("thread may be incomplete: posts 1-2 of 3 on X")
+    assert "post 3 had nothing to reply to" in receipt.reason
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "timeout_after"])
+def test_lost_answer_on_a_single_post_is_sent_not_skipped(x_fake: XFake, fault: str) -> None:
+    x_fake.script([fault])
+    received: list[Receipt] = []
+    with XChannel(settings(x_fake), timeout=0.3) as channel:
+        outcome = deliver([message("hello")], {"social": channel}, on_receipts=received.extend)
+    assert outcome.counts["social"] == {"sent": 1} and len(x_fake.tweets) == 1 and x_fake.faults_injected[fault] == 1
+    assert received[0].provider_id is None and "answer was lost" in received[0].reason
+
+
+@pytest.mark.parametrize("fault", ["drop_before", "timeout_before"])
+def test_lost_request_is_retried_and_posted_once(x_fake: XFake, fault: str) -> None:
+    x_fake.script([fault])
+    received: list[Receipt] = []
+    with XChannel(settings(x_fake), timeout=0.3) as channel:
+        outcome = deliver([thread_of(2)], {"social": channel}, on_receipts=received.extend)
+    assert outcome.counts["social"] == {"sent": 1} and x_fake.duplicates() == {} and len(x_fake.tweets) == 2
+    assert received[0].provider_id == x_fake.deliveries[0].payload["id"]
+
+
+def test_connection_refused_is_retried() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with XChannel(settings(None, base_url=f"http://127.0.0.1:{port}")) as channel:
+        [receipt] = channel.send([message("hello")])
+    assert receipt.status == "retry" and receipt.reason == "no answer from X (ConnectionError)"
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """--verbose installs a root handler on CliRunner's stream; put the test run's logging back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def send_social(*extra: str) -> Any:
+    args = ["send", str(EXAMPLE), "--contacts", str(CONTACTS), "--channel", "social", "--yes", "--json"]
+    return CliRunner().invoke(main, [*extra, *args], catch_exceptions=False)
+
+
+def test_cli_posts_the_boil_water_thread(monkeypatch: pytest.MonkeyPatch, x_fake: XFake) -> None:
+    use_fakes(monkeypatch, x=x_fake)
+    result = send_social()
+    assert result.exit_code == 0, result.output
+    social = json.loads(result.stdout)["channels"]["social"]
+    roots = [d for d in x_fake.deliveries if d.payload["in_reply_to_tweet_id"] is None]
+    assert social["sent"] == len(roots) == 1 and social["failed"] == social["unknown"] == 0
+    ids = [d.payload["id"] for d in x_fake.deliveries]
+    assert len(ids) == 7 and chain(x_fake) == [None, *ids[:-1]]
+    assert x_fake.deliveries[-1].recipient.endswith("(7/7)") and x_fake.invalid == []
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("bearer", [False, True])
+def test_cli_verbose_output_holds_no_secret(monkeypatch: pytest.MonkeyPatch, x_fake: XFake, bearer: bool) -> None:
+    use_fakes(monkeypatch, x=x_fake)
+    if bearer:
+        for name in ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("X_BEARER_TOKEN", credentials.X_BEARER_TOKEN)
+    result = send_social("--verbose")
+    assert result.exit_code == 0, result.output
+    assert "Making API request" in result.output  # tweepy's debug log, headers and all, went through the masking
+    assert not [s for s in credentials.SECRETS if s in result.output]
+    assert {d.payload["auth"] for d in x_fake.deliveries} == {"bearer" if bearer else "oauth1"}
+
+
+def test_cli_bad_credentials_stop_social_without_leaking(monkeypatch: pytest.MonkeyPatch, x_fake: XFake) -> None:
+    use_fakes(monkeypatch, x=x_fake)
+    monkeypatch.setenv("X_ACCESS_TOKEN_SECRET", "wrong-x-secret-access-token-secret")
+    result = send_social()
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["channels"]["social"]["sent"] == 0 and "401" in summary["stopped"]["social"]
+    assert "wrong-x-secret-access-token-secret" not in result.output and x_fake.tweets == {}
