@@ -94,6 +94,8 @@ class Decision:
     reason: str = ""
     #: the previous attempt's outcome is not known (a crash or a lost answer)
     unknown: bool = False
+    #: when the previous attempt was made, for asking the provider about an unknown
+    since: datetime | None = None
 
 
 class Ledger:
@@ -250,7 +252,7 @@ class Ledger:
                     for r in conn.execute(
                         sa.select(
                             deliveries.c.message_id, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id,
-                            deliveries.c.sent_at,
+                            deliveries.c.sent_at, deliveries.c.last_at,
                         ).where(deliveries.c.message_id.in_(ids))
                     )
                 }
@@ -277,9 +279,12 @@ class Ledger:
         if row.status == "inflight" and row.run_id in live:
             return Decision(message, False, "being sent by another run")
         # inflight from a dead run, or a lost answer: it may have been delivered
+        since = _aware(row.last_at)
         if retry_unknown:
-            return Decision(message, True, "retrying unknown", unknown=True)
-        return Decision(message, False, "unknown: may have been sent; re-run with --retry-unknown to send again", unknown=True)
+            return Decision(message, True, "retrying unknown", unknown=True, since=since)
+        return Decision(
+            message, False, "unknown: may have been sent; re-run with --retry-unknown to send again", unknown=True, since=since
+        )
 
     # -- sending -------------------------------------------------------------------------------
 

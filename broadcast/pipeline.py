@@ -9,11 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from broadcast.channels.base import Channel, Message
+from broadcast.channels.base import Channel, Message, Receipt
 from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
 from broadcast.contacts import read_contacts
 from broadcast.errors import TemplateError
 from broadcast.ledger import Decision, Ledger
+from broadcast.ledger import now as ledger_now
 from broadcast.notice import Notice, load_notice
 from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
@@ -134,10 +135,10 @@ def prepare(
             kept.append(message)
             if decision.reason:
                 plan.decisions[message.id] = decision
+        elif decision.unknown:
+            plan.unknowns.append(decision)
         else:
             plan.skipped[message.channel][decision.reason] += 1
-            if decision.unknown:
-                plan.unknown[message.channel] += 1
     plan.messages = kept
     return plan, checked.warnings
 
@@ -187,9 +188,51 @@ def execute(
 
     ledger.start_run(plan.notice.id)
     try:
-        return deliver(plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle)
+        found = reconcile(plan, channels, ledger)
+        outcome = deliver(plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle)
+        outcome.reconciled.update(found)
+        return outcome
     finally:
         ledger.finish_run()
+
+
+def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
+    """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
+
+    Found → recorded as sent; provably never arrived → added to this run's sends; otherwise they stay
+    unknown. Returns channel → messages found already delivered.
+    """
+    found: Counter[str] = Counter()
+    remaining = []
+    for channel_name, group in _grouped(plan.unknowns).items():
+        channel = channels.get(channel_name)
+        owned = ledger.claim(group) if channel is not None else []
+        by_id = {d.message.id: d for d in group}
+        receipts = channel.reconcile([(m, by_id[m.id].since or ledger_now()) for m in owned]) if owned else None
+        if receipts is None:
+            if owned:  # no look-up here: hand the rows back exactly as they were
+                ledger.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=by_id[m.id].reason) for m in owned])
+            remaining.extend(group)
+            continue
+        ledger.settle(receipts)
+        for receipt in receipts:
+            if receipt.status == "sent":
+                found[channel_name] += 1
+            elif receipt.status == "retry":
+                plan.messages.append(by_id[receipt.message_id].message)
+            else:
+                remaining.append(by_id[receipt.message_id])
+        owned_ids = {m.id for m in owned}
+        remaining.extend(d for d in group if d.message.id not in owned_ids)
+    plan.unknowns = remaining
+    return found
+
+
+def _grouped(decisions: list[Decision]) -> dict[str, list[Decision]]:
+    groups: dict[str, list[Decision]] = {}
+    for decision in decisions:
+        groups.setdefault(decision.message.channel, []).append(decision)
+    return groups
 
 
 def open_ledger(url: str | None, *, dry_run: bool) -> Ledger | None:
@@ -213,7 +256,8 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
             "sent": counts["sent"],
             "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
             "failed": counts["failed"] + counts["retry"],
-            "unknown": counts["unknown"] + plan.unknown.get(name, 0),
+            "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),
+            "reconciled": outcome.reconciled[name],
             "skipped_reasons": dict(plan.skipped.get(name, Counter())),
             "previewed": counts["previewed"],
             "languages": dict(plan.counts.get(name, Counter())),

@@ -35,8 +35,8 @@ class Plan:
     fallbacks: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: channel → reason → messages left out of the plan (suppressed, already sent, …)
     skipped: dict[str, Counter[str]] = field(default_factory=dict)
-    #: channel → messages whose earlier outcome is unknown (a crash, a lost answer)
-    unknown: Counter[str] = field(default_factory=Counter)
+    #: ledger decisions for messages whose earlier outcome is unknown (a crash, a lost answer)
+    unknowns: list[Any] = field(default_factory=list)
     #: ledger decisions that are not plain "new": reminders and retried unknowns (claim needs them)
     decisions: dict[str, Any] = field(default_factory=dict)
 

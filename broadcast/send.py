@@ -44,6 +44,8 @@ class Outcome:
     failures: list[Receipt] = field(default_factory=list)
     #: channel → the message of the error that stopped it
     stopped: dict[str, str] = field(default_factory=dict)
+    #: channel → unknowns from an earlier run that the provider confirmed as delivered
+    reconciled: Counter[str] = field(default_factory=Counter)
 
     def add(self, receipts: Iterable[Receipt]) -> None:
         for receipt in receipts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar, Literal
 
 #: What happened to one message. ``retry`` means a transient failure the sender may try again;
@@ -91,6 +92,15 @@ class Channel(ABC):
 
         Raise ``ChannelError`` only when the whole channel must stop (bad credentials).
         """
+
+    def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt] | None:
+        """Ask the provider what became of messages whose outcome is unknown, each with when it was tried.
+
+        Return one receipt per message: "sent" when the provider has it, "retry" when it provably never
+        arrived (so sending is safe), "unknown" when it cannot tell; or None when the provider offers no
+        look-up at all (the default), so those messages stay unknown until a person says --retry-unknown.
+        """
+        return None
 
     def __enter__(self) -> Channel:
         self.open()

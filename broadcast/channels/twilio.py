@@ -109,6 +109,14 @@ class TwilioChannel(Channel):
             return self._reconcile(client, message, body, started, lost)
         return _receipt(message, "sent", provider_id=created.sid)
 
+    def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt]:
+        """After a crash: Twilio's message list says whether each in-flight SMS went out."""
+        client = self._client()
+        return [
+            self._reconcile(client, message, message.personal().text, since, "an earlier run stopped before Twilio answered")
+            for message, since in lost
+        ]
+
     def _refused(self, message: Message, error: TwilioRestException) -> Receipt:
         status, code = error.status, error.code
         said = mask(str(error.msg).removeprefix("Unable to create record: "))
