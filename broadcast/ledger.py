@@ -105,7 +105,11 @@ class Ledger:
         self.url = url or os.environ.get("BROADCAST_LEDGER") or DEFAULT_URL
         try:
             self.engine = self._engine(self.url)
-            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # two runs starting at once on a new database must not both create the tables
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
+                metadata.create_all(conn)
         except sa.exc.ArgumentError as exc:
             raise LedgerError(
                 f"not a database URL: {exc}", hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"

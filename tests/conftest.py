@@ -27,3 +27,62 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     # relative outputs (outbox/, preview/, web/, .env) land in the test's own folder
     monkeypatch.chdir(tmp_path)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - Iterator[str]
+    """A real PostgreSQL server on 127.0.0.1 for the ledger tests: BROADCAST_TEST_POSTGRES, or one started here.
+
+    .ci/run installs Debian's postgresql package; the server itself is started per test session from
+    its binaries, so the README's test command works the same on a developer's machine.
+    """
+    import glob
+    import shutil
+    import subprocess
+
+    url = os.environ.get("BROADCAST_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -e '.[test]'")
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries and not shutil.which("initdb"):
+        pytest.skip("no PostgreSQL server binaries: apt-get install postgresql (.ci/run does)")
+    bindir = Path(binaries[-1]).parent if binaries else Path(shutil.which("initdb")).parent
+    import tempfile
+
+    # not under pytest's tmp folders: those are private to root, and the server runs as postgres
+    data = Path(tempfile.mkdtemp(prefix="broadcast-pg-"))
+    port = _free_port()
+    # initdb and postgres refuse to run as root; run them as the postgres user the Debian package creates
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(data, "postgres")
+    try:
+        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+                       check=True, capture_output=True, timeout=120, cwd="/")
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-t", "60",
+             "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+            check=True, capture_output=True, timeout=120, cwd="/",
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"could not start PostgreSQL: {exc} {detail.decode(errors='replace')[:300]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60, cwd="/")
+        shutil.rmtree(data, ignore_errors=True)

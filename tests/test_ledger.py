@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from broadcast.channels.base import Message, Receipt, Rendering
 from broadcast.errors import LedgerError
-from broadcast.ledger import Decision, Ledger, deliveries, parse_duration, runs
+from broadcast.ledger import now
+from broadcast.ledger import Decision, Ledger, deliveries, metadata, parse_duration, runs
 
 RENDERING = Rendering("sms", "en", text="Boil water before drinking.")
 
@@ -29,9 +30,21 @@ def sent(m: Message, status: str = "sent", **kw: object) -> Receipt:
     return Receipt(m.id, m.channel, m.recipient, status, provider_id="SM1" if status == "sent" else None, **kw)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = request.getfixturevalue("postgres_url")
+    # each test starts from empty tables on the shared server
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture()
-def ledger(tmp_path: Path) -> Ledger:
-    book = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+def ledger(ledger_url: str) -> Ledger:
+    book = Ledger(ledger_url)
     yield book
     book.close()
 
@@ -69,7 +82,7 @@ def test_resend_after_reminds_only_old_sends(ledger: Ledger) -> None:
     run_once(ledger, [m])
     assert [d.send for d in ledger.triage([m], resend_after=timedelta(hours=1))] == [False]
     with ledger.engine.begin() as conn:
-        conn.execute(deliveries.update().values(sent_at=sa.func.datetime("now", "-2 hours")))
+        conn.execute(deliveries.update().values(sent_at=now() - timedelta(hours=2)))
     decision = next(ledger.triage([m], resend_after=timedelta(hours=1)))
     assert decision.send and decision.reason == "reminder"
     assert len(run_once(ledger, [m], resend_after=timedelta(hours=1))) == 1
@@ -133,8 +146,8 @@ def _claim_all(url: str, n: int, queue: multiprocessing.Queue) -> None:  # runs 
     book.close()
 
 
-def test_two_processes_never_claim_the_same_message(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_processes_never_claim_the_same_message(ledger_url: str) -> None:
+    url = ledger_url
     Ledger(url).close()
     queue: multiprocessing.Queue = multiprocessing.Queue()
     ctx = multiprocessing.get_context("fork")

@@ -151,7 +151,7 @@ def test_two_runs_at_once_never_send_twice(fakes, tmp_path: Path) -> None:  # no
     twilio.latency = 0.01
     contacts = sms_contacts(tmp_path / "a.csv", range(100, 400))
     runs = [_broadcast(EXAMPLE, "--contacts", contacts, "--channel", "sms") for _ in range(2)]
-    outputs = [json.loads(p.communicate(timeout=120)[0]) for p in runs]
+    outputs = [_output(p) for p in runs]
     assert twilio.duplicates() == {}
     assert len(twilio.deliveries) == 300
     assert sum(o["channels"]["sms"]["sent"] for o in outputs) == 300
@@ -178,3 +178,27 @@ def test_sigkill_mid_send_loses_nobody_and_duplicates_nothing(fakes, tmp_path: P
     # every recipient is accounted for: sent before the crash, found by reconciliation, or sent now
     assert sms["skipped_reasons"].get("already sent", 0) + sms["reconciled"] + sms["sent"] == 300
     assert sms["unknown"] == 0
+
+
+def test_postgres_ledger_two_runs_at_once_then_a_rerun(fakes, postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+    from broadcast.ledger import metadata
+
+    engine = sa.create_engine(postgres_url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    monkeypatch.setenv("BROADCAST_LEDGER", postgres_url)
+    _, twilio, _ = fakes
+    twilio.latency = 0.01
+    contacts = sms_contacts(tmp_path / "a.csv", range(100, 300))
+    runs = [_broadcast(EXAMPLE, "--contacts", contacts, "--channel", "sms") for _ in range(2)]
+    outputs = [_output(p) for p in runs]
+    assert twilio.duplicates() == {} and len(twilio.deliveries) == 200
+    assert sum(o["channels"]["sms"]["sent"] for o in outputs) == 200
+    again = send(EXAMPLE, "--contacts", contacts, "--channel", "sms")
+    assert again["channels"]["sms"]["sent"] == 0 and again["channels"]["sms"]["skipped_reasons"] == {"already sent": 200}
+
+
+def _output(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode in (0, 1), err.decode(errors="replace")
+    return json.loads(out)
