@@ -95,7 +95,9 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
-        logging.basicConfig(level=logging.DEBUG, handlers=[handler], force=True)
+        logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+        # our own steps in detail; the SDKs' debug logs would print every recipient's address and payload
+        logging.getLogger("broadcast").setLevel(logging.DEBUG)
     try:
         load_dotenv_file(env_file)
     except BroadcastError as exc:

@@ -196,7 +196,7 @@ def execute(
         ledger.finish_run()
 
 
-def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
+def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:  # noqa: C901
     """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
 
     Found → recorded as sent; provably never arrived → added to this run's sends; otherwise they stay

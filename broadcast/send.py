@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from broadcast.channels.base import Channel, Message, Receipt
 from broadcast.errors import ChannelError
 from broadcast.plan import by_channel
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,10 @@ def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPoli
                 hint="this is a bug in the channel adapter; please report it",
             )
         retry = [r for r in receipts if r.status == "retry"]
+        log.debug(
+            "%s: attempt %d, %d message(s) → %s", channel.name, attempt, len(pending),
+            dict(Counter(r.status for r in receipts)),
+        )
         for receipt in receipts:
             if receipt.status != "retry":
                 final[receipt.message_id] = receipt
