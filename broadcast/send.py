@@ -7,9 +7,9 @@ import os
 import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from broadcast.channels.base import Channel, Message, Receipt
@@ -18,6 +18,10 @@ from broadcast.plan import by_channel
 
 
 log = logging.getLogger(__name__)
+#: messages claimed in the ledger per transaction before they are sent
+CLAIM_CHUNK = 200
+#: receipts recorded in the ledger per transaction after they are sent
+SETTLE_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,18 @@ def deliver(
     lock = threading.Lock()
     started = time.monotonic()
 
+    buffer: list[Receipt] = []
+
     def settle(receipts: list[Receipt]) -> None:
+        # receipts are recorded in chunks, never one transaction per message; a crash before a flush
+        # leaves those rows in flight, which the next run treats as unknown (reconciled where it can be)
         with lock:
             outcome.add(receipts)
             if on_receipts:
-                on_receipts(receipts)
+                buffer.extend(receipts)
+                if len(buffer) >= SETTLE_CHUNK:
+                    on_receipts(buffer[:])
+                    buffer.clear()
 
     groups = by_channel(messages)
     threads = [
@@ -100,6 +111,8 @@ def deliver(
         thread.start()
     for thread in threads:
         thread.join()
+    if on_receipts and buffer:
+        on_receipts(buffer[:])
     return outcome
 
 
@@ -133,14 +146,6 @@ def _run_channel(
         if stop.is_set():
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
             return
-        if claim is not None:
-            owned = claim(batch)
-            if len(owned) < len(batch):
-                mine = {m.id for m in owned}
-                settle([_skip(m, "being sent by another run") for m in batch if m.id not in mine])
-            batch = owned
-            if not batch:
-                return
         try:
             settle(_send_with_retries(channel, batch, policy, started))
         except ChannelError as exc:
@@ -163,9 +168,44 @@ def _run_channel(
         return
     try:
         with ThreadPoolExecutor(max_workers=max(1, channel.max_concurrency), thread_name_prefix=channel.name) as pool:
-            list(pool.map(work, batches(channel, messages)))
+            in_flight: deque[list[Future[None]]] = deque()
+            for group in _claim_groups(batches(channel, messages)):
+                if claim is not None and not stop.is_set():
+                    group = _claimed(group, claim, settle)
+                in_flight.append([pool.submit(work, batch) for batch in group])
+                # claim at most two groups ahead of what has been sent, so a crash leaves few rows in flight
+                if len(in_flight) > 2:
+                    for future in in_flight.popleft():
+                        future.result()
+            for futures in in_flight:
+                for future in futures:
+                    future.result()
     finally:
         channel.close()
+
+
+def _claim_groups(all_batches: list[list[Message]]) -> Iterator[list[list[Message]]]:
+    """Consecutive batches holding about CLAIM_CHUNK messages: one ledger transaction claims them all."""
+    group: list[list[Message]] = []
+    size = 0
+    for batch in all_batches:
+        group.append(batch)
+        size += len(batch)
+        if size >= CLAIM_CHUNK:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _claimed(group: list[list[Message]], claim: Claim, settle: ReceiptSink) -> list[list[Message]]:
+    """Keep only the messages this run owns; the rest are held or settled by another run."""
+    owned = {m.id for m in claim([m for batch in group for m in batch])}
+    others = [_skip(m, "being sent by another run") for batch in group for m in batch if m.id not in owned]
+    if others:
+        settle(others)
+    kept = [[m for m in batch if m.id in owned] for batch in group]
+    return [batch for batch in kept if batch]
 
 
 def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPolicy, started: float) -> list[Receipt]:
