@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from broadcast import __version__
-from broadcast.errors import Aborted, BroadcastError
+from broadcast.errors import Aborted, BroadcastError, InputError
 
 CHANNEL_NAMES = ("email", "sms", "social", "web")
 
@@ -110,8 +110,16 @@ templates_option = click.option(
     "--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path), help="Use templates from DIR."
 )
 max_segments_option = click.option(
-    "--max-sms-segments", default=3, show_default=True, type=click.IntRange(1, 10), help="Warn when an SMS is longer."
+    "--max-sms-segments",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 20),
+    help="Warn when an SMS is longer; a live send refuses unless --force.",
 )
+transliterate_option = click.option(
+    "--sms-transliterate", is_flag=True, help="Fold SMS text to GSM-7 (č→c, curly quotes → straight) to pay for fewer segments."
+)
+strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label) is an error.")
 
 
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -151,6 +159,12 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--retry-unknown", is_flag=True, help="Send again to recipients whose earlier outcome is unknown."),
             templates_option,
             max_segments_option,
+            transliterate_option,
+            click.option(
+                "--sms-segment-price", default=0.0, show_default=True, type=click.FloatRange(0),
+                help="Price of one SMS segment, for the cost estimate.",
+            ),
+            strict_option,
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."),
         ]
     ):
@@ -162,13 +176,20 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @notice_argument
 @templates_option
 @max_segments_option
+@transliterate_option
+@strict_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @_reports_errors
-def check_command(notice: Path, templates_dir: Path | None, max_sms_segments: int, as_json: bool) -> int:
+def check_command(
+    notice: Path, templates_dir: Path | None, max_sms_segments: int, sms_transliterate: bool, strict: bool, as_json: bool
+) -> int:
     """Validate NOTICE and render every channel in every language."""
     from broadcast import pipeline, report
 
-    checked = pipeline.check(notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments)
+    checked = pipeline.check(
+        notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
+        sms_transliterate=sms_transliterate, strict=strict,
+    )
     report.checked(checked, as_json=as_json)
     return 0
 
@@ -189,10 +210,13 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--dry-run", is_flag=True, help="Render and plan, write to --out, send nothing (same as preview).")
 @click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
 @click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
+@click.option("--force", is_flag=True, help="Send even when an SMS is longer than --max-sms-segments.")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @_reports_errors
-def send_command(notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None, **options: Any) -> int:
+def send_command(
+    notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None, **options: Any
+) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if dry_run:
         return _dry_run(notice, out_dir, **options)
@@ -204,18 +228,27 @@ def send_command(notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox:
     settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
     ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
+    too_long = pipeline.sms_over_limit(plan, options["max_sms_segments"])
+    if too_long and not force:
+        listed = ", ".join(f"{lang}: {n} segments" for lang, n in sorted(too_long.items()))
+        raise InputError(
+            f"the SMS is longer than --max-sms-segments {options['max_sms_segments']} ({listed}); nothing was sent",
+            field="sms",
+            hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
+            "or add --force to pay for the longer SMS",
+        )
     if not yes:
         if not sys.stdin.isatty():
             raise Aborted(
                 "refusing a live send without --yes in a non-interactive shell; nothing was sent",
                 hint="preview first with --dry-run, then add --yes to send",
             )
-        report.plan(plan, warnings, as_json=False)
+        report.plan(plan, warnings, as_json=False, sms_segment_price=options["sms_segment_price"])
         if not click.confirm(f"Send {len(plan.messages)} messages on {', '.join(plan.channels)} now?", err=True):
             raise Aborted("cancelled; nothing was sent")
     channels = pipeline.live_channels(plan, settings)
     outcome = pipeline.execute(plan, channels, ledger=ledger)
-    report.sent(plan, outcome, warnings, as_json=as_json)
+    report.sent(plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"])
     return 1 if outcome.failures or outcome.stopped else 0
 
 
@@ -231,6 +264,8 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
         "suppression_paths": suppressions,
         "resend_after": options.get("resend_after"),
         "retry_unknown": options.get("retry_unknown", False),
+        "sms_transliterate": options.get("sms_transliterate", False),
+        "strict": options.get("strict", False),
         "channels": options.get("channel_list"),
         "templates_dir": options.get("templates_dir"),
         "region": options.get("region"),
@@ -247,7 +282,7 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     pipeline.write_preview(plan, out_dir)
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
-    report.previewed(plan, outcome, warnings, out_dir, as_json=as_json)
+    report.previewed(plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"])
     return 0
 
 

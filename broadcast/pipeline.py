@@ -15,7 +15,7 @@ from broadcast.contacts import read_contacts
 from broadcast.errors import TemplateError
 from broadcast.ledger import Decision, Ledger
 from broadcast.ledger import now as ledger_now
-from broadcast.notice import Notice, load_notice
+from broadcast.notice import Notice, load_notice, missing_translations
 from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
 from broadcast.segments import count_segments
@@ -45,14 +45,42 @@ class Checked:
     templates: Templates
     renders: RenderSet
     warnings: list[Caution] = field(default_factory=list)
+    #: language → (segments before, after) when --sms-transliterate folded the SMS
+    sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
+    missing_translations: list[tuple[str, str]] = field(default_factory=list)
 
 
-def check(notice_path: str | Path, *, templates_dir: str | Path | None = None, max_sms_segments: int = 3) -> Checked:
-    """Load the notice and render every channel in every language; raise on anything that must not be sent."""
+def check(
+    notice_path: str | Path,
+    *,
+    templates_dir: str | Path | None = None,
+    max_sms_segments: int = 3,
+    sms_transliterate: bool = False,
+    strict: bool = False,
+) -> Checked:
+    """Load the notice and render every channel in every language; raise on anything that must not be sent.
+
+    Translation fallbacks (a text or a label borrowed from another language) are warnings, or errors
+    with ``strict``.
+    """
     notice = load_notice(notice_path)
     templates = Templates(templates_dir)
-    renders = render_notice(notice, templates)
+    renders = render_notice(notice, templates, sms_transliterate=sms_transliterate)
     checked = Checked(notice, templates, renders)
+    if sms_transliterate:
+        plain = render_notice(notice, templates, channels=["sms"])
+        for (channel, lang, variant), rendering in plain.renderings.items():
+            if not variant:
+                before, after = count_segments(rendering.text), count_segments(renders.get(channel, lang).text)
+                checked.sms_saved[lang] = (before.segments, after.segments)
+    fallbacks = _fallbacks(notice, renders)
+    checked.missing_translations = [(path, lang) for path, lang in missing_translations(notice)]
+    if strict and fallbacks:
+        raise TemplateError(
+            f"--strict: {len(fallbacks)} translation fallback(s):\n" + "\n".join(f"  - {f}" for f in fallbacks),
+            file=notice_path,
+            hint="translate each listed field or label, or run without --strict",
+        )
     gaps = []
     for (channel, lang, variant), rendering in renders.renderings.items():
         for channel_id in missing_contacts(rendering, notice):
@@ -64,15 +92,8 @@ def check(notice_path: str | Path, *, templates_dir: str | Path | None = None, m
             file=templates.directory,
             hint="print every notice.channels entry (label and contact) in each template",
         )
-    for lang, catalog in renders.catalogs.items():
-        if catalog.borrowed:
-            checked.warnings.append(
-                Caution(
-                    f"labels/{lang}.yaml",
-                    f"{len(catalog.borrowed)} label(s) missing, shown in {catalog.source if catalog.source != lang else 'en'}: "
-                    + ", ".join(catalog.borrowed[:8]),
-                )
-            )
+    for fallback in fallbacks:
+        checked.warnings.append(Caution(fallback.split(": ", 1)[0], fallback.split(": ", 1)[1]))
     for rendering in renders.of("sms"):
         if rendering.variant:
             continue  # the unnamed variant is never longer than the named one
@@ -88,6 +109,18 @@ def check(notice_path: str | Path, *, templates_dir: str | Path | None = None, m
     return checked
 
 
+def _fallbacks(notice: Notice, renders: RenderSet) -> list[str]:
+    """Every text shown in another language than the reader's: notice fields × language, catalog keys."""
+    out = [
+        f"notice field {path} × {lang}: missing, shown in {notice.default_language}"
+        for path, lang in missing_translations(notice)
+    ]
+    for lang, catalog in renders.catalogs.items():
+        for key in catalog.borrowed:
+            out.append(f"labels/{lang}.yaml: label '{key}' missing, shown in {catalog.source if catalog.source != lang else 'en'}")
+    return out
+
+
 def prepare(
     notice_path: str | Path,
     contact_paths: list[str | Path],
@@ -100,13 +133,18 @@ def prepare(
     ledger: Ledger | None = None,
     resend_after: timedelta | None = None,
     retry_unknown: bool = False,
+    sms_transliterate: bool = False,
+    strict: bool = False,
 ) -> tuple[Plan, list[Caution]]:
     """Load, render and plan: everything before the first message leaves, and nothing that sends.
 
     With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
     reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
     """
-    checked = check(notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments)
+    checked = check(
+        notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
+        sms_transliterate=sms_transliterate, strict=strict,
+    )
     renders = checked.renders
     chosen = channels or list(CHANNELS)
     if ledger is not None:
@@ -114,7 +152,7 @@ def prepare(
         earlier = ledger.sent_versions(checked.notice.id)
         updated = [c for c in chosen if earlier.get(c, set()) - {renders.versions[c]}]
         if updated:
-            renders = render_notice(checked.notice, checked.templates, updated=updated)
+            renders = render_notice(checked.notice, checked.templates, updated=updated, sms_transliterate=sms_transliterate)
     book = read_contacts(contact_paths, default_region=region)
     plan = build_plan(renders, book, chosen)
     suppressed = read_suppressions(suppression_paths or [], region=region)
@@ -140,7 +178,20 @@ def prepare(
         else:
             plan.skipped[message.channel][decision.reason] += 1
     plan.messages = kept
+    plan.sms_saved = checked.sms_saved
     return plan, checked.warnings
+
+
+def sms_over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
+    """Language → segments, for planned SMS renderings longer than the limit."""
+    if "sms" not in plan.channels:
+        return {}
+    return {
+        lang: info.segments
+        for (channel, lang, variant), rendering in plan.renders.renderings.items()
+        if channel == "sms" and not variant and plan.counts["sms"][lang]
+        and (info := count_segments(rendering.text)).segments > max_segments
+    }
 
 
 def read_suppressions(paths: list[str | Path], *, region: str | None) -> list[tuple[str, str, str]]:
@@ -245,7 +296,7 @@ def open_ledger(url: str | None, *, dry_run: bool) -> Ledger | None:
     return Ledger(url)
 
 
-def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
+def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: float = 0.0) -> dict[str, Any]:
     """The --json object: counts from receipts only, never from what was planned."""
     book = plan.book
     channels: dict[str, Any] = {}
@@ -277,11 +328,31 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool) -> dict[str, Any]:
             for p in book.problems[:MAX_JSON_PROBLEMS]
         ],
         "problems_total": len(book.problems),
+        "renderings": rendering_stats(
+            plan.renders, plan.channels, plan.counts, messages=plan.messages, sms_segment_price=sms_segment_price
+        ),
+        "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
     }
 
 
-def rendering_stats(renders: RenderSet, channels: list[str], counts: dict[str, Counter[str]] | None = None) -> list[dict[str, Any]]:
-    """Per channel × language: what a person checks before sending (SMS segments, post lengths, subject)."""
+def rendering_stats(
+    renders: RenderSet,
+    channels: list[str],
+    counts: dict[str, Counter[str]] | None = None,
+    *,
+    messages: list[Message] | None = None,
+    sms_segment_price: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Per channel × language: what a person checks before sending (SMS segments and cost, post lengths, subject).
+
+    SMS segments for cost are counted per planned message when a name is filled in, since a long name
+    can add a segment; otherwise once per language.
+    """
+    billed: Counter[str] = Counter()
+    for message in messages or ():
+        if message.channel == "sms":
+            text = message.rendering.text
+            billed[message.language] += count_segments(message.personal().text if "%%" in text else text).segments
     rows = []
     for (channel, lang, variant), rendering in renders.renderings.items():
         if channel not in channels or variant:
@@ -292,6 +363,8 @@ def rendering_stats(renders: RenderSet, channels: list[str], counts: dict[str, C
         if channel == "sms":
             info = count_segments(rendering.text)
             row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
+            if messages is not None:
+                row.update(billed_segments=billed[lang], cost=round(billed[lang] * sms_segment_price, 4))
         elif channel == "social":
             row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
         elif channel == "email":

@@ -39,6 +39,8 @@ class Plan:
     unknowns: list[Any] = field(default_factory=list)
     #: ledger decisions that are not plain "new": reminders and retried unknowns (claim needs them)
     decisions: dict[str, Any] = field(default_factory=dict)
+    #: language → (SMS segments before, after) when --sms-transliterate folded the text
+    sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers

@@ -281,8 +281,13 @@ def render_notice(
     *,
     channels: Iterable[str] = tuple(TEMPLATES),
     updated: Iterable[str] = (),
+    sms_transliterate: bool = False,
 ) -> RenderSet:
-    """Render ``channels`` in every notice language; ``updated`` channels say the notice is an update."""
+    """Render ``channels`` in every notice language; ``updated`` channels say the notice is an update.
+
+    ``sms_transliterate`` folds the SMS text to GSM-7 where it can (č→c), which the person asked for to
+    pay for fewer segments; it is part of the SMS version, since recipients see the difference.
+    """
     channels = list(channels)
     updated = set(updated)
     catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
@@ -293,6 +298,8 @@ def render_notice(
         version = hashlib.sha256(digest.encode())
         version.update(notice.model_dump_json().encode())
         version.update(channel.encode())
+        if channel == "sms" and sms_transliterate:
+            version.update(b"transliterated")
         versions[channel] = version.hexdigest()[:12]
         languages = notice.social_languages if channel == "social" else notice.languages
         variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
@@ -309,7 +316,12 @@ def render_notice(
                     "notice": local,
                     "contact": contact,
                 }
-                renderings[(channel, lang, variant)] = _render_channel(templates, channel, lang, variant, context)
+                rendering = _render_channel(templates, channel, lang, variant, context)
+                if channel == "sms" and sms_transliterate:
+                    from broadcast.segments import transliterate
+
+                    rendering = replace(rendering, text=transliterate(rendering.text))
+                renderings[(channel, lang, variant)] = rendering
     return RenderSet(notice, renderings, catalogs, versions)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,8 @@ def _describe(row: dict[str, Any]) -> str:
     text = f"{row['channel']:<7} {row['language']:<6}"
     if "segments" in row:
         text += f" {row['characters']} chars, {row['encoding']}, {row['segments']} segment(s)"
+        if row.get("cost"):
+            text += f", {row['billed_segments']} segments billed ≈ {row['cost']:.4f}"
     if "posts" in row:
         text += f" {row['posts']} post(s), weighted {', '.join(map(str, row['weighted']))} of 280"
     if "subject" in row:
@@ -71,7 +74,7 @@ def _cautions(console: Any, cautions: list[Caution]) -> None:
         console.print(f"[yellow]Warning[/]: {caution}")
 
 
-def plan(plan: Plan, cautions: list[Caution], *, as_json: bool) -> None:
+def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
     """The plan a person confirms before a live send."""
     from broadcast.pipeline import rendering_stats
 
@@ -91,20 +94,32 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool) -> None:
         shown = tag or "(no language)"
         console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
     console.print("Plan:")
-    for row in rendering_stats(plan.renders, plan.channels, plan.counts):
+    for row in rendering_stats(
+        plan.renders, plan.channels, plan.counts, messages=plan.messages, sms_segment_price=sms_segment_price
+    ):
         console.print("  " + _describe(row))
+    for lang, (before, after) in sorted(plan.sms_saved.items()):
+        console.print(f"  sms {lang}: --sms-transliterate saves {before - after} segment(s) per message ({before} → {after})")
+    for name in plan.channels:
+        for reason, n in sorted(plan.skipped.get(name, {}).items()):
+            console.print(f"  {name}: {n} skipped: {reason}")
+    unknown = Counter(d.message.channel for d in plan.unknowns)
+    for name, n in sorted(unknown.items()):
+        console.print(f"  [red]{name}: {n} unknown[/]: an earlier run may have sent them; --retry-unknown sends them again")
     _cautions(console, cautions)
 
 
-def previewed(plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool) -> None:
+def previewed(
+    plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0
+) -> None:
     from broadcast.pipeline import summary
 
     if as_json:
-        data = summary(plan_, outcome, dry_run=True)
+        data = summary(plan_, outcome, dry_run=True, sms_segment_price=sms_segment_price)
         data["out"] = str(out_dir)
         _json(data)
         return
-    plan(plan_, cautions, as_json=False)
+    plan(plan_, cautions, as_json=False, sms_segment_price=sms_segment_price)
     console = _console()
     total = sum(c["previewed"] for c in outcome.counts.values())
     console.print(
@@ -112,10 +127,10 @@ def previewed(plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: P
     )
 
 
-def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool) -> None:
+def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
     from broadcast.pipeline import summary
 
-    data = summary(plan_, outcome, dry_run=False)
+    data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
     if as_json:
         _json(data)
         return

@@ -178,3 +178,58 @@ def test_messy_contact_files_never_stop_the_run_or_hide_a_row(path: Path, tmp_pa
     assert len(rejected) == contacts["rejected"]
     for problem in data["problems"]:
         assert problem["file"].endswith(path.name) and problem["message"]
+
+
+def test_live_send_refuses_an_sms_over_the_segment_limit_unless_forced(monkeypatch: pytest.MonkeyPatch, twilio_fake) -> None:  # noqa: ANN001
+    from tests.fakes.fixtures import use_fakes
+
+    use_fakes(monkeypatch, twilio=twilio_fake)
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes")
+    assert result.exit_code == 2
+    assert "sl: 9 segments" in result.output and "sw: 5 segments" in result.output and "nothing was sent" in result.output
+    assert twilio_fake.deliveries == []
+    forced = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes", "--force", "--json")
+    assert forced.exit_code == 0 and len(twilio_fake.deliveries) == 9
+
+
+def test_transliteration_is_opt_in_and_the_preview_shows_segments_saved(tmp_path: Path) -> None:
+    plain = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--out", tmp_path / "a").stdout)
+    folded = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--sms-transliterate", "--out", tmp_path / "b").stdout)
+    sms = {r["language"]: r for r in plain["renderings"] if r["channel"] == "sms"}
+    sms_folded = {r["language"]: r for r in folded["renderings"] if r["channel"] == "sms"}
+    assert sms["sl"]["encoding"] == "UCS-2" and sms_folded["sl"]["encoding"] == "GSM-7"
+    assert folded["sms_transliterated"]["sl"] == {"before": sms["sl"]["segments"], "after": sms_folded["sl"]["segments"]}
+    assert sms_folded["sl"]["segments"] < sms["sl"]["segments"]
+    assert "č" not in (tmp_path / "b" / "sms" / "sl.txt").read_text(encoding="utf-8")
+    assert plain["versions"]["sms"] != folded["versions"]["sms"]  # recipients see a different text: a new version
+    assert plain["sms_transliterated"] == {}
+
+
+def test_sms_cost_is_segments_times_recipients_times_price(tmp_path: Path) -> None:
+    data = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--sms-segment-price", "0.05", "--out", tmp_path / "o").stdout)
+    for row in data["renderings"]:
+        if row["channel"] == "sms":
+            assert row["billed_segments"] == row["segments"] * row["recipients"]
+            assert row["cost"] == round(row["billed_segments"] * 0.05, 4)
+
+
+def test_check_strict_turns_a_fallback_into_an_error(tmp_path: Path) -> None:
+    import shutil
+
+    templates = tmp_path / "t"
+    shutil.copytree(REPO / "templates", templates)
+    sw = templates / "labels" / "sw.yaml"
+    sw.write_text("\n".join(line for line in sw.read_text(encoding="utf-8").splitlines() if not line.startswith("hours:")) + "\n", encoding="utf-8")
+    loose = run("check", EXAMPLE, "--templates", templates)
+    assert loose.exit_code == 0 and "labels/sw.yaml" in loose.output and "'hours'" in loose.output
+    strict = run("check", EXAMPLE, "--templates", templates, "--strict")
+    assert strict.exit_code == 2 and "label 'hours' missing" in strict.output
+    notice = tmp_path / "n.yaml"
+    notice.write_text(EXAMPLE.read_text(encoding="utf-8") + "fallback: default\n", encoding="utf-8")
+    text = notice.read_text(encoding="utf-8")
+    # drop the Slovenian headline: a missing translation the notice allows to fall back
+    lines = [line for line in text.splitlines() if not (line.strip().startswith("sl:") and "Vodo iz pipe" in line)]
+    notice.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run("check", notice).exit_code == 0
+    strict = run("check", notice, "--strict")
+    assert strict.exit_code == 2 and "× sl" in strict.output
