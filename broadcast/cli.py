@@ -119,6 +119,7 @@ max_segments_option = click.option(
 transliterate_option = click.option(
     "--sms-transliterate", is_flag=True, help="Fold SMS text to GSM-7 (č→c, curly quotes → straight) to pay for fewer segments."
 )
+open_option = click.option("--open", "open_page", is_flag=True, help="Open the preview page (OUT/index.html) in a browser.")
 strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label) is an error.")
 
 
@@ -198,6 +199,7 @@ def check_command(
 @notice_argument
 @_plan_options
 @click.option("--out", "out_dir", default="preview", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@open_option
 @_reports_errors
 def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
     """Render everything for NOTICE and the contacts, write it to --out, send nothing."""
@@ -209,6 +211,7 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @_plan_options
 @click.option("--dry-run", is_flag=True, help="Render and plan, write to --out, send nothing (same as preview).")
 @click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
+@open_option
 @click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
 @click.option("--force", is_flag=True, help="Send even when an SMS is longer than --max-sms-segments.")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
@@ -218,6 +221,8 @@ def send_command(
     notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None, **options: Any
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
+    if options.get("open_page") and not dry_run:
+        raise click.UsageError("--open shows the dry-run preview page; add --dry-run")
     if dry_run:
         return _dry_run(notice, out_dir, **options)
     from broadcast import pipeline, report
@@ -277,12 +282,20 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     from broadcast import pipeline, report
 
     as_json = options.pop("as_json")
+    open_page = options.pop("open_page", False)
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
     ledger = pipeline.open_ledger(options.get("ledger"), dry_run=True)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
-    pipeline.write_preview(plan, out_dir)
+    page = pipeline.write_preview(
+        plan, out_dir, warnings,
+        sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
+    )
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
     report.previewed(plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    if not as_json:
+        click.echo(f"Preview page: {page}", err=True)
+    if open_page:
+        click.launch(str(page))
     return 0
 
 

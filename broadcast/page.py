@@ -123,6 +123,7 @@ def write_page(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(page)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the page sits beside world-readable preview files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -350,8 +351,13 @@ def _plan_rows(plan: Plan) -> list[PlanRow]:
 
 
 def _money(value: float) -> str:
-    """Costs to two decimals, or four when small: an SMS segment costs fractions of a cent."""
-    return f"{value:,.2f}" if value >= 1 or value == 0 else f"{value:.4f}"
+    """A cost to two decimals, or up to four below 1: one SMS segment costs fractions of a cent."""
+    if value >= 1 or value == 0:
+        return f"{value:,.2f}"
+    if value < 0.0001:
+        return "<0.0001"
+    digits = f"{value:.4f}".rstrip("0")
+    return digits + "0" * max(0, 2 - len(digits.split(".")[1]))
 
 
 def _environment():  # noqa: ANN202 - jinja2.sandbox.SandboxedEnvironment, imported lazily like render.py does
@@ -455,7 +461,7 @@ section.lang{margin:28px 0 0}
 .subject{font-size:17px;font-weight:700;margin:0 0 10px}
 .subject small{display:block;font-size:12px;font-weight:600;color:var(--faint);text-transform:uppercase;letter-spacing:.05em}
 .frame{resize:vertical;overflow:hidden;border:1px solid var(--line);border-radius:8px;background:#fff;height:600px;min-height:160px}
-.frame.banner{height:340px}
+.frame.banner{height:470px}
 .frame iframe{display:block;width:100%;height:100%;border:0}
 details.plain{margin-top:10px}
 details.plain summary{cursor:pointer;font-weight:600;color:var(--muted);font-size:14px}
@@ -526,7 +532,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 {% if problems_total %}
 <section class="block{% if rejected %} red{% endif %}" id="contact-problems">
 <h2>Contact problems <span class="count">{{ problems_total }}</span>
-<span class="pill red">{{ rejected }} rejected</span> <span class="pill amber">{{ contact_warnings }} warning{{ 's' if contact_warnings != 1 }}</span></h2>
+<span class="pill {{ 'red' if rejected else 'grey' }}">{{ rejected }} rejected</span> <span class="pill {{ 'amber' if contact_warnings else 'grey' }}">{{ contact_warnings }} warning{{ 's' if contact_warnings != 1 }}</span></h2>
 <table>
 <thead><tr><th>What</th><th>File</th><th class="num">Row</th><th>Field</th><th>Problem</th></tr></thead>
 <tbody>
@@ -600,7 +606,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <div class="panel-head" dir="ltr" lang="en">
 <h3>{{ panel.title }} · <span class="mono">{{ panel.language }}</span></h3>
 {% if panel.over_limit %}<span class="pill red">{{ panel.segments }} segments, over {{ max_sms_segments }}</span>{% endif %}
-<span class="who">{% if panel.channel == 'social' %}<b>{{ panel.posts | length }}</b> post{{ 's' if panel.posts | length != 1 }}{% if panel.recipients %}, posted once{% else %}, not posted{% endif %}{% elif panel.channel == 'web' %}{% if panel.recipients %}<b>published</b> as banner.{{ panel.language }}.html{% else %}not published{% endif %}{% else %}<b>{{ panel.recipients }}</b> recipient{{ 's' if panel.recipients != 1 }}{% endif %}</span>
+<span class="who">{% if panel.channel == 'social' %}<b>{{ panel.posts | length }}</b> post{{ 's' if panel.posts | length != 1 }}{% if panel.recipients %}, posted once{% else %}, not posted{% endif %}{% elif panel.channel == 'web' %}{% if panel.recipients %}<b>published</b> as banner.{{ panel.language }}.html{% else %}not published{% endif %}{% elif panel.recipients %}<b>{{ panel.recipients }}</b> recipient{{ 's' if panel.recipients != 1 }}{% else %}<span class="pill grey">no recipients in this language</span>{% endif %}</span>
 </div>
 <div class="panel-body">
 {% if panel.channel == 'email' %}
@@ -612,7 +618,6 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <div class="stat"><div class="k">Characters</div><div class="v">{{ panel.characters }}</div></div>
 <div class="stat"><div class="k">Encoding</div><div class="v">{{ panel.encoding }}</div></div>
 <div class="stat{% if panel.over_limit %} bad{% endif %}"><div class="k">Segments</div><div class="v">{{ panel.segments }}{% if panel.over_limit %} &gt; {{ max_sms_segments }}{% endif %}</div></div>
-<div class="stat"><div class="k">Recipients</div><div class="v">{{ panel.recipients }}</div></div>
 <div class="stat{% if panel.over_limit and panel.recipients %} bad{% endif %}"><div class="k">Est. cost</div><div class="v sms-cost">{% if price %}{{ panel.cost | money }}{% else %}—{% endif %}</div></div>
 </div>
 <div class="phone"><div class="from" dir="ltr" lang="en">Text message</div><div class="bubble">{{ panel.text | tokens }}</div></div>

@@ -207,11 +207,23 @@ def read_suppressions(paths: list[str | Path], *, region: str | None) -> list[tu
     return out
 
 
-def write_preview(plan: Plan, directory: str | Path) -> None:
-    """Write every rendering of the planned channels, so a person can open exactly what each language gets."""
+def write_preview(
+    plan: Plan,
+    directory: str | Path,
+    cautions: list[Caution] | None = None,
+    *,
+    sms_segment_price: float = 0.0,
+    max_sms_segments: int = 3,
+) -> Path:
+    """Write every rendering of the planned channels and the preview page (DIR/index.html); return the page."""
+    from broadcast.page import write_page
+
     for (channel, _, _), rendering in plan.renders.renderings.items():
         if channel in plan.channels:
             write_rendering(Path(directory), rendering)
+    return write_page(
+        plan, cautions or [], Path(directory), sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments
+    )
 
 
 def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:
