@@ -252,8 +252,12 @@ def send_command(
         if not click.confirm(f"Send {len(plan.messages)} messages on {', '.join(plan.channels)} now?", err=True):
             raise Aborted("cancelled; nothing was sent")
     channels = pipeline.live_channels(plan, settings)
-    outcome = pipeline.execute(plan, channels, ledger=ledger)
+    # progress bars only for a person watching: never in CI logs or with --json
+    with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
+        outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance)
     report.sent(plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    if outcome.interrupted:
+        return 130
     return 1 if outcome.failures or outcome.stopped else 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -240,11 +241,16 @@ def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
 
 
 def execute(
-    plan: Plan, channels: dict[str, Channel], *, ledger: Ledger | None = None, policy: RetryPolicy | None = None
+    plan: Plan,
+    channels: dict[str, Channel],
+    *,
+    ledger: Ledger | None = None,
+    policy: RetryPolicy | None = None,
+    progress: Callable[[list[Receipt]], None] | None = None,
 ) -> Outcome:
     """Send the plan through ``channels``, each batch claimed in the ledger before and settled after."""
     if ledger is None:
-        return deliver(plan.messages, channels, policy=policy)
+        return deliver(plan.messages, channels, policy=policy, progress=progress)
 
     def claim(batch: list[Message]) -> list[Message]:
         return ledger.claim([plan.decisions.get(m.id) or Decision(m, True) for m in batch])
@@ -252,7 +258,9 @@ def execute(
     ledger.start_run(plan.notice.id)
     try:
         found = reconcile(plan, channels, ledger)
-        outcome = deliver(plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle)
+        outcome = deliver(
+            plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress
+        )
         outcome.reconciled.update(found)
         return outcome
     finally:
@@ -335,6 +343,7 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
         ],
         "channels": channels,
         "stopped": outcome.stopped,
+        "interrupted": outcome.interrupted,
         "problems": [
             {"file": p.file, "row": p.row, "field": p.field, "message": p.message, "rejected": p.rejected}
             for p in book.problems[:MAX_JSON_PROBLEMS]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +144,12 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
         )
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {reason}")
+    if outcome.interrupted:
+        left = sum(1 for r in outcome.failures if r.reason and "interrupted" in r.reason)
+        console.print(
+            f"[yellow]Interrupted[/]: requests already under way were finished and recorded; {left} message(s) were "
+            "not sent. Run the same command again to send them (nothing is sent twice)."
+        )
     for receipt in outcome.failures[:MAX_PROBLEMS]:
         console.print(f"  [red]failed[/] {receipt.channel} {receipt.recipient}: {receipt.reason}")
     if len(outcome.failures) > MAX_PROBLEMS:
@@ -176,3 +184,48 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
             console.print(f"  {row['channel']} {row['version']}: {row['retry']} failed for now (transient); a re-run sends them again")
     if data["suppressions"]:
         console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
+
+
+@contextmanager
+def progress(plan: Plan, *, enabled: bool) -> Iterator[Callable[[list[Any]], None] | None]:
+    """A live bar per channel on stderr: sent / failed, rate and time left. Yields the callback, or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.0f}/s" if task.speed else "–/s")
+
+    bars = Progress(
+        TextColumn("{task.description:<7}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sent {task.fields[sent]} · failed {task.fields[failed]}"),
+        Rate(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=False,
+    )
+    tasks = {
+        name: bars.add_task(name, total=sum(1 for m in plan.messages if m.channel == name), sent=0, failed=0)
+        for name in plan.channels
+    }
+    counts: dict[str, Counter[str]] = {name: Counter() for name in plan.channels}
+
+    def advance(receipts: list[Any]) -> None:
+        for receipt in receipts:
+            counts[receipt.channel][receipt.status] += 1
+        for name in {r.channel for r in receipts}:
+            c = counts[name]
+            bars.update(
+                tasks[name],
+                completed=sum(c.values()),
+                sent=c["sent"],
+                failed=c["failed"] + c["retry"] + c["unknown"],
+            )
+
+    with bars:
+        yield advance

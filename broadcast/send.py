@@ -54,6 +54,8 @@ class Outcome:
     stopped: dict[str, str] = field(default_factory=dict)
     #: channel → unknowns from an earlier run that the provider confirmed as delivered
     reconciled: Counter[str] = field(default_factory=Counter)
+    #: the person pressed Ctrl-C: what had not started was left for the next run
+    interrupted: bool = False
 
     def add(self, receipts: Iterable[Receipt]) -> None:
         for receipt in receipts:
@@ -74,6 +76,7 @@ def deliver(
     policy: RetryPolicy | None = None,
     claim: Claim | None = None,
     on_receipts: ReceiptSink | None = None,
+    progress: ReceiptSink | None = None,
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
 
@@ -92,6 +95,8 @@ def deliver(
         # leaves those rows in flight, which the next run treats as unknown (reconciled where it can be)
         with lock:
             outcome.add(receipts)
+            if progress:
+                progress(receipts)
             if on_receipts:
                 buffer.extend(receipts)
                 if len(buffer) >= SETTLE_CHUNK:
@@ -99,21 +104,37 @@ def deliver(
                     buffer.clear()
 
     groups = by_channel(messages)
-    threads = [
-        threading.Thread(
-            target=_run_channel,
-            args=(channels[name], batch_list, policy, started, claim, settle, outcome),
-            name=f"send-{name}",
-        )
-        for name, batch_list in groups.items()
-    ]
+    interrupted = threading.Event()
+    done = {name: threading.Event() for name in groups}
+
+    def run(name: str, batch_list: list[Message]) -> None:
+        try:
+            _run_channel(channels[name], batch_list, policy, started, claim, settle, outcome, interrupted)
+        finally:
+            done[name].set()
+
+    threads = [threading.Thread(target=run, args=item, name=f"send-{item[0]}") for item in groups.items()]
     for thread in threads:
         thread.start()
+    try:
+        _wait(done.values())
+    except KeyboardInterrupt:
+        # Ctrl-C: send no new batch, let requests already in flight finish and be recorded, then report
+        interrupted.set()
+        outcome.interrupted = True
+        _wait(done.values())
     for thread in threads:
         thread.join()
     if on_receipts and buffer:
         on_receipts(buffer[:])
     return outcome
+
+
+def _wait(events: Iterable[threading.Event]) -> None:
+    # Events, not Thread.join: a KeyboardInterrupt inside join() can leave a live thread looking finished
+    for event in events:
+        while not event.wait(0.2):
+            pass
 
 
 def batches(channel: Channel, messages: Sequence[Message]) -> list[list[Message]]:
@@ -138,11 +159,15 @@ def _run_channel(
     claim: Claim | None,
     settle: ReceiptSink,
     outcome: Outcome,
+    interrupted: threading.Event,
 ) -> None:
     stop = threading.Event()
     stop_reason: list[str] = []
 
     def work(batch: list[Message]) -> None:
+        if interrupted.is_set():
+            settle(_fail(batch, "not sent: interrupted (Ctrl-C); the next run sends it"))
+            return
         if stop.is_set():
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
             return
