@@ -58,6 +58,7 @@ def check(
     max_sms_segments: int = 3,
     sms_transliterate: bool = False,
     strict: bool = False,
+    channels: list[str] | None = None,
 ) -> Checked:
     """Load the notice and render every channel in every language; raise on anything that must not be sent.
 
@@ -66,9 +67,10 @@ def check(
     """
     notice = load_notice(notice_path)
     templates = Templates(templates_dir)
-    renders = render_notice(notice, templates, sms_transliterate=sms_transliterate)
+    # a send on some channels renders only those; `check` itself renders them all
+    renders = render_notice(notice, templates, channels=channels or list(CHANNELS), sms_transliterate=sms_transliterate)
     checked = Checked(notice, templates, renders)
-    if sms_transliterate:
+    if sms_transliterate and "sms" in renders.versions:
         plain = render_notice(notice, templates, channels=["sms"])
         for (channel, lang, variant), rendering in plain.renderings.items():
             if not variant:
@@ -144,7 +146,7 @@ def prepare(
     """
     checked = check(
         notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
-        sms_transliterate=sms_transliterate, strict=strict,
+        sms_transliterate=sms_transliterate, strict=strict, channels=channels,
     )
     renders = checked.renders
     chosen = channels or list(CHANNELS)
@@ -153,7 +155,9 @@ def prepare(
         earlier = ledger.sent_versions(checked.notice.id)
         updated = [c for c in chosen if earlier.get(c, set()) - {renders.versions[c]}]
         if updated:
-            renders = render_notice(checked.notice, checked.templates, updated=updated, sms_transliterate=sms_transliterate)
+            renders = render_notice(
+                checked.notice, checked.templates, channels=chosen, updated=updated, sms_transliterate=sms_transliterate
+            )
     book = read_contacts(contact_paths, default_region=region)
     plan = build_plan(renders, book, chosen)
     suppressed = read_suppressions(suppression_paths or [], region=region)

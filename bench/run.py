@@ -1,0 +1,333 @@
+#!/usr/bin/env python
+"""Benchmark `broadcast send` end to end against the local provider fakes, next to raw-SDK and naive baselines.
+
+    python bench/run.py [--quick] [--json OUT] [--latency 0.05]
+
+See bench/README.md for what each row means.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from fakes_proc import Fakes  # noqa: E402
+
+NOTICE = ROOT / "examples" / "storm-outage.yaml"  # en, sw, sl, ar
+VENV_BIN = Path(sys.executable).parent
+BROADCAST = str(VENV_BIN / "broadcast") if (VENV_BIN / "broadcast").exists() else None
+LANGS = ["en", "sw", "sl", "ar"]
+NAMES = {"en": "Mary Smith", "sw": "Amani Wanjiru", "sl": "Ana Novak", "ar": "ليلى حداد"}
+
+
+def phone(i: int, lang: str) -> str:
+    return {"en": f"+447400{i % 1_000_000:06d}", "sw": f"+25471{i:07d}", "sl": f"+38641{i % 1_000_000:06d}", "ar": f"+97150{i:07d}"}[lang]
+
+
+def write_contacts(path: Path, n: int, mode: str = "mix") -> None:
+    """mode: mix (1/3 email-only, 1/3 sms-only, 1/3 both), sms (all have a phone), email (all have an email)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "email", "phone", "language", "channels", "tags"])
+        for i in range(n):
+            lang = LANGS[i % 4]
+            kind = (i // 4) % 3  # 0 email-only, 1 sms-only, 2 both
+            if mode == "sms":
+                kind = 1 if kind == 0 else kind
+            elif mode == "email":
+                kind = 0 if kind == 1 else kind
+            email = f"person{i}@mail.example" if kind in (0, 2) else ""
+            tel = phone(i, lang) if kind in (1, 2) else ""
+            chans = {0: "email", 1: "sms", 2: "email;sms"}[kind]
+            w.writerow([f"{NAMES[lang]} {i}", email, tel, lang, chans, "bench"])
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
+    """Run cmd through _rss.py: wall time, peak RSS of exactly that process, rc, stdout."""
+    out = cwd / f"rss-{time.monotonic_ns()}.json"
+    subprocess.run([sys.executable, str(HERE / "_rss.py"), str(out), "--", *cmd], env=env, cwd=cwd, check=True)
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def broadcast_env(fakes: Fakes, work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SENDGRID_", "X_", "BROADCAST_"))}
+    env.update(fakes.env())
+    env["BROADCAST_LEDGER"] = f"sqlite:///{work / ('ledger-%d.db' % time.monotonic_ns())}"
+    env["BROADCAST_WEB_DIR"] = str(work / "web")
+    return env
+
+
+def renderings() -> dict:
+    """Per language: the SMS text and email parts, rendered once, for the baselines (which then do no rendering)."""
+    from broadcast.pipeline import check
+    from broadcast.render import placeholder
+
+    checked = check(NOTICE)
+    out = {}
+    for lang in LANGS:
+        sms = checked.renders.get("sms", lang)
+        email = checked.renders.get("email", lang)
+        out[lang] = {
+            "sms": sms.text.replace(placeholder("name"), NAMES[lang]) if placeholder("name") in sms.text else sms.text,
+            "subject": email.subject, "text": email.text, "html": email.html,
+        }
+    return out
+
+
+# ---------------------------------------------------------------- baselines
+
+def raw_twilio(fakes: Fakes, recipients: list[tuple[str, str]], texts: dict, threads: int = 10) -> float:
+    """Bare SDK: Client.messages.create, `threads` threads, one Client per thread. Returns wall seconds."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    info, local = fakes.info, threading.local()
+    from tests.fakes import credentials
+
+    def client() -> Client:
+        c = getattr(local, "c", None)
+        if c is None:
+            c = Client(info["twilio_sid"], info["twilio_token"], http_client=TwilioHttpClient(timeout=30))
+            c.api.base_url = info["twilio"]
+            local.c = c
+        return c
+
+    def one(item):
+        to, lang = item
+        client().messages.create(to=to, body=texts[lang]["sms"], from_=credentials.TWILIO_FROM)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, recipients))
+    return time.perf_counter() - t0
+
+
+def naive_twilio(fakes: Fakes, recipients, texts) -> float:
+    return raw_twilio(fakes, recipients, texts, threads=1)
+
+
+def _sendgrid_mail(batch: list[tuple[str, str]], lang: str, texts: dict) -> dict:
+    t = texts[lang]
+    return {"from": {"email": "alerts@broadcast.example"}, "subject": t["subject"],
+            "content": [{"type": "text/plain", "value": t["text"]}, {"type": "text/html", "value": t["html"]}],
+            "personalizations": [{"to": [{"email": e}]} for e, _ in batch]}
+
+
+def raw_sendgrid(fakes: Fakes, recipients: list[tuple[str, str]], texts: dict, batch: int = 1000, threads: int = 4) -> float:
+    """Bare SDK: mail/send with `batch` personalizations per request, `threads` at once."""
+    from sendgrid import SendGridAPIClient
+
+    sg = SendGridAPIClient(fakes.info["sendgrid_key"], host=fakes.info["sendgrid"])
+    by_lang: dict[str, list] = {}
+    for r in recipients:
+        by_lang.setdefault(r[1], []).append(r)
+    jobs = [(grp[i:i + batch], lang) for lang, grp in by_lang.items() for i in range(0, len(grp), batch)]
+
+    def one(job):
+        sg.client.mail.send.post(request_body=_sendgrid_mail(job[0], job[1], texts), timeout=30)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, jobs))
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- cases
+
+def broadcast_send(fakes: Fakes, work: Path, csv_path: Path, channel: str, expect: int) -> dict:
+    fakes.reset()
+    env = broadcast_env(fakes, work)
+    cmd = [BROADCAST, "send", str(NOTICE), "--contacts", str(csv_path), "--channel", channel, "--yes", "--json", "--force"]
+    r = run_measured(cmd, env, work)
+    provider = "twilio" if channel == "sms" else "sendgrid"
+    stats = fakes.stats(provider)
+    sent = None
+    try:
+        sent = json.loads(r["stdout"])["channels"][channel]["sent"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    span = (stats["last"] - stats["first"]) if stats["first"] else None
+    return {"wall_s": r["wall"], "rc": r["rc"], "sent": sent, "expected": expect, "peak_rss_mb": r["maxrss_kb"] / 1024,
+            "cpu_s": r["user"] + r["sys"], "msgs_per_s": (sent or 0) / r["wall"],
+            "send_phase_s": span, "fake": stats, "stderr_tail": r["stderr"][-600:] if r["rc"] else ""}
+
+
+def sms_case(fakes: Fakes, work: Path, n: int, texts: dict) -> dict:
+    path = work / f"sms-{n}.csv"
+    write_contacts(path, n, "sms")
+    res = {"n": n, "broadcast": broadcast_send(fakes, work, path, "sms", n)}
+    recips = [(phone(i, LANGS[i % 4]), LANGS[i % 4]) for i in range(n)]
+    fakes.reset()
+    wall = raw_twilio(fakes, recips, texts)
+    res["raw"] = {"wall_s": wall, "msgs_per_s": n / wall, "fake": fakes.stats("twilio")}
+    sample = min(n, 300)
+    fakes.reset()
+    wall = naive_twilio(fakes, recips[:sample], texts)
+    res["naive"] = {"sampled": sample, "wall_s_sample": wall, "msgs_per_s": sample / wall,
+                    "wall_s_extrapolated": wall * n / sample, "extrapolated": sample < n}
+    res["ratio_vs_raw"] = res["broadcast"]["msgs_per_s"] / res["raw"]["msgs_per_s"]
+    span = res["broadcast"]["send_phase_s"]
+    res["ratio_vs_raw_send_phase"] = (n / span) / res["raw"]["msgs_per_s"] if span else None
+    res["ratio_vs_naive"] = res["broadcast"]["msgs_per_s"] / res["naive"]["msgs_per_s"]
+    return res
+
+
+def email_case(fakes: Fakes, work: Path, n: int, texts: dict) -> dict:
+    path = work / f"email-{n}.csv"
+    write_contacts(path, n, "email")
+    res = {"n": n, "broadcast": broadcast_send(fakes, work, path, "email", n)}
+    recips = [(f"person{i}@mail.example", LANGS[i % 4]) for i in range(n)]
+    fakes.reset()
+    wall = raw_sendgrid(fakes, recips, texts)
+    res["raw"] = {"wall_s": wall, "msgs_per_s": n / wall, "fake": fakes.stats("sendgrid")}
+    sample = min(n, 300)
+    fakes.reset()
+    wall = raw_sendgrid(fakes, recips[:sample], texts, batch=1, threads=1)
+    res["naive"] = {"sampled": sample, "wall_s_sample": wall, "msgs_per_s": sample / wall,
+                    "wall_s_extrapolated": wall * n / sample, "extrapolated": sample < n}
+    res["ratio_vs_raw"] = res["broadcast"]["msgs_per_s"] / res["raw"]["msgs_per_s"]
+    span = res["broadcast"]["send_phase_s"]
+    res["ratio_vs_raw_send_phase"] = (n / span) / res["raw"]["msgs_per_s"] if span else None
+    res["ratio_vs_naive"] = res["broadcast"]["msgs_per_s"] / res["naive"]["msgs_per_s"]
+    return res
+
+
+def help_case(runs: int = 10) -> dict:
+    def median(cmd):
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            walls.append(time.perf_counter() - t0)
+        return statistics.median(walls)
+
+    median([sys.executable, "-c", "import click"])  # warm the page cache
+    median([BROADCAST, "--help"])
+    click = median([sys.executable, "-c", "import click"])
+    helps = median([BROADCAST, "--help"])
+    return {"runs": runs, "click_import_s": click, "broadcast_help_s": helps, "ratio": helps / click}
+
+
+def dry_run_case(work: Path, n: int) -> dict:
+    path = work / f"mix-{n}.csv"
+    write_contacts(path, n, "mix")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SENDGRID_", "X_", "BROADCAST_"))}
+    env["BROADCAST_LEDGER"] = f"sqlite:///{work / 'none.db'}"  # a dry-run never creates it
+    out = work / f"outbox-{n}"
+    r = run_measured([BROADCAST, "send", str(NOTICE), "--contacts", str(path), "--channel", "email,sms",
+                      "--dry-run", "--json", "--out", str(out)], env, work)
+    planned = None
+    try:
+        doc = json.loads(r["stdout"])
+        planned = {c: v["planned"] for c, v in doc["channels"].items()}
+    except (ValueError, KeyError, TypeError):
+        pass
+    return {"n": n, "wall_s": r["wall"], "peak_rss_mb": r["maxrss_kb"] / 1024, "rc": r["rc"], "planned": planned,
+            "stderr_tail": r["stderr"][-600:] if r["rc"] else ""}
+
+
+# ---------------------------------------------------------------- report
+
+def table(results: dict) -> str:
+    lines = []
+    add = lines.append
+    add(f"broadcast bench ({'quick' if results['quick'] else 'full'}), fake latency {results['latency'] * 1000:.0f} ms, "
+        f"{results['cpus']} CPUs, fakes in a separate process (validate=False)")
+    add("")
+    add(f"{'case':<34}{'wall s':>9}{'msg/s':>10}{'RSS MB':>9}{'ratio':>9}  target / note")
+    for key, label, target_raw, target_naive in (("sms", "SMS", 0.90, None), ("email", "email", 0.80, 40)):
+        for c in results.get(key, []):
+            b = c["broadcast"]
+            ok = "OK" if b["sent"] == c["n"] and b["rc"] == 0 else f"rc={b['rc']} sent={b['sent']}"
+            add(f"{'broadcast ' + label + ' n=' + format(c['n'], ','):<34}{b['wall_s']:>9.2f}{b['msgs_per_s']:>10.0f}"
+                f"{b['peak_rss_mb']:>9.0f}{'':>9}  {ok}; cpu {b['cpu_s']:.1f}s; fake saw max {b['fake']['max_concurrency']} at once")
+            raw = c["raw"]
+            verdict = "PASS" if c["ratio_vs_raw"] >= target_raw else "FAIL"
+            if b["send_phase_s"]:
+                add(f"{'  (send phase only, fake-side)':<34}{b['send_phase_s']:>9.2f}{c['n'] / b['send_phase_s']:>10.0f}"
+                    f"{'':>9}{c['ratio_vs_raw_send_phase']:>9.2f}  first→last provider request; excludes startup/CSV/render")
+            add(f"{'  raw SDK loop':<34}{raw['wall_s']:>9.2f}{raw['msgs_per_s']:>10.0f}{'':>9}{c['ratio_vs_raw']:>9.2f}"
+                f"  broadcast/raw >= {target_raw:.2f}: {verdict}")
+            nv = c["naive"]
+            note = f"sampled {nv['sampled']}, extrapolated to {nv['wall_s_extrapolated']:.0f}s" if nv["extrapolated"] else "full"
+            if target_naive:
+                note += f"; broadcast/naive >= {target_naive}x: {'PASS' if c['ratio_vs_naive'] >= target_naive else 'FAIL'}"
+            add(f"{'  naive serial loop':<34}{nv['wall_s_extrapolated']:>9.2f}{nv['msgs_per_s']:>10.0f}{'':>9}"
+                f"{c['ratio_vs_naive']:>8.1f}x  {note}")
+    h = results.get("help")
+    if h:
+        click_label = 'python -c "import click" (median)'
+        add(f"{click_label:<34}{h['click_import_s']:>9.3f}")
+        add(f"{'broadcast --help (median of ' + str(h['runs']) + ')':<34}{h['broadcast_help_s']:>9.3f}{'':>19}{h['ratio']:>9.2f}"
+            f"  <= 1.5: {'PASS' if h['ratio'] <= 1.5 else 'FAIL'}")
+    for d in results.get("dry_run", []):
+        note = f"planned {d['planned']}" if d["rc"] == 0 else f"rc={d['rc']} {d['stderr_tail'][-200:]}"
+        over = "  (over 200 MB)" if d["peak_rss_mb"] > 200 else ""
+        add(f"{'dry-run n=' + format(d['n'], ','):<34}{d['wall_s']:>9.2f}{d['n'] / d['wall_s']:>10.0f}"
+            f"{d['peak_rss_mb']:>9.0f}{'':>9}  contacts/s; {note}{over}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
+    ap.add_argument("--json", metavar="OUT", default="bench-results.json")
+    ap.add_argument("--latency", type=float, default=0.05, help="fake per-request latency in seconds")
+    ap.add_argument("--only", default="sms,email,help,dry", help="comma list of cases")
+    ap.add_argument("--sms", type=int), ap.add_argument("--email", type=int)
+    ap.add_argument("--dry", help="comma list of contact counts for the dry-run memory case")
+    args = ap.parse_args()
+    if BROADCAST is None:
+        sys.exit("run with the venv's python: .venv/bin/python bench/run.py")
+    sms_n = args.sms or (2_000 if args.quick else 20_000)
+    email_n = args.email or (10_000 if args.quick else 100_000)
+    dry_ns = [int(x) for x in args.dry.split(",")] if args.dry else ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    only = set(args.only.split(","))
+    results: dict = {"quick": args.quick, "latency": args.latency, "cpus": os.cpu_count(), "notice": str(NOTICE)}
+    with tempfile.TemporaryDirectory(prefix="broadcast-bench-") as tmp:
+        work = Path(tmp)
+        texts = renderings()
+        if only & {"sms", "email"}:
+            fakes = Fakes(args.latency)
+            try:
+                if "sms" in only:
+                    print(f"sms: {sms_n:,} messages…", file=sys.stderr)
+                    results["sms"] = [sms_case(fakes, work, sms_n, texts)]
+                if "email" in only:
+                    print(f"email: {email_n:,} recipients…", file=sys.stderr)
+                    results["email"] = [email_case(fakes, work, email_n, texts)]
+            finally:
+                fakes.close()
+        if "help" in only:
+            print("--help timing…", file=sys.stderr)
+            results["help"] = help_case()
+        if "dry" in only:
+            results["dry_run"] = []
+            for n in dry_ns:
+                print(f"dry-run {n:,} contacts…", file=sys.stderr)
+                results["dry_run"].append(dry_run_case(work, n))
+    text = table(results)
+    print(text)
+    results["table"] = text
+    Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
