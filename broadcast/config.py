@@ -52,7 +52,12 @@ def load_dotenv_file(path: str | Path | None = None) -> None:
     if path and not target.is_file():
         raise ConfigError("env file not found", file=target, hint="pass an existing file to --env-file, or leave it out")
     if target.is_file():
-        load_dotenv(target, override=False)
+        try:
+            load_dotenv(target, override=False)
+        except UnicodeDecodeError:
+            raise ConfigError(
+                "the env file is not UTF-8 text", file=target, hint="save the env file as UTF-8 and run again"
+            ) from None
 
 
 def mask(text: str, env: Mapping[str, str] | None = None) -> str:

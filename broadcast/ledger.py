@@ -114,7 +114,7 @@ class Ledger:
             raise LedgerError(
                 f"not a database URL: {exc}", hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
             ) from None
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.DatabaseError, OSError) as exc:
             raise LedgerError(
                 f"cannot open the ledger: {_first_line(exc)}",
                 hint="check --ledger / BROADCAST_LEDGER, that the database is reachable, and its permissions",

@@ -296,7 +296,12 @@ def load_notice(path: str | Path) -> Notice:
     if data is None:
         raise NoticeError("the notice file is empty", file=path, hint="start from examples/boil-water.yaml")
     if not isinstance(data, dict):
-        raise NoticeError("the notice must be a mapping of fields (id:, languages:, ...)", file=path, row=1)
+        raise NoticeError(
+            "the notice must be a mapping of fields (id:, languages:, ...)",
+            file=path,
+            row=1,
+            hint="start from examples/boil-water.yaml; each top-level line is `field: value`",
+        )
     lines = _line_index(node)
     try:
         notice = Notice.model_validate(data)
@@ -323,9 +328,14 @@ def _line_index(node: Any) -> dict[str, int]:
     import yaml
 
     index: dict[str, int] = {}
+    seen: set[int] = set()
 
     def walk(n: Any, path: str) -> None:
         index.setdefault(path, n.start_mark.line + 1)
+        # an alias points back at a node already walked: walking it again is how alias bombs explode
+        if id(n) in seen:
+            return
+        seen.add(id(n))
         if isinstance(n, yaml.MappingNode):
             for key, value in n.value:
                 child = f"{path}.{key.value}" if path else str(key.value)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from jinja2 import pass_environment
+
 from broadcast.channels.base import Rendering
 from broadcast.errors import TemplateError
 from broadcast.notice import Notice, localize
@@ -194,7 +196,9 @@ class Templates:
                 hint="each line is `key: text`; quote texts containing ': '",
             )
         if not isinstance(data, dict):
-            raise TemplateError("label catalog must be a mapping of key: text", file=path)
+            raise TemplateError(
+                "label catalog must be a mapping of key: text", file=path, hint="copy labels/en.yaml and translate its texts"
+            )
         return data
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
@@ -231,16 +235,23 @@ class Templates:
                 row=_template_line(exc, path),
                 hint="templates can only print notice data; remove attribute access to Python internals",
             )
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError, OverflowError) as exc:
             raise TemplateError(
                 f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
             )
 
 
-def _fmt(label: str, **values: Any) -> str:
-    """``{{ t.footer | fmt(org=...) }}``: fill ``{org}`` slots so word order can differ by language."""
+@pass_environment
+def _fmt(env: Any, label: str, **values: Any) -> str:
+    """``{{ t.footer | fmt(org=...) }}``: fill ``{org}`` slots so word order can differ by language.
+
+    Formatting runs through the sandbox's formatter: a plain str.format would let a user template
+    walk ``{x.__init__.__globals__}`` to the environment and its secrets.
+    """
+    from jinja2.sandbox import SandboxedFormatter
+
     try:
-        return str(label).format_map(values)
+        return SandboxedFormatter(env).vformat(str(label), (), values)
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"label {label!r} has a slot that fmt() was not given: {exc}") from None
 

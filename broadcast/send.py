@@ -89,6 +89,7 @@ def deliver(
     started = time.monotonic()
 
     buffer: list[Receipt] = []
+    settle_now = {name for name, c in channels.items() if type(c).reconcile is Channel.reconcile}
 
     def settle(receipts: list[Receipt]) -> None:
         # receipts are recorded in chunks, never one transaction per message; a crash before a flush
@@ -99,7 +100,8 @@ def deliver(
                 progress(receipts)
             if on_receipts:
                 buffer.extend(receipts)
-                if len(buffer) >= SETTLE_CHUNK:
+                # channels without a provider look-up record at once: a crash must not turn their sends into unknowns
+                if len(buffer) >= SETTLE_CHUNK or any(r.channel in settle_now for r in receipts):
                     on_receipts(buffer[:])
                     buffer.clear()
 
