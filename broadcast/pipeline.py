@@ -48,7 +48,6 @@ class Checked:
     warnings: list[Caution] = field(default_factory=list)
     #: language → (segments before, after) when --sms-transliterate folded the SMS
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
-    missing_translations: list[tuple[str, str]] = field(default_factory=list)
 
 
 def check(
@@ -77,7 +76,6 @@ def check(
                 before, after = count_segments(rendering.text), count_segments(renders.get(channel, lang).text)
                 checked.sms_saved[lang] = (before.segments, after.segments)
     fallbacks = _fallbacks(notice, renders)
-    checked.missing_translations = [(path, lang) for path, lang in missing_translations(notice)]
     if strict and fallbacks:
         raise TemplateError(
             f"--strict: {len(fallbacks)} translation fallback(s):\n" + "\n".join(f"  - {f}" for f in fallbacks),
@@ -95,8 +93,7 @@ def check(
             file=templates.directory,
             hint="print every notice.channels entry (label and contact) in each template",
         )
-    for fallback in fallbacks:
-        checked.warnings.append(Caution(fallback.split(": ", 1)[0], fallback.split(": ", 1)[1]))
+    checked.warnings.extend(fallbacks)
     for rendering in renders.of("sms"):
         if rendering.variant:
             continue  # the unnamed variant is never longer than the named one
@@ -112,15 +109,15 @@ def check(
     return checked
 
 
-def _fallbacks(notice: Notice, renders: RenderSet) -> list[str]:
+def _fallbacks(notice: Notice, renders: RenderSet) -> list[Caution]:
     """Every text shown in another language than the reader's: notice fields × language, catalog keys."""
     out = [
-        f"notice field {path} × {lang}: missing, shown in {notice.default_language}"
+        Caution(f"notice field {path} × {lang}", f"missing, shown in {notice.default_language}")
         for path, lang in missing_translations(notice)
     ]
     for lang, catalog in renders.catalogs.items():
-        for key in catalog.borrowed:
-            out.append(f"labels/{lang}.yaml: label '{key}' missing, shown in {catalog.source if catalog.source != lang else 'en'}")
+        shown_in = catalog.source if catalog.source != lang else "en"
+        out.extend(Caution(f"labels/{lang}.yaml", f"label '{key}' missing, shown in {shown_in}") for key in catalog.borrowed)
     return out
 
 
@@ -271,7 +268,7 @@ def execute(
         ledger.finish_run()
 
 
-def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:  # noqa: C901
+def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
     """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
 
     Found → recorded as sent; provably never arrived → added to this run's sends; otherwise they stay
@@ -279,7 +276,10 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
     """
     found: Counter[str] = Counter()
     remaining = []
-    for channel_name, group in _grouped(plan.unknowns).items():
+    groups: dict[str, list[Decision]] = {}
+    for decision in plan.unknowns:
+        groups.setdefault(decision.message.channel, []).append(decision)
+    for channel_name, group in groups.items():
         channel = channels.get(channel_name)
         owned = ledger.claim(group) if channel is not None else []
         by_id = {d.message.id: d for d in group}
@@ -301,13 +301,6 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
         remaining.extend(d for d in group if d.message.id not in owned_ids)
     plan.unknowns = remaining
     return found
-
-
-def _grouped(decisions: list[Decision]) -> dict[str, list[Decision]]:
-    groups: dict[str, list[Decision]] = {}
-    for decision in decisions:
-        groups.setdefault(decision.message.channel, []).append(decision)
-    return groups
 
 
 def open_ledger(url: str | None, *, dry_run: bool) -> Ledger | None:

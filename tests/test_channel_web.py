@@ -184,6 +184,6 @@ def test_cli_writes_the_storm_banner_in_four_languages(tmp_path: Path) -> None:
     assert directions == {"en": "ltr", "sw": "ltr", "sl": "ltr", "ar": "rtl"}
     for lang in ("en", "sw", "sl", "ar"):
         html = (out / f"banner.{lang}.html").read_text(encoding="utf-8")
-        assert html.startswith(f'<div class="broadcast-banner') and f'lang="{lang}"' in html
+        assert html.startswith('<div class="broadcast-banner') and f'lang="{lang}"' in html
     assert 'dir="rtl"' in (out / "banner.ar.html").read_text(encoding="utf-8")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

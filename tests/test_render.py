@@ -100,7 +100,7 @@ def test_notice_text_is_inert_in_every_channel(tmp_path: Path) -> None:
     source = EXAMPLE.read_text(encoding="utf-8")
     evil = "<script>alert(1)</script> {{ 7*7 }} {% raw %}"
     notice_path = tmp_path / "evil.yaml"
-    notice_path.write_text(source.replace("id: boil-water-2026-03", f"id: boil-water-2026-03\n# evil\n", 1).replace(
+    notice_path.write_text(source.replace("id: boil-water-2026-03", "id: boil-water-2026-03\n# evil\n", 1).replace(
         "headline:", f"headline: {{en: {evil!r}, sw: {evil!r}, sl: {evil!r}}}\nold_headline:", 1
     ).replace("old_headline:", "# old:", 1), encoding="utf-8")
     text = notice_path.read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from broadcast.cli import main
-from tests.conftest import CONTACTS, EXAMPLE, REPO
+from tests.conftest import CONTACTS, EXAMPLE
 from tests.fakes.fixtures import use_fakes
 
 
