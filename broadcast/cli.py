@@ -248,7 +248,7 @@ def send_command(
                 hint="preview first with --dry-run, then add --yes to send",
             )
         report.plan(plan, warnings, as_json=False, sms_segment_price=options["sms_segment_price"])
-        if not click.confirm(f"Send {len(plan.messages)} messages on {', '.join(plan.channels)} now?", err=True):
+        if not click.confirm(f"Send {plan.total} messages on {', '.join(plan.channels)} now?", err=True):
             raise Aborted("cancelled; nothing was sent")
     channels = pipeline.live_channels(plan, settings)
     # progress bars only for a person watching: never in CI logs or with --json

@@ -7,7 +7,11 @@ import csv
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+import shutil
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,16 +99,28 @@ class Problem:
 
 @dataclass
 class ContactBook:
-    """Every contact read from a set of files, and every problem found on the way."""
+    """Every contact read from a set of files, and every problem found on the way.
 
-    contacts: list[Contact]
+    The contacts themselves stay on disk (see _Staging) and are streamed in reading order by iterating
+    the book, so planning a million contacts takes no more memory than planning ten thousand.
+    """
+
     problems: list[Problem]
     read: int
     merged: int
+    valid: int
+    staging: _Staging
+
+    def __iter__(self) -> Iterator[Contact]:
+        return self.staging.contacts()
+
+    def __len__(self) -> int:
+        return self.valid
 
     @property
-    def valid(self) -> int:
-        return len(self.contacts)
+    def contacts(self) -> list[Contact]:
+        """Every contact as a list: for small books and tests; the pipeline iterates instead."""
+        return list(self)
 
     @property
     def rejected(self) -> int:
@@ -153,12 +169,135 @@ class _Draft:
     row: int
 
 
+class _Staging:
+    """Contact drafts in a private SQLite file: memory stays flat however long the list is.
+
+    The file lives in a mode-0700 temporary folder and is removed when the book is garbage collected
+    or the process exits, since it holds personal data.
+    """
+
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="broadcast-contacts-")
+        self.path = str(Path(self.directory) / "contacts.db")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
+        self.conn = self.connect()
+        # nothing here needs to survive a crash: the CSV files are the source, so no journal and no fsync
+        self.conn.executescript(
+            """
+            PRAGMA journal_mode=OFF;
+            PRAGMA synchronous=OFF;
+            CREATE TABLE drafts (pos INTEGER PRIMARY KEY, name TEXT, email TEXT, phone TEXT, language TEXT,
+                                 wanted TEXT, tags TEXT, file TEXT, row INTEGER, rejected INTEGER DEFAULT 0);
+            CREATE TABLE keys (key TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
+            """
+        )
+        self.size = 0
+
+    def connect(self) -> sqlite3.Connection:
+        # one connection per reader: each channel streams the contacts from its own thread
+        return sqlite3.connect(self.path, check_same_thread=False)
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        keys = list(keys)
+        for i in range(0, len(keys), 900):
+            part = keys[i : i + 900]
+            marks = ",".join("?" * len(part))
+            out.update(self.conn.execute(f"SELECT key, pos FROM keys WHERE key IN ({marks})", part))
+        return out
+
+    def load(self, pos: int) -> _Draft:
+        row = self.conn.execute(
+            "SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE pos = ?", (pos,)
+        ).fetchone()
+        return _Draft(*row[:4], _wanted_from(row[4]), _tags_from(row[5]), row[6], row[7])
+
+    def write(self, new: list[_Draft], keys: dict[str, int], changed: dict[int, _Draft]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO drafts (pos, name, email, phone, language, wanted, tags, file, row) VALUES (?,?,?,?,?,?,?,?,?)",
+                ((self.size + i, *_draft_row(d)) for i, d in enumerate(new)),
+            )
+            self.conn.executemany("INSERT INTO keys (key, pos) VALUES (?, ?)", keys.items())
+            self.conn.executemany(
+                "UPDATE drafts SET name=?, email=?, phone=?, language=?, wanted=?, tags=?, file=?, row=? WHERE pos=?",
+                ((*_draft_row(d), pos) for pos, d in changed.items()),
+            )
+        self.size += len(new)
+
+    def reject_unreachable(self) -> list[_Draft]:
+        """Mark drafts that ask only for channels they have no address for; return them for the report."""
+        # wanted is NULL (every channel it has an address for) or a comma list of email/sms
+        where = (
+            "wanted IS NOT NULL AND NOT ((email IS NOT NULL AND instr(wanted, 'email') > 0) "
+            "OR (phone IS NOT NULL AND instr(wanted, 'sms') > 0))"
+        )
+        with self.conn:
+            rows = self.conn.execute(
+                f"SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE {where}"
+            ).fetchall()
+            self.conn.execute(f"UPDATE drafts SET rejected = 1 WHERE {where}")
+        return [_Draft(*r[:4], _wanted_from(r[4]), _tags_from(r[5]), r[6], r[7]) for r in rows]
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM drafts WHERE rejected = 0").fetchone()[0]
+
+    def contacts(self) -> Iterator[Contact]:
+        """Every usable contact in reading order, read in pages from disk."""
+        conn = self.connect()
+        try:
+            cursor = conn.execute(
+                "SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE rejected = 0 ORDER BY pos"
+            )
+            while page := cursor.fetchmany(1000):
+                for name, email, phone, language, wanted, tags, file, row in page:
+                    has_email, has_phone = email is not None, phone is not None
+                    if wanted is not None:
+                        has_email = has_email and "email" in wanted
+                        has_phone = has_phone and "sms" in wanted
+                    yield Contact(
+                        key=f"email:{email.lower()}" if email else f"phone:{phone}",
+                        name=name,
+                        email=email,
+                        phone=phone,
+                        language=language,
+                        channels=_CHANNEL_SETS[has_email, has_phone],
+                        tags=_tags_from(tags),
+                        source=f"{file}:{row}",
+                    )
+        finally:
+            conn.close()
+
+
+def _draft_row(draft: _Draft) -> tuple:
+    wanted = ",".join(sorted(draft.wanted)) if draft.wanted is not None else None
+    return (draft.name, draft.email, draft.phone, draft.language, wanted, "\x1f".join(draft.tags), draft.file, draft.row)
+
+
+def _wanted_from(value: str | None) -> frozenset[str] | None:
+    return None if value is None else frozenset(value.split(","))
+
+
+def _tags_from(value: str) -> tuple[str, ...]:
+    return tuple(value.split("\x1f")) if value else ()
+
+
+#: rows read before their duplicates are looked up on disk in one query
+_STAGE_EVERY = 2000
+
+
 class _BookReader:
     def __init__(self, region: str | None) -> None:
         self.region = region
-        self.drafts: list[_Draft] = []
-        # Normalized address ("email:..." / "phone:...") -> position in drafts, so duplicates are found in O(1).
+        self.staging = _Staging()
+        # Rows wait here and are merged in groups, so finding duplicates on disk costs one query per group.
+        self.queue: list[_Draft] = []
+        # While a group merges: normalized address ("email:..." / "phone:...") -> position of its contact,
+        # the group's new drafts, the new addresses, and earlier drafts that rows of this group changed.
         self.index: dict[str, int] = {}
+        self.new: list[_Draft] = []
+        self.new_keys: dict[str, int] = {}
+        self.changed: dict[int, _Draft] = {}
         self.problems: list[Problem] = []
         self.file_order: dict[str, int] = {}
         self.read = 0
@@ -297,7 +436,9 @@ class _BookReader:
         language = self._language(self._cell(record, columns.language, file, row, "language"), file, row)
         wanted = self._channels(self._cell(record, columns.channels, file, row, "channels"), file, row)
         tags = _parse_tags(self._cell(record, columns.tags, file, row, "tags"))
-        self._add(_Draft(name, email, phone, language, wanted, tags, file, row))
+        self.queue.append(_Draft(name, email, phone, language, wanted, tags, file, row))
+        if len(self.queue) >= _STAGE_EVERY:
+            self._merge_queue()
 
     def _reject(self, file: str, row: int, raw_email: str, email_error: tuple[str, str] | None,
                 raw_phone: str, phone_error: tuple[str, str] | None, row_hint: str | None) -> None:
@@ -365,31 +506,50 @@ class _BookReader:
 
     # -- merging -----------------------------------------------------------------------------------
 
+    def _merge_queue(self) -> None:
+        """Merge the waiting rows in reading order, with every earlier contact they might join looked up at once."""
+        queue, self.queue = self.queue, []
+        self.index = self.staging.lookup({key for draft in queue for key in _keys(draft) if key})
+        self.new, self.new_keys, self.changed = [], {}, {}
+        for draft in queue:
+            self._add(draft)
+        self.staging.write(self.new, self.new_keys, self.changed)
+        self.index, self.new, self.new_keys, self.changed = {}, [], {}, {}
+
+    def _draft(self, position: int) -> _Draft:
+        if position >= self.staging.size:
+            return self.new[position - self.staging.size]
+        if position not in self.changed:
+            self.changed[position] = self.staging.load(position)
+        return self.changed[position]
+
+    def _index(self, key: str, position: int) -> None:
+        self.index[key] = self.new_keys[key] = position
+
     def _add(self, draft: _Draft) -> None:
-        email_key = f"email:{draft.email.lower()}" if draft.email else None
-        phone_key = f"phone:{draft.phone}" if draft.phone else None
+        email_key, phone_key = _keys(draft)
         by_email = self.index.get(email_key) if email_key else None
         by_phone = self.index.get(phone_key) if phone_key else None
         if by_email is None and by_phone is None:
-            self.drafts.append(draft)
+            self.new.append(draft)
             for key in (email_key, phone_key):
                 if key:
-                    self.index[key] = len(self.drafts) - 1
+                    self._index(key, self.staging.size + len(self.new) - 1)
             return
 
         self.merged += 1
         # The email is the recipient key, so a row that matches two different contacts joins the one with its email.
         position = by_email if by_email is not None else by_phone
-        first = self.drafts[position]
+        first = self._draft(position)
         if email_key and by_email is None:
             if first.email is None:
                 first.email = draft.email
-                self.index[email_key] = position
+                self._index(email_key, position)
             else:
                 self._conflict(draft, first, "email", draft.email, first.email)
         if phone_key and by_phone != position:
             if by_phone is not None:
-                other = self.drafts[by_phone]
+                other = self._draft(by_phone)
                 self.problem(
                     draft.file, draft.row, "phone",
                     f"{draft.phone} is already the phone number of another contact ({_row_ref(other, draft.file)}); "
@@ -398,7 +558,7 @@ class _BookReader:
                 )
             elif first.phone is None:
                 first.phone = draft.phone
-                self.index[phone_key] = position
+                self._index(phone_key, position)
             else:
                 self._conflict(draft, first, "phone", draft.phone, first.phone)
         for field in ("name", "language"):
@@ -424,38 +584,21 @@ class _BookReader:
         )
 
     def finish(self) -> ContactBook:
-        # With a million contacts, drafts and contacts together would double the memory at the peak, so the index
-        # goes first and each draft is dropped as its contact is made.
-        self.index = {}
-        drafts, self.drafts = self.drafts, []
-        drafts.reverse()  # popping from the end is O(1) and still yields them in reading order
-        contacts: list[Contact] = []
-        while drafts:
-            draft = drafts.pop()
-            has_email, has_phone = draft.email is not None, draft.phone is not None
-            if draft.wanted is not None:
-                has_email = has_email and "email" in draft.wanted
-                has_phone = has_phone and "sms" in draft.wanted
-            if not (has_email or has_phone):
-                missing = "email address" if "email" in draft.wanted else "phone number"
-                self.problem(draft.file, draft.row, "channels",
-                             f"asks only for {' and '.join(sorted(draft.wanted))} but has no usable {missing}",
-                             f"add the {missing}, or empty the channels cell to use any address it has",
-                             rejected=True)
-                continue
-            contacts.append(Contact(
-                key=f"email:{draft.email.lower()}" if draft.email else f"phone:{draft.phone}",
-                name=draft.name,
-                email=draft.email,
-                phone=draft.phone,
-                language=draft.language,
-                channels=_CHANNEL_SETS[has_email, has_phone],
-                tags=draft.tags,
-                source=f"{draft.file}:{draft.row}",
-            ))
+        self._merge_queue()
+        for draft in self.staging.reject_unreachable():
+            missing = "email address" if "email" in draft.wanted else "phone number"
+            self.problem(draft.file, draft.row, "channels",
+                         f"asks only for {' and '.join(sorted(draft.wanted))} but has no usable {missing}",
+                         f"add the {missing}, or empty the channels cell to use any address it has",
+                         rejected=True)
         # Channel rejections are only known after merging; sort so a person reads each file top to bottom.
         self.problems.sort(key=lambda problem: (self.file_order[problem.file], problem.row))
-        return ContactBook(contacts=contacts, problems=self.problems, read=self.read, merged=self.merged)
+        return ContactBook(problems=self.problems, read=self.read, merged=self.merged, valid=self.staging.count(),
+                           staging=self.staging)
+
+
+def _keys(draft: _Draft) -> tuple[str | None, str | None]:
+    return (f"email:{draft.email.lower()}" if draft.email else None, f"phone:{draft.phone}" if draft.phone else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from broadcast.channels.base import Rendering
 from broadcast.notice import localize
 from broadcast.plan import Plan
-from broadcast.render import NO_NAME, X_MAX_WEIGHT, weighted_length
+from broadcast.render import X_MAX_WEIGHT, weighted_length
 from broadcast.segments import count_segments
 
 PAGE_FILE = "index.html"
@@ -137,7 +137,6 @@ def render_page(
     """The preview page as one HTML string (write_page writes it)."""
     notice = plan.notice
     renders = plan.renders
-    noname = Counter((m.channel, m.language) for m in plan.messages if m.rendering.variant == NO_NAME)
     languages = []
     for lang in notice.languages:
         direction = renders.catalogs[lang].direction if lang in renders.catalogs else "ltr"
@@ -151,7 +150,7 @@ def render_page(
                     rendering,
                     direction,
                     plan.counts.get(channel, Counter())[lang],
-                    noname[(channel, lang)],
+                    plan.unnamed[(channel, lang)],
                     sms_segment_price=sms_segment_price,
                     max_sms_segments=max_sms_segments,
                 )
@@ -164,7 +163,7 @@ def render_page(
     rejected = sum(1 for p in problems if p.rejected)
     contact_warnings = len(problems) - rejected
     sms_panels = [p for lang in languages for p in lang.panels if p.channel == "sms"]
-    verdict = _verdict(len(cautions), rejected, contact_warnings, len(plan.unknowns), len(plan.messages))
+    verdict = _verdict(len(cautions), rejected, contact_warnings, len(plan.unknowns), plan.total)
     context = {
         "notice": notice,
         "plan": plan,
@@ -296,7 +295,7 @@ class Tile:
 
 def _tiles(plan: Plan, sms_panels: list[Panel], price: float) -> list[Tile]:
     book = plan.book
-    tiles = [Tile("Messages planned", f"{len(plan.messages):,}", "across " + ", ".join(CHANNEL_TITLES[c] for c in plan.channels))]
+    tiles = [Tile("Messages planned", f"{plan.total:,}", "across " + ", ".join(CHANNEL_TITLES[c] for c in plan.channels))]
     for channel in plan.channels:
         planned = plan.planned(channel)
         if channel == "email":

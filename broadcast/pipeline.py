@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from broadcast.ledger import now as ledger_now
 from broadcast.notice import Notice, load_notice, missing_translations
 from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
-from broadcast.segments import count_segments
+from broadcast.segments import count_segments, name_shape
 from broadcast.send import Outcome, RetryPolicy, deliver
 
 
@@ -160,28 +160,73 @@ def prepare(
     suppressed = read_suppressions(suppression_paths or [], region=region)
     if ledger is not None and suppressed:
         ledger.suppress((channel, recipient, "listed in a suppression file", source) for channel, recipient, source in suppressed)
-    listed = {(channel, recipient) for channel, recipient, _ in suppressed}
-    decisions = (
-        ledger.triage(plan.messages, resend_after=resend_after, retry_unknown=retry_unknown)
-        if ledger is not None
-        else (Decision(m, True) for m in plan.messages)
+    plan.decide = Triage(
+        ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
+        resend_after=resend_after, retry_unknown=retry_unknown,
     )
-    kept = []
-    for decision in decisions:
+    # one pass to count what will go out; sending streams and triages the messages again, so none is held
+    billing = SmsBilling()
+    for decision in plan.decide(plan.messages()):
         message = decision.message
-        if decision.send and (message.channel, message.recipient) in listed:
-            decision = Decision(message, False, "suppressed")
         if decision.send:
-            kept.append(message)
-            if decision.reason:
-                plan.decisions[message.id] = decision
+            plan.to_send[message.channel] += 1
+            if message.channel == "sms":
+                plan.billed[message.language] += billing(message)
         elif decision.unknown:
             plan.unknowns.append(decision)
         else:
             plan.skipped[message.channel][decision.reason] += 1
-    plan.messages = kept
     plan.sms_saved = checked.sms_saved
     return plan, checked.warnings
+
+
+class Triage:
+    """The ledger's and the suppression files' verdict on each planned message, applied as messages stream by."""
+
+    def __init__(
+        self,
+        ledger: Ledger | None,
+        listed: set[tuple[str, str]],
+        *,
+        resend_after: timedelta | None = None,
+        retry_unknown: bool = False,
+    ) -> None:
+        self.ledger = ledger
+        self.listed = listed
+        self.resend_after = resend_after
+        self.retry_unknown = retry_unknown
+
+    def __call__(self, messages: Iterable[Message]) -> Iterator[Decision]:
+        decisions = (
+            self.ledger.triage(messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown)
+            if self.ledger is not None
+            else (Decision(m, True) for m in messages)
+        )
+        for decision in decisions:
+            message = decision.message
+            if decision.send and (message.channel, message.recipient) in self.listed:
+                decision = Decision(message, False, "suppressed")
+            yield decision
+
+
+class SmsBilling:
+    """Segments billed per SMS, counted once per rendering and name shape rather than once per recipient."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[str, str, tuple[str, int]], int] = {}
+
+    def __call__(self, message: Message) -> int:
+        if "%%" not in message.rendering.text:
+            shape: tuple[str, int] | None = ("", 0)
+        else:
+            shape = name_shape(message.fields.get("name", ""))
+            if shape is None:  # extension characters or emoji: their position matters, so count this one
+                return count_segments(message.personal().text).segments
+        key = (message.language, message.rendering.variant, shape)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = count_segments(message.personal().text).segments
+        return found
 
 
 def sms_over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
@@ -250,17 +295,30 @@ def execute(
     progress: Callable[[list[Receipt]], None] | None = None,
 ) -> Outcome:
     """Send the plan through ``channels``, each batch claimed in the ledger before and settled after."""
+    # triage decisions that claim needs (reminders, retried unknowns), from when a message streams out until it is claimed
+    pending: dict[str, Decision] = {}
+
+    decide = plan.decide or Triage(None, set())
+
+    def stream(channel: str) -> Iterator[Message]:
+        for decision in decide(plan.messages(channel)):
+            if decision.send:
+                if decision.reason:
+                    pending[decision.message.id] = decision
+                yield decision.message
+
     if ledger is None:
-        return deliver(plan.messages, channels, policy=policy, progress=progress)
+        return deliver({name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress)
 
     def claim(batch: list[Message]) -> list[Message]:
-        return ledger.claim([plan.decisions.get(m.id) or Decision(m, True) for m in batch])
+        return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
 
     ledger.start_run(plan.notice.id)
     try:
         found = reconcile(plan, channels, ledger)
         outcome = deliver(
-            plan.messages, channels, policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress
+            {name: stream(name) for name in plan.channels}, channels,
+            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress,
         )
         outcome.reconciled.update(found)
         return outcome
@@ -271,8 +329,8 @@ def execute(
 def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
     """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
 
-    Found → recorded as sent; provably never arrived → added to this run's sends; otherwise they stay
-    unknown. Returns channel → messages found already delivered.
+    Found → recorded as sent; provably never arrived → recorded as a transient failure, so the send
+    that follows picks it up; otherwise they stay unknown. Returns channel → messages found delivered.
     """
     found: Counter[str] = Counter()
     remaining = []
@@ -294,7 +352,7 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
             if receipt.status == "sent":
                 found[channel_name] += 1
             elif receipt.status == "retry":
-                plan.messages.append(by_id[receipt.message_id].message)
+                plan.to_send[channel_name] += 1
             else:
                 remaining.append(by_id[receipt.message_id])
         owned_ids = {m.id for m in owned}
@@ -347,7 +405,7 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
         ],
         "problems_total": len(book.problems),
         "renderings": rendering_stats(
-            plan.renders, plan.channels, plan.counts, messages=plan.messages, sms_segment_price=sms_segment_price
+            plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
         ),
         "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
     }
@@ -358,19 +416,14 @@ def rendering_stats(
     channels: list[str],
     counts: dict[str, Counter[str]] | None = None,
     *,
-    messages: list[Message] | None = None,
+    billed: Counter[str] | None = None,
     sms_segment_price: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Per channel × language: what a person checks before sending (SMS segments and cost, post lengths, subject).
 
-    SMS segments for cost are counted per planned message when a name is filled in, since a long name
-    can add a segment; otherwise once per language.
+    ``billed`` is language → segments for the SMS to send, counted with each recipient's name filled in
+    (a long name can add a segment; see SmsBilling).
     """
-    billed: Counter[str] = Counter()
-    for message in messages or ():
-        if message.channel == "sms":
-            text = message.rendering.text
-            billed[message.language] += count_segments(message.personal().text if "%%" in text else text).segments
     rows = []
     for (channel, lang, variant), rendering in renders.renderings.items():
         if channel not in channels or variant:
@@ -381,7 +434,7 @@ def rendering_stats(
         if channel == "sms":
             info = count_segments(rendering.text)
             row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
-            if messages is not None:
+            if billed is not None:
                 row.update(billed_segments=billed[lang], cost=round(billed[lang] * sms_segment_price, 4))
         elif channel == "social":
             row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])

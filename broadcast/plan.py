@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,24 +23,35 @@ def message_id(notice_id: str, channel: str, version: str, recipient: str) -> st
 
 @dataclass
 class Plan:
-    """Everything that would be sent, before anything is: the input of send and of every preview."""
+    """Everything that would be sent, before anything is: the input of send and of every preview.
+
+    Messages are never held: ``messages()`` streams them from the contact book whenever they are
+    needed, so a plan for a million contacts costs the same memory as one for a thousand. The
+    counters are filled by one pass when the plan is built (planned) and one when the ledger triages
+    it (to send, skipped, unknown).
+    """
 
     renders: RenderSet
     channels: list[str]
     book: ContactBook
-    messages: list[Message]
     #: channel → language → planned messages
     counts: dict[str, Counter[str]] = field(default_factory=dict)
+    #: (channel, language) → planned messages for contacts without a name (the "noname" variant)
+    unnamed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (contact's tag, language used, how: base|default|unset) → contacts
     fallbacks: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: channel → messages this run will send once the ledger has had its say
+    to_send: Counter[str] = field(default_factory=Counter)
     #: channel → reason → messages left out of the plan (suppressed, already sent, …)
     skipped: dict[str, Counter[str]] = field(default_factory=dict)
     #: ledger decisions for messages whose earlier outcome is unknown (a crash, a lost answer)
     unknowns: list[Any] = field(default_factory=list)
-    #: ledger decisions that are not plain "new": reminders and retried unknowns (claim needs them)
-    decisions: dict[str, Any] = field(default_factory=dict)
+    #: language → SMS segments billed for the messages to send (a long name can add a segment)
+    billed: Counter[str] = field(default_factory=Counter)
     #: language → (SMS segments before, after) when --sms-transliterate folded the text
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: messages → decisions: the ledger's triage (pipeline.Triage), applied again as messages stream to the senders
+    decide: Callable[[Iterable[Message]], Iterator[Any]] | None = None
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers
@@ -49,49 +60,73 @@ class Plan:
     def planned(self, channel: str) -> int:
         return sum(self.counts.get(channel, Counter()).values())
 
+    @property
+    def total(self) -> int:
+        """Messages this run will send, over every channel."""
+        return sum(self.to_send[c] for c in self.channels)
+
+    def messages(self, channel: str | None = None) -> Iterator[Message]:
+        """Every planned message of one channel (or all), streamed from the contacts in reading order."""
+        chosen = [c for c in self.channels if channel is None or c == channel]
+        personal = [c for c in chosen if c in PERSONAL_CHANNELS]
+        if personal:
+            languages = _LanguageCache(self.notice.languages)
+            for contact in self.book:
+                yield from _contact_messages(self.renders, contact, languages(contact.language)[0], personal)
+        for name in chosen:
+            if name not in PERSONAL_CHANNELS:
+                yield from _shared_messages(self.renders, name)
+
 
 def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -> Plan:
-    """Turn contacts into messages for the chosen channels, each in the contact's own language."""
+    """Count what goes to whom for the chosen channels, each contact in their own language."""
     chosen = [c for c in CHANNELS if c in set(channels)]
-    notice = renders.notice
-    plan = Plan(renders, chosen, book, [], {c: Counter() for c in chosen}, Counter(), {c: Counter() for c in chosen})
+    plan = Plan(renders, chosen, book, counts={c: Counter() for c in chosen}, skipped={c: Counter() for c in chosen})
     personal = [c for c in chosen if c in PERSONAL_CHANNELS]
-    for contact in book.contacts:
-        lang, how = resolve_language(contact.language, notice.languages)
-        if how not in ("exact",):
-            plan.fallbacks[(contact.language, lang, how)] += 1
-        for message in _contact_messages(renders, contact, lang, personal):
-            plan.messages.append(message)
-            plan.counts[message.channel][lang] += 1
+    languages = _LanguageCache(renders.notice.languages)
+    if personal:
+        for contact in book:
+            lang, how = languages(contact.language)
+            if how != "exact":
+                plan.fallbacks[(contact.language, lang, how)] += 1
+            unnamed = not contact.name
+            for channel in personal:
+                if _address(contact, channel):
+                    plan.counts[channel][lang] += 1
+                    if unnamed:
+                        plan.unnamed[(channel, lang)] += 1
     for channel in chosen:
-        if channel in PERSONAL_CHANNELS:
-            continue
-        languages = notice.social_languages if channel == "social" else notice.languages
-        for lang in languages:
-            recipient = f"{'x' if channel == 'social' else 'web'}:{lang}"
-            version = renders.versions[channel]
-            plan.messages.append(
-                Message(
-                    id=message_id(notice.id, channel, version, recipient),
-                    channel=channel,
-                    recipient=recipient,
-                    language=lang,
-                    rendering=renders.get(channel, lang),
-                    contact_key=recipient,
-                    notice=notice.id,
-                )
-            )
-            plan.counts[channel][lang] += 1
+        if channel not in PERSONAL_CHANNELS:
+            for message in _shared_messages(renders, channel):
+                plan.counts[channel][message.language] += 1
     return plan
+
+
+class _LanguageCache:
+    """resolve_language per distinct tag: a million contacts share a handful of tags."""
+
+    def __init__(self, languages: list[str]) -> None:
+        self.languages = languages
+        self.seen: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, tag: str) -> tuple[str, str]:
+        found = self.seen.get(tag)
+        if found is None:
+            found = self.seen[tag] = resolve_language(tag, self.languages)
+        return found
+
+
+def _address(contact: Contact, channel: str) -> str | None:
+    if channel not in contact.channels:
+        return None
+    return contact.email if channel == "email" else contact.phone
 
 
 def _contact_messages(renders: RenderSet, contact: Contact, lang: str, channels: list[str]) -> Iterator[Message]:
     fields = {name: getattr(contact, name) for name in CONTACT_FIELDS}
     variant = variant_for(fields)
     for channel in channels:
-        if channel not in contact.channels:
-            continue
-        address = contact.email if channel == "email" else contact.phone
+        address = _address(contact, channel)
         if not address:
             continue
         recipient = address.lower() if channel == "email" else address
@@ -107,9 +142,27 @@ def _contact_messages(renders: RenderSet, contact: Contact, lang: str, channels:
         )
 
 
+def _shared_messages(renders: RenderSet, channel: str) -> Iterator[Message]:
+    """One message per language for channels everyone reads (the X thread, the web banner)."""
+    notice = renders.notice
+    languages = notice.social_languages if channel == "social" else notice.languages
+    for lang in languages:
+        recipient = f"{'x' if channel == 'social' else 'web'}:{lang}"
+        yield Message(
+            id=message_id(notice.id, channel, renders.versions[channel], recipient),
+            channel=channel,
+            recipient=recipient,
+            language=lang,
+            rendering=renders.get(channel, lang),
+            contact_key=recipient,
+            notice=notice.id,
+        )
+
+
 def by_channel(messages: Iterable[Message]) -> dict[str, list[Message]]:
     """Messages grouped per channel, keeping plan order within each."""
     groups: dict[str, list[Message]] = defaultdict(list)
     for message in messages:
         groups[message.channel].append(message)
     return dict(groups)
+

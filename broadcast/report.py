@@ -97,7 +97,7 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
         console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
     console.print("Plan:")
     for row in rendering_stats(
-        plan.renders, plan.channels, plan.counts, messages=plan.messages, sms_segment_price=sms_segment_price
+        plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
     ):
         console.print("  " + _describe(row))
     for lang, (before, after) in sorted(plan.sms_saved.items()):
@@ -145,15 +145,15 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {reason}")
     if outcome.interrupted:
-        left = sum(1 for r in outcome.failures if r.reason and "interrupted" in r.reason)
+        left = outcome.not_started
         console.print(
             f"[yellow]Interrupted[/]: requests already under way were finished and recorded; {left} message(s) were "
             "not sent. Run the same command again to send them (nothing is sent twice)."
         )
     for receipt in outcome.failures[:MAX_PROBLEMS]:
         console.print(f"  [red]failed[/] {receipt.channel} {receipt.recipient}: {receipt.reason}")
-    if len(outcome.failures) > MAX_PROBLEMS:
-        console.print(f"  … and {len(outcome.failures) - MAX_PROBLEMS} more failures")
+    if outcome.failed_total > MAX_PROBLEMS:
+        console.print(f"  … and {outcome.failed_total - MAX_PROBLEMS} more failures")
     _cautions(console, cautions)
 
 
@@ -210,7 +210,7 @@ def progress(plan: Plan, *, enabled: bool) -> Iterator[Callable[[list[Any]], Non
         transient=False,
     )
     tasks = {
-        name: bars.add_task(name, total=sum(1 for m in plan.messages if m.channel == name), sent=0, failed=0)
+        name: bars.add_task(name, total=plan.to_send[name], sent=0, failed=0)
         for name in plan.channels
     }
     counts: dict[str, Counter[str]] = {name: Counter() for name in plan.channels}

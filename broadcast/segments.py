@@ -209,3 +209,17 @@ def transliterate(text: str) -> str:
     if _GSM7.issuperset(folded):
         return folded
     return _MARKED.sub(_fold_marked, folded)
+
+
+def name_shape(value: str) -> tuple[str, int] | None:
+    """Names of one shape change a message's segment count identically, so one count serves them all.
+
+    ("gsm", n): n characters of one septet each. ("ucs2", n): n single UTF-16 units, some outside GSM-7
+    (the whole message becomes UCS-2). None when the name holds GSM-7 extension characters or characters
+    outside the BMP: they take two units, so where they sit moves segment boundaries.
+    """
+    if _BASIC.issuperset(value):
+        return ("gsm", len(value))
+    if not _GSM7.issuperset(value) and all(ord(ch) < 0xD800 or 0xE000 <= ord(ch) < 0x10000 for ch in value):
+        return ("ucs2", len(value))
+    return None

@@ -44,12 +44,20 @@ class RetryPolicy:
         return min(self.max_delay, max(jittered, retry_after or 0.0))
 
 
+#: failed receipts kept for the report; beyond this only their number is kept, so a million failures cost no memory
+MAX_FAILURES_KEPT = 1000
+
+
 @dataclass
 class Outcome:
     """What the send step did, counted from receipts only."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
+    #: the first MAX_FAILURES_KEPT failed, retry and unknown receipts (failed_total counts them all)
     failures: list[Receipt] = field(default_factory=list)
+    failed_total: int = 0
+    #: messages left unsent because the person pressed Ctrl-C
+    not_started: int = 0
     #: channel → the message of the error that stopped it
     stopped: dict[str, str] = field(default_factory=dict)
     #: channel → unknowns from an earlier run that the provider confirmed as delivered
@@ -61,16 +69,21 @@ class Outcome:
         for receipt in receipts:
             self.counts.setdefault(receipt.channel, Counter())[receipt.status] += 1
             if receipt.status in ("failed", "retry", "unknown"):
-                self.failures.append(receipt)
+                self.failed_total += 1
+                if len(self.failures) < MAX_FAILURES_KEPT:
+                    self.failures.append(receipt)
+                if receipt.reason == INTERRUPTED:
+                    self.not_started += 1
 
 
+INTERRUPTED = "not sent: interrupted (Ctrl-C); the next run sends it"
 ReceiptSink = Callable[[list[Receipt]], None]
 #: marks messages in flight before the provider is called (the ledger); returns the ones this run owns
 Claim = Callable[[list[Message]], list[Message]]
 
 
 def deliver(
-    messages: Sequence[Message],
+    messages: Iterable[Message] | Mapping[str, Iterable[Message]],
     channels: Mapping[str, Channel],
     *,
     policy: RetryPolicy | None = None,
@@ -80,8 +93,10 @@ def deliver(
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
 
-    Channels run side by side; a channel that raises ChannelError stops alone and its remaining
-    messages are failed with that reason, so one bad credential never blocks the other channels.
+    ``messages`` is either one stream per channel (the pipeline: each is consumed as it is sent, so
+    nothing is held) or a flat list, grouped here. Channels run side by side; a channel that raises
+    ChannelError stops alone and its remaining messages are failed with that reason, so one bad
+    credential never blocks the other channels.
     """
     policy = policy or RetryPolicy()
     outcome = Outcome()
@@ -105,13 +120,13 @@ def deliver(
                     on_receipts(buffer[:])
                     buffer.clear()
 
-    groups = by_channel(messages)
+    groups = dict(messages) if isinstance(messages, Mapping) else by_channel(messages)
     interrupted = threading.Event()
     done = {name: threading.Event() for name in groups}
 
-    def run(name: str, batch_list: list[Message]) -> None:
+    def run(name: str, stream: Iterable[Message]) -> None:
         try:
-            _run_channel(channels[name], batch_list, policy, started, claim, settle, outcome, interrupted)
+            _run_channel(channels[name], stream, policy, started, claim, settle, outcome, interrupted)
         finally:
             done[name].set()
 
@@ -139,23 +154,28 @@ def _wait(events: Iterable[threading.Event]) -> None:
             pass
 
 
-def batches(channel: Channel, messages: Sequence[Message]) -> list[list[Message]]:
-    """Split a channel's messages into batches that share one rendering, at most ``max_batch`` each."""
+def batches(channel: Channel, messages: Iterable[Message]) -> Iterator[list[Message]]:
+    """Batches of at most ``max_batch`` messages that share one rendering, cut from a stream as they fill.
+
+    One open batch per (language, variant) is all that is held, and each full one leaves at once.
+    """
     if channel.max_batch <= 1:
-        return [[m] for m in messages]
-    groups: dict[tuple[str, str], list[Message]] = {}
+        for message in messages:
+            yield [message]
+        return
+    open_batches: dict[tuple[str, str], list[Message]] = {}
     for message in messages:
-        groups.setdefault((message.language, message.rendering.variant), []).append(message)
-    out = []
-    for group in groups.values():
-        for i in range(0, len(group), channel.max_batch):
-            out.append(group[i : i + channel.max_batch])
-    return out
+        key = (message.language, message.rendering.variant)
+        batch = open_batches.setdefault(key, [])
+        batch.append(message)
+        if len(batch) >= channel.max_batch:
+            yield open_batches.pop(key)
+    yield from open_batches.values()
 
 
 def _run_channel(
     channel: Channel,
-    messages: list[Message],
+    messages: Iterable[Message],
     policy: RetryPolicy,
     started: float,
     claim: Claim | None,
@@ -168,7 +188,7 @@ def _run_channel(
 
     def work(batch: list[Message]) -> None:
         if interrupted.is_set():
-            settle(_fail(batch, "not sent: interrupted (Ctrl-C); the next run sends it"))
+            settle(_fail(batch, INTERRUPTED))
             return
         if stop.is_set():
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
@@ -191,7 +211,8 @@ def _run_channel(
         channel.open()
     except ChannelError as exc:
         outcome.stopped[channel.name] = str(exc)
-        settle(_fail(messages, f"{channel.name} stopped: {exc.message}"))
+        for group in _claim_groups(batches(channel, messages), CLAIM_CHUNK):
+            settle(_fail([m for batch in group for m in batch], f"{channel.name} stopped: {exc.message}"))
         return
     try:
         with ThreadPoolExecutor(max_workers=max(1, channel.max_concurrency), thread_name_prefix=channel.name) as pool:
@@ -199,7 +220,8 @@ def _run_channel(
             # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
             group_size = max(CLAIM_CHUNK, channel.max_batch * channel.max_concurrency)
             for group in _claim_groups(batches(channel, messages), group_size):
-                if claim is not None and not stop.is_set():
+                # a stopped or interrupted channel claims nothing more: those rows stay as the next run expects them
+                if claim is not None and not stop.is_set() and not interrupted.is_set():
                     group = _claimed(group, claim, settle)
                 in_flight.append([pool.submit(work, batch) for batch in group])
                 # claim at most two groups ahead of what has been sent, so a crash leaves few rows in flight
@@ -213,7 +235,7 @@ def _run_channel(
         channel.close()
 
 
-def _claim_groups(all_batches: list[list[Message]], size_limit: int) -> Iterator[list[list[Message]]]:
+def _claim_groups(all_batches: Iterable[list[Message]], size_limit: int) -> Iterator[list[list[Message]]]:
     """Consecutive batches holding about ``size_limit`` messages: one ledger claim covers them all."""
     group: list[list[Message]] = []
     size = 0

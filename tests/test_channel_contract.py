@@ -26,7 +26,7 @@ STATUSES = set(get_args(Status))
 def planned(channel: str) -> list[Message]:
     renders = render_notice(load_notice(EXAMPLE), Templates())
     plan = build_plan(renders, read_contacts([CONTACTS]), [channel])
-    return plan.messages
+    return list(plan.messages())
 
 
 @pytest.fixture(params=["outbox", *CHANNELS])

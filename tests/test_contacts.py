@@ -505,3 +505,37 @@ def test_email_is_whatever_email_validator_says(local, domain):
     book = read_written(out.getvalue().encode("utf-8"))
     assert book is not None
     assert book.contacts[0].email == expected
+
+
+# -- large books: contacts are staged on disk and merged in groups --------------------------------------
+
+
+def test_duplicates_merge_across_staging_groups_exactly_as_within_one(tmp_path):
+    # 5,000 rows span three merge groups: rows far apart must merge as if the whole file were in memory
+    rows = [f"P{i},p{i}@mail.example,,sl,," for i in range(5000)]
+    rows[4500] = "P4500,,+38641000003,,,"  # a new phone, unknown so far
+    rows[4600] = "P3b,P3@MAIL.example,+38641000003,,,urgent"  # joins row 4 by email, brings the phone of row 4502
+    rows[4700] = ",p10@mail.example,+38641000010,,,"  # fills row 12's phone from far below
+    path = tmp_path / "big.csv"
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    book = read_contacts([path])
+    assert (book.read, book.valid, book.merged, len(book)) == (5000, 4998, 2, 4998)
+    people = {c.name: c for c in book}
+    assert people["P3"].tags == ("urgent",) and people["P3"].phone is None  # the phone stays with its first contact
+    assert people["P4500"].phone == "+38641000003"
+    assert people["P10"].phone == "+38641000010" and people["P10"].channels == {"email", "sms"}
+    assert [(p.row, p.field) for p in book.problems] == [(4602, "phone"), (4602, "name")]
+    assert [c.name for c in book][:3] == ["P0", "P1", "P2"]  # reading order is kept
+
+
+def test_staging_file_is_private_and_removed_with_the_book(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + "Ana,ana@mail.example,,,,\n", encoding="utf-8")
+    book = read_contacts([path])
+    folder = Path(book.staging.directory)
+    assert folder.is_dir() and oct(folder.stat().st_mode & 0o777) == "0o700"
+    del book
+    import gc
+
+    gc.collect()
+    assert not folder.exists()

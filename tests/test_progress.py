@@ -34,10 +34,11 @@ def test_progress_is_off_when_not_enabled() -> None:
 
 def test_progress_bar_counts_receipts() -> None:
     plan = _plan()
+    messages = list(plan.messages())
     with progress(plan, enabled=True) as advance:
         assert advance is not None
-        advance([Receipt(m.id, "sms", m.recipient, "sent") for m in plan.messages[:3]])
-        advance([Receipt(plan.messages[3].id, "sms", plan.messages[3].recipient, "failed", reason="x")])
+        advance([Receipt(m.id, "sms", m.recipient, "sent") for m in messages[:3]])
+        advance([Receipt(messages[3].id, "sms", messages[3].recipient, "failed", reason="x")])
 
 
 def test_ctrl_c_finishes_what_is_in_flight_records_it_and_says_what_was_not_sent(
