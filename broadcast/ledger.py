@@ -21,6 +21,8 @@ from broadcast.errors import LedgerError
 DEFAULT_URL = "sqlite:///.broadcast/ledger.db"
 #: rows per statement: large enough to be fast, small enough for SQLite's variable limit
 CHUNK = 500
+#: rows per claiming INSERT: 11 values a row stays under SQLite's 32,766 variables
+CLAIM_CHUNK = 2000
 #: a run that has not beaten its heart for this long is dead; its in-flight rows become unknown
 STALE_AFTER = timedelta(seconds=60)
 HEARTBEAT_EVERY = 10.0
@@ -302,46 +304,55 @@ class Ledger:
         if self.run_id is None:
             raise LedgerError("claim() before start_run()", hint="this is a bug in broadcast; please report it")
         owned: list[Message] = []
-        for chunk in _chunks(decisions):
+        for chunk in _chunks(decisions, CLAIM_CHUNK):
             stamp = now()
             with self.engine.begin() as conn:
-                live = self._live_runs(conn) - {self.run_id}
-                conn.execute(
-                    self._insert(deliveries).on_conflict_do_nothing(),
-                    [
-                        dict(
-                            message_id=d.message.id, notice=d.message.notice, version=_version(d.message),
-                            channel=d.message.channel, recipient=d.message.recipient, contact=d.message.contact_key,
-                            language=d.message.language, status="inflight", attempts=1, run_id=self.run_id,
-                            first_at=stamp, last_at=stamp,
-                        )
-                        for d in chunk
-                    ],
-                )
-                groups: dict[tuple[str, ...], list[str]] = {}
-                for d in chunk:
-                    groups.setdefault(_takeover_from(d), []).append(d.message.id)
-                for statuses, ids in groups.items():
-                    conn.execute(
-                        deliveries.update()
-                        .where(
-                            deliveries.c.message_id.in_(ids),
-                            deliveries.c.status.in_(statuses),
-                            sa.or_(deliveries.c.run_id.is_(None), deliveries.c.run_id.not_in(live)) if live else sa.true(),
-                        )
-                        .values(status="inflight", run_id=self.run_id, attempts=deliveries.c.attempts + 1, last_at=stamp)
-                    )
+                # the common case, a message never tried before, is one multi-row INSERT that says which rows it made
                 mine = set(
                     conn.execute(
-                        sa.select(deliveries.c.message_id).where(
-                            deliveries.c.message_id.in_([d.message.id for d in chunk]),
-                            deliveries.c.run_id == self.run_id,
-                            deliveries.c.status == "inflight",
-                        )
+                        self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.message_id),
+                        [
+                            dict(
+                                message_id=d.message.id, notice=d.message.notice, version=_version(d.message),
+                                channel=d.message.channel, recipient=d.message.recipient,
+                                contact=d.message.contact_key, language=d.message.language, status="inflight",
+                                attempts=1, run_id=self.run_id, first_at=stamp, last_at=stamp,
+                            )
+                            for d in chunk
+                        ],
                     ).scalars()
                 )
+                existing = [d for d in chunk if d.message.id not in mine]
+                if existing:
+                    mine |= self._take_over(conn, existing, stamp)
             owned.extend(d.message for d in chunk if d.message.id in mine)
         return owned
+
+    def _take_over(self, conn: sa.Connection, decisions: list[Decision], stamp: Any) -> set[str]:
+        """Claim rows that exist already, each only from the state triage saw and never from a live run."""
+        live = self._live_runs(conn) - {self.run_id}
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for d in decisions:
+            groups.setdefault(_takeover_from(d), []).append(d.message.id)
+        for statuses, ids in groups.items():
+            conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.message_id.in_(ids),
+                    deliveries.c.status.in_(statuses),
+                    sa.or_(deliveries.c.run_id.is_(None), deliveries.c.run_id.not_in(live)) if live else sa.true(),
+                )
+                .values(status="inflight", run_id=self.run_id, attempts=deliveries.c.attempts + 1, last_at=stamp)
+            )
+        return set(
+            conn.execute(
+                sa.select(deliveries.c.message_id).where(
+                    deliveries.c.message_id.in_([d.message.id for d in decisions]),
+                    deliveries.c.run_id == self.run_id,
+                    deliveries.c.status == "inflight",
+                )
+            ).scalars()
+        )
 
     def settle(self, receipts: Sequence[Receipt]) -> None:
         """Record what the provider said, in one transaction per chunk; learn suppressions from STOP replies."""
