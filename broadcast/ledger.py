@@ -252,7 +252,6 @@ class Ledger:
         for chunk in _chunks(messages):
             ids = [m.id for m in chunk]
             with self.engine.connect() as conn:
-                live = self._live_runs(conn)
                 rows = {
                     r.message_id: r
                     for r in conn.execute(
@@ -262,6 +261,8 @@ class Ledger:
                         ).where(deliveries.c.message_id.in_(ids))
                     )
                 }
+                # who is alive matters only for rows in flight, which a fresh notice has none of
+                live = self._live_runs(conn) if any(r.status == "inflight" for r in rows.values()) else set()
             for message in chunk:
                 if message.recipient in suppressed.get(message.channel, ()):
                     yield Decision(message, False, "suppressed")
@@ -310,13 +311,17 @@ class Ledger:
                 # the common case, a message never tried before, is one multi-row INSERT that says which rows it made
                 mine = set(
                     conn.execute(
-                        self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.message_id),
+                        # the stamp is one statement-level value, not a datetime converted again for every row
+                        self._insert(deliveries)
+                        .values(first_at=stamp, last_at=stamp)
+                        .on_conflict_do_nothing()
+                        .returning(deliveries.c.message_id),
                         [
                             dict(
                                 message_id=d.message.id, notice=d.message.notice, version=_version(d.message),
                                 channel=d.message.channel, recipient=d.message.recipient,
                                 contact=d.message.contact_key, language=d.message.language, status="inflight",
-                                attempts=1, run_id=self.run_id, first_at=stamp, last_at=stamp,
+                                attempts=1, run_id=self.run_id,
                             )
                             for d in chunk
                         ],
