@@ -7,7 +7,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,9 +246,14 @@ class Ledger:
         *,
         resend_after: timedelta | None = None,
         retry_unknown: bool = False,
+        overridden: Collection[str] = (),
     ) -> Iterator[Decision]:
-        """Decide per message from its ledger row: new or transiently failed → send; the rest → skip with why."""
-        suppressed = self.suppressed()
+        """Decide per message from its ledger row: new or transiently failed → send; the rest → skip with why.
+
+        Suppressed recipients are skipped, except on the ``overridden`` channels (an emergency notice that
+        says override_suppressions, on email only; see pipeline.Triage).
+        """
+        suppressed = {c: r for c, r in self.suppressed().items() if c not in overridden}
         for chunk in _chunks(messages):
             ids = [m.id for m in chunk]
             with self.engine.connect() as conn:

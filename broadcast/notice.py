@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from broadcast.errors import NoticeError
 
@@ -17,6 +27,9 @@ ANY_LANGUAGE = "*"
 
 SLUG = r"^[a-z0-9][a-z0-9._-]{0,79}$"
 LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+#: what render.placeholder makes of a contact field (%%name%%, %%name:html%%): broadcast fills these in per
+#: recipient after rendering, the HTML form escaped; in notice text one would put a raw name into the email HTML
+RESERVED_TOKEN = re.compile(r"%%[^%\s]*%%")
 
 
 def _as_text(value: Any) -> Any:
@@ -39,6 +52,15 @@ Language = Annotated[str, Field(pattern=LANGUAGE_TAG.pattern)]
 
 ChannelKind = Literal["phone", "sms", "chat", "email", "web", "social", "in_person"]
 Severity = Literal["info", "advisory", "urgent", "emergency"]
+
+
+def _problem_at(loc: tuple[str | int, ...], message: str, hint: str) -> PydanticCustomError:
+    """A cross-field problem that names the field to change, not the model whose validator found it.
+
+    Pydantic reports a model validator's error at the model itself; ``_notice_error`` adds ``loc`` from the
+    context to that, so the error names the field and its line.
+    """
+    return PydanticCustomError("notice_reference", "{message}", {"message": message, "loc": loc, "hint": hint})
 
 
 class _Strict(BaseModel):
@@ -94,6 +116,11 @@ class Notice(_Strict):
 
     id: Slug
     severity: Severity = "advisory"
+    #: lets an emergency notice reach email recipients who unsubscribed. Suppressions from SMS STOP replies are
+    #: never overridden, because carriers forbid texting a number after STOP.
+    #: Left out of model_dump, and so out of render's content version: it changes who gets the notice, not what it
+    #: says, so turning it on for a notice already sent reaches the suppressed people without re-sending to everyone.
+    override_suppressions: bool = Field(default=False, exclude=True)
     languages: Annotated[list[Language], Field(min_length=1)]
     organization: Organization
     headline: Text
@@ -112,27 +139,48 @@ class Notice(_Strict):
     @field_validator("languages")
     @classmethod
     def _unique_languages(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("a language is listed twice")
+        twice = sorted({lang for lang in value if value.count(lang) > 1})
+        if twice:
+            raise ValueError(f"listed twice: {', '.join(map(repr, twice))}; list each language once")
         return value
 
     @model_validator(mode="after")
     def _references(self) -> Notice:
         ids = [c.id for c in self.channels]
-        seen: set[str] = set()
-        for cid in ids:
-            if cid in seen:
-                raise ValueError(f"channel id {cid!r} is used twice; give each channel its own id")
-            seen.add(cid)
-        for route in self.routing:
-            if route.channel not in seen:
-                raise ValueError(
-                    f"routing names channel {route.channel!r}, which is not in channels "
-                    f"(known: {', '.join(ids)})"
+        for i, cid in enumerate(ids):
+            if cid in ids[:i]:
+                raise _problem_at(
+                    ("channels", i, "id"),
+                    f"channel id {cid!r} is already used by channels[{ids.index(cid)}]",
+                    "give each channel its own id, and name that id in routing",
+                )
+        for i, route in enumerate(self.routing):
+            if route.channel not in ids:
+                raise _problem_at(
+                    ("routing", i, "channel"),
+                    f"routing names channel {route.channel!r}, which is not in channels (known: {', '.join(ids)})",
+                    "use one of the ids under `channels:`, or add a channel with that id",
                 )
         for lang in self.social_languages:
             if lang not in self.languages:
-                raise ValueError(f"social.languages lists {lang!r}, which is not in languages")
+                raise _problem_at(
+                    ("social", "languages"),
+                    f"social.languages lists {lang!r}, which is not in languages ({', '.join(self.languages)})",
+                    f"remove {lang!r} from social.languages, or add it to `languages:` with its translations",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _override_only_in_emergency(self) -> Notice:
+        # writing to people who unsubscribed is only defensible when lives or health are at stake
+        if self.override_suppressions and self.severity != "emergency":
+            raise _problem_at(
+                ("override_suppressions",),
+                f"override_suppressions is only allowed on a notice with severity: emergency (this one is "
+                f"{self.severity})",
+                "it sends email to people who unsubscribed, so only an emergency may: set `severity: emergency` if "
+                "this notice is about danger to life or health, or remove override_suppressions",
+            )
         return self
 
     @property
@@ -264,10 +312,53 @@ def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNoti
 # -- loading ------------------------------------------------------------------------------------
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A key written twice in one mapping, which PyYAML would settle by keeping the last without a word."""
+
+    def __init__(self, field: str, first: yaml.Mark, second: yaml.Mark) -> None:
+        super().__init__(problem=f"{field!r} is written twice", problem_mark=second)
+        self.field = field
+        self.lines = (first.line + 1, second.line + 1)
+
+
+class _NoticeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error.
+
+    A field pasted twice would otherwise replace the first silently: the notice goes out saying the later text.
+    Checked as the document is composed, where the keys are exactly as written; once constructed, ``<<`` merges
+    have mixed in keys that a mapping may rightly override.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        #: the field the composer is in, so a duplicate names its field path and not only its key
+        self._path: list[str | int] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # the composer passes a mapping value's key node or a sequence item's position; a key itself gets None
+        if index is None:
+            return super().compose_node(parent, index)
+        self._path.append(index if isinstance(index, int) else getattr(index, "value", "?"))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._path.pop()
+
+    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            # a list or mapping as a key is left for validation to report; `<<` merges may be overridden
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            earlier = first.setdefault((key.tag, key.value), key)
+            if earlier is not key:
+                raise _DuplicateKey(_field_path([*self._path, key.value]), earlier.start_mark, key.start_mark)
+        return node
+
+
 def load_notice(path: str | Path) -> Notice:
     """Read and validate a notice file; raise NoticeError naming file, line and field on any problem."""
-    import yaml
-
     path = Path(path)
     try:
         source = path.read_text(encoding="utf-8-sig")
@@ -282,8 +373,25 @@ def load_notice(path: str | Path) -> Notice:
             f"the notice is not UTF-8 text (byte {exc.start})", file=path, hint="save the file as UTF-8 and run again"
         )
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(source)
+        node = yaml.compose(source, Loader=_NoticeLoader)
+        data = yaml.load(source, Loader=_NoticeLoader)
+    except _DuplicateKey as exc:
+        first, second = exc.lines
+        where = f"it appears at lines {first} and {second}" if first != second else f"both are on line {first}"
+        raise NoticeError(
+            "this field is written twice, and YAML would silently keep only the second",
+            file=path,
+            row=second,
+            field=exc.field,
+            hint=f"remove one of the two {exc.field.rsplit('.', 1)[-1]!r} entries; {where}",
+        ) from None
+    except RecursionError:
+        # the composer recurses once per level of nesting; no notice is more than a few levels deep
+        raise NoticeError(
+            "the notice is nested too deeply to read",
+            file=path,
+            hint="look for a long run of [ or { in the file; examples/boil-water.yaml shows the expected shape",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -307,6 +415,9 @@ def load_notice(path: str | Path) -> Notice:
         notice = Notice.model_validate(data)
     except ValidationError as exc:
         raise _notice_error(exc, path, lines) from None
+    tokens = reserved_tokens(notice)
+    if tokens:
+        raise _reserved_token_error(tokens, path, lines)
     if notice.fallback == "error":
         missing = missing_translations(notice)
         if missing:
@@ -323,10 +434,57 @@ def load_notice(path: str | Path) -> Notice:
     return notice
 
 
+def reserved_tokens(notice: Notice) -> list[tuple[str, str]]:
+    """``(field path, token)`` for every notice string holding a per-recipient token such as ``%%name%%``.
+
+    Every string counts, not only the translated texts: a channel's contact or a resource's URL reaches the
+    email HTML as well. A text meant for every language is named by its field (``summary``), one language's
+    text by field and language (``summary.en``).
+    """
+    found = []
+    for field, text in _strings(notice, ""):
+        match = RESERVED_TOKEN.search(text)
+        if match:
+            found.append((field, match.group()))
+    return found
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string under ``value`` with its field path, walked like ``texts`` but down to plain strings."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _strings(getattr(value, name), f"{path}.{name}" if path else name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for lang, text in value.items():
+            yield from _strings(text, path if lang == ANY_LANGUAGE else f"{path}.{lang}")
+
+
+def _reserved_token_error(tokens: list[tuple[str, str]], path: Path, lines: dict[str, int]) -> NoticeError:
+    field, token = tokens[0]
+    hint = (
+        "take out the %%…%%: notice text is the same for everyone. Emails already greet each person by name, "
+        "with {{ contact.name }} in templates/email/body.html.j2 and body.txt.j2; to change that greeting, "
+        "edit greeting_named_before and greeting_named_after in templates/labels/<language>.yaml"
+    )
+    why = (
+        "which is reserved for what broadcast fills in per recipient: here it would put each contact's name, "
+        "unescaped, in the email"
+    )
+    if len(tokens) == 1:
+        return NoticeError(
+            f"the text contains {token}, {why}", file=path, row=_nearest_line(field, lines), field=field, hint=hint
+        )
+    listed = "\n".join(f"  - line {_nearest_line(f, lines) or '?'}, field '{f}': {t}" for f, t in tokens)
+    return NoticeError(f"{len(tokens)} texts contain %%…%%, {why}:\n{listed}", file=path, hint=hint)
+
+
 def _line_index(node: Any) -> dict[str, int]:
     """Map field paths (``channels[1].label``) to 1-based line numbers, so errors can point at a line."""
-    import yaml
-
     index: dict[str, int] = {}
     seen: set[int] = set()
 
@@ -352,13 +510,12 @@ def _line_index(node: Any) -> dict[str, int]:
 
 def _notice_error(exc: ValidationError, path: Path, lines: dict[str, int]) -> NoticeError:
     problems = []
-    first_field = None
     for err in exc.errors():
+        context = err.get("ctx") or {}
+        # a cross-field check raised by a model validator says in its context which field it is about
+        loc = (*err["loc"], *context.get("loc", ()))
         # pydantic puts union/validator names into loc; keep only the parts a person wrote
-        parts = [p for p in err["loc"] if isinstance(p, int) or not str(p).startswith(("function-", "dict["))]
-        field = ""
-        for part in parts:
-            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        field = _field_path(p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "dict[")))
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field; check its spelling against examples/README.md"
@@ -369,17 +526,24 @@ def _notice_error(exc: ValidationError, path: Path, lines: dict[str, int]) -> No
         elif err["type"] == "string_pattern_mismatch" and field.endswith("id"):
             message = "use lowercase letters, digits, '-', '_' or '.' (a slug such as boil-water-2026-03)"
         line = _nearest_line(field, lines)
-        problems.append((field or "(top)", line, message))
-        first_field = first_field or field
+        problems.append((field or "(top)", line, message, context.get("hint")))
     if len(problems) == 1:
-        field, line, message = problems[0]
-        return NoticeError(message, file=path, row=line, field=field, hint=_hint(field))
-    listed = "\n".join(f"  - line {line or '?'}, field '{f}': {m}" for f, line, m in problems)
+        field, line, message, hint = problems[0]
+        return NoticeError(message, file=path, row=line, field=field, hint=hint or _hint(field))
+    listed = "\n".join(f"  - line {line or '?'}, field '{f}': {m}" for f, line, m, _ in problems)
     return NoticeError(
         f"{len(problems)} problems:\n{listed}",
         file=path,
         hint="fix each field listed; examples/README.md documents every field",
     )
+
+
+def _field_path(parts: Iterable[str | int]) -> str:
+    """``("channels", 1, "label")`` as ``channels[1].label``, the way errors name a field."""
+    field = ""
+    for part in parts:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    return field
 
 
 def _nearest_line(field: str, lines: dict[str, int]) -> int | None:

@@ -160,9 +160,11 @@ def prepare(
     suppressed = read_suppressions(suppression_paths or [], region=region)
     if ledger is not None and suppressed:
         ledger.suppress((channel, recipient, "listed in a suppression file", source) for channel, recipient, source in suppressed)
+    # an emergency may reach people who unsubscribed from email, if the notice says so; STOP for SMS always holds
+    override = frozenset({"email"}) if checked.notice.override_suppressions else frozenset()
     plan.decide = Triage(
         ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
-        resend_after=resend_after, retry_unknown=retry_unknown,
+        resend_after=resend_after, retry_unknown=retry_unknown, override=override,
     )
     # one pass to count what will go out; sending streams and triages the messages again, so none is held
     billing = SmsBilling()
@@ -170,6 +172,8 @@ def prepare(
         message = decision.message
         if decision.send:
             plan.to_send[message.channel] += 1
+            if decision.reason == OVERRIDDEN:
+                plan.overridden[message.channel] += 1
             if message.channel == "sms":
                 plan.billed[message.language] += billing(message)
         elif decision.unknown:
@@ -177,7 +181,15 @@ def prepare(
         else:
             plan.skipped[message.channel][decision.reason] += 1
     plan.sms_saved = checked.sms_saved
+    for channel, n in plan.overridden.items():
+        checked.warnings.append(
+            Caution(channel, f"override_suppressions: {n} recipient(s) who unsubscribed get this emergency notice")
+        )
     return plan, checked.warnings
+
+
+#: the reason on a send decision that reaches a suppressed recipient because an emergency notice says so
+OVERRIDDEN = "suppression overridden: emergency notice with override_suppressions"
 
 
 class Triage:
@@ -190,22 +202,34 @@ class Triage:
         *,
         resend_after: timedelta | None = None,
         retry_unknown: bool = False,
+        override: frozenset[str] = frozenset(),
     ) -> None:
         self.ledger = ledger
         self.listed = listed
         self.resend_after = resend_after
         self.retry_unknown = retry_unknown
+        #: channels whose suppressions this notice overrides, and who is suppressed there (to say so)
+        self.override = override
+        self.suppressed = {(c, r) for c, recipients in ledger.suppressed().items() for r in recipients if c in override} if (
+            ledger is not None and override
+        ) else set()
 
     def __call__(self, messages: Iterable[Message]) -> Iterator[Decision]:
         decisions = (
-            self.ledger.triage(messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown)
+            self.ledger.triage(
+                messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown, overridden=self.override
+            )
             if self.ledger is not None
             else (Decision(m, True) for m in messages)
         )
         for decision in decisions:
             message = decision.message
-            if decision.send and (message.channel, message.recipient) in self.listed:
-                decision = Decision(message, False, "suppressed")
+            key = (message.channel, message.recipient)
+            if decision.send and (key in self.listed or key in self.suppressed):
+                if message.channel not in self.override:
+                    decision = Decision(message, False, "suppressed")
+                elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
+                    decision = Decision(message, True, OVERRIDDEN)
             yield decision
 
 
@@ -384,6 +408,7 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             "failed": counts["failed"] + counts["retry"],
             "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),
             "reconciled": outcome.reconciled[name],
+            "overridden_suppressions": plan.overridden[name],
             "skipped_reasons": dict(plan.skipped.get(name, Counter())),
             "previewed": counts["previewed"],
             "languages": dict(plan.counts.get(name, Counter())),

@@ -46,6 +46,8 @@ class Plan:
     skipped: dict[str, Counter[str]] = field(default_factory=dict)
     #: ledger decisions for messages whose earlier outcome is unknown (a crash, a lost answer)
     unknowns: list[Any] = field(default_factory=list)
+    #: channel → suppressed recipients reached anyway (an emergency notice with override_suppressions)
+    overridden: Counter[str] = field(default_factory=Counter)
     #: language → SMS segments billed for the messages to send (a long name can add a segment)
     billed: Counter[str] = field(default_factory=Counter)
     #: language → (SMS segments before, after) when --sms-transliterate folded the text

@@ -119,6 +119,7 @@ def previewed(
     if as_json:
         data = summary(plan_, outcome, dry_run=True, sms_segment_price=sms_segment_price)
         data["out"] = str(out_dir)
+        data["warnings"] = [str(c) for c in cautions]
         _json(data)
         return
     plan(plan_, cautions, as_json=False, sms_segment_price=sms_segment_price)
@@ -134,6 +135,7 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
 
     data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
     if as_json:
+        data["warnings"] = [str(c) for c in cautions]
         _json(data)
         return
     console = _console()

@@ -50,7 +50,6 @@ class Case:
     warns: bool = True
 
 
-NO_ROW = "names no line or field: Notice._references raises a model-level ValueError, so the error says field '(top)'"
 NO_HINT = "the error has no hint"
 RENDER_CRASH = "Templates.render_file does not catch ArithmeticError, so a template error is exit 3 'Internal error'"
 
@@ -60,8 +59,7 @@ CASES = [
     Case("notices/yaml_unclosed_quote.yaml", 2, ("row 5", "not valid YAML")),
     Case("notices/yaml_colon_in_text.yaml", 2, ("row 24", "quote texts that contain ': '")),
     Case("notices/yaml_two_documents.yaml", 2, ("row 24", "another document")),
-    Case("notices/yaml_duplicate_key.yaml", 2, ("row 24", "summary"),
-         bug="PyYAML keeps the last of two equal keys, so a pasted-twice field silently replaces the first"),
+    Case("notices/yaml_duplicate_key.yaml", 2, ("row 24", "field 'summary'", "lines 6 and 24")),
     Case("notices/empty.yaml", 2, ("empty",)),
     Case("notices/only_comments.yaml", 2, ("empty",)),
     Case("notices/top_level_list.yaml", 2, ("row 1", "mapping")),
@@ -87,10 +85,12 @@ CASES = [
     Case("notices/unknown_field.yaml", 2, ("line 5", "'hedline'", "unknown field")),
     Case("notices/resource_url_not_http.yaml", 2, ("row 26", "field 'resources[0].url'")),
     Case("notices/fallback_unknown.yaml", 2, ("row 24", "field 'fallback'", "maybe")),
+    Case("notices/text_has_name_token.yaml", 2, ("row 6", "field 'summary.en'", "%%name%%", "{{ contact.name }}")),
     # -- notices: references and translations -------------------------------------------------------
-    Case("notices/routing_unknown_channel.yaml", 2, ("whatsapp", "row 20", "field 'routing[0].channel'"), bug=NO_ROW),
-    Case("notices/channel_id_twice.yaml", 2, ("'hotline'", "row 13", "field 'channels[1].id'"), bug=NO_ROW),
-    Case("notices/social_language_not_listed.yaml", 2, ("'de'", "row 25", "field 'social.languages'"), bug=NO_ROW),
+    Case("notices/override_without_emergency.yaml", 2, ("row 3", "field 'override_suppressions'", "emergency")),
+    Case("notices/routing_unknown_channel.yaml", 2, ("whatsapp", "row 20", "field 'routing[0].channel'")),
+    Case("notices/channel_id_twice.yaml", 2, ("'hotline'", "row 13", "field 'channels[1].id'")),
+    Case("notices/social_language_not_listed.yaml", 2, ("'de'", "row 25", "field 'social.languages'")),
     Case("notices/routing_empty.yaml", 2, ("row 18", "field 'routing'")),
     Case("notices/missing_translation.yaml", 2, ("row 6", "field 'summary'", "summary × sl", "fallback: default")),
     # -- templates ----------------------------------------------------------------------------------

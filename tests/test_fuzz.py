@@ -159,8 +159,8 @@ def _mutated(edits: list[tuple[tuple, str, Any]]) -> dict[str, Any]:
                 parent[f"{path[-1]}_extra" if isinstance(path[-1], str) else path[-1]] = value
             else:
                 parent.append(value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier edit removed or replaced this part
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue  # an earlier edit removed or replaced this part (None has no append)
     return data
 
 

@@ -272,11 +272,6 @@ def test_notice_text_is_escaped_in_html_and_literal_everywhere(fakes, tmp_path: 
     assert banner["languages"]["en"]["headline"] == "Boil your tap water <script>alert(1)</script>"  # data, not markup
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a notice text containing %%name%% is left as the plain placeholder in HTML; personalize() and SendGrid's "
-    "substitutions then put the contact's name there unescaped",
-)
 def test_notice_text_cannot_smuggle_a_raw_contact_name_into_html(fakes, tmp_path: Path) -> None:  # noqa: ANN001
     sendgrid, _, _ = fakes
     notice = tmp_path / "dear.yaml"
@@ -381,10 +376,7 @@ def test_channel_limits_what_is_sent(channels: str, quiet: tuple[str, ...], fake
 
 
 def test_an_emergency_notice_still_honours_suppressions_and_stop_replies(fakes, tmp_path: Path) -> None:  # noqa: ANN001
-    """The issue allows an emergency to reach opted-out people only when the notice says so; without that, never.
-
-    broadcast has no such opt-in yet, so every suppression must hold for `severity: emergency`.
-    """
+    """The issue allows an emergency to reach opted-out people only when the notice says so; without that, never."""
     sendgrid, twilio, _ = fakes
     folder = tmp_path / "lists"
     folder.mkdir()
@@ -406,3 +398,17 @@ def test_an_emergency_notice_still_honours_suppressions_and_stop_replies(fakes, 
     assert emailed["wanjiru@mail.example"] == 2 and texted["+38641555010"] == 2  # everyone else got the update
     assert data["channels"]["email"]["skipped_reasons"] == {"suppressed": 1}
     assert data["channels"]["sms"]["skipped_reasons"] == {"suppressed": 2}
+    # the notice says so: the unsubscribed email address gets the emergency, SMS STOP and listed phones still hold
+    opted_in = tmp_path / "override.yaml"
+    opted_in.write_text(
+        emergency.read_text(encoding="utf-8").replace("severity: emergency", "severity: emergency\noverride_suppressions: true"),
+        encoding="utf-8",
+    )
+    third = run("send", opted_in, "--contacts", contacts, "--channel", "email,sms", "--yes", "--json", *LONG_SMS)
+    assert third.exit_code == 0, third.output
+    data = json.loads(third.stdout)
+    emailed, texted = sendgrid.delivery_counts(), twilio.delivery_counts()
+    assert emailed["ana@mail.example"] == 1 and texted["+254712555011"] == 0 and texted["+447911000012"] == 0
+    assert data["channels"]["email"]["sent"] == 1 and data["channels"]["email"]["overridden_suppressions"] == 1
+    assert data["channels"]["sms"]["skipped_reasons"] == {"suppressed": 2, "already sent": 1} and data["channels"]["sms"]["sent"] == 0
+    assert "email: override_suppressions: 1 recipient(s) who unsubscribed get this emergency notice" in data["warnings"]
