@@ -98,6 +98,8 @@ class Decision:
     unknown: bool = False
     #: when the previous attempt was made, for asking the provider about an unknown
     since: datetime | None = None
+    #: the language the previous attempt was written in: the contact's may have been corrected since
+    language: str = ""
 
 
 class Ledger:
@@ -262,7 +264,7 @@ class Ledger:
                     for r in conn.execute(
                         sa.select(
                             deliveries.c.message_id, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id,
-                            deliveries.c.sent_at, deliveries.c.last_at,
+                            deliveries.c.sent_at, deliveries.c.last_at, deliveries.c.language,
                         ).where(deliveries.c.message_id.in_(ids))
                     )
                 }
@@ -291,11 +293,12 @@ class Ledger:
         if row.status == "inflight" and row.run_id in live:
             return Decision(message, False, "being sent by another run")
         # inflight from a dead run, or a lost answer: it may have been delivered
-        since = _aware(row.last_at)
+        since, tried_in = _aware(row.last_at), row.language or ""
         if retry_unknown:
-            return Decision(message, True, "retrying unknown", unknown=True, since=since)
+            return Decision(message, True, "retrying unknown", unknown=True, since=since, language=tried_in)
         return Decision(
-            message, False, "unknown: may have been sent; re-run with --retry-unknown to send again", unknown=True, since=since
+            message, False, "unknown: may have been sent; re-run with --retry-unknown to send again",
+            unknown=True, since=since, language=tried_in,
         )
 
     # -- sending -------------------------------------------------------------------------------

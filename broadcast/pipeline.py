@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -365,7 +365,11 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
         channel = channels.get(channel_name)
         owned = ledger.claim(group) if channel is not None else []
         by_id = {d.message.id: d for d in group}
-        receipts = channel.reconcile([(m, by_id[m.id].since or ledger_now()) for m in owned]) if owned else None
+        receipts = (
+            channel.reconcile([(_as_tried(plan, by_id[m.id]), by_id[m.id].since or ledger_now()) for m in owned])
+            if owned
+            else None
+        )
         if receipts is None:
             if owned:  # no look-up here: hand the rows back exactly as they were
                 ledger.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=by_id[m.id].reason) for m in owned])
@@ -383,6 +387,15 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
         remaining.extend(d for d in group if d.message.id not in owned_ids)
     plan.unknowns = remaining
     return found
+
+
+def _as_tried(plan: Plan, decision: Decision) -> Message:
+    """The message as the earlier attempt wrote it: in the language the ledger recorded, if that has changed since."""
+    message, lang = decision.message, decision.language
+    key = (message.channel, lang, message.rendering.variant)
+    if not lang or lang == message.language or key not in plan.renders.renderings:
+        return message
+    return replace(message, language=lang, rendering=plan.renders.renderings[key])
 
 
 def open_ledger(url: str | None, *, dry_run: bool) -> Ledger | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from broadcast.channels.twilio import TwilioChannel
 from broadcast.channels.x import XChannel
 from broadcast.cli import main
 from tests.conftest import EXAMPLE
+
+REPO = Path(__file__).resolve().parent.parent
 from tests.fakes import Faults, SendGridFake, TwilioFake, XFake
 from tests.fakes.fixtures import use_fakes
 
@@ -450,14 +453,23 @@ def test_a_lost_answer_mid_thread_still_posts_the_whole_thread(monkeypatch: pyte
 
 
 @pytest.mark.usefixtures("short_client_timeouts")
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile matches Twilio's list on the exact body, re-rendered from today's contacts: a language "
-    "corrected between a lost answer (or crash) and the re-run makes the delivered SMS look absent, so it is sent again",
+@pytest.mark.parametrize(
+    "corrected",
+    [
+        pytest.param("name,phone,language\nAna Novak,+38641000100,en\n", id="language"),
+        pytest.param("name,phone,language\nAna Novak-Kranjc,+38641000100,sl\n", id="name"),
+    ],
 )
-def test_a_language_corrected_before_the_rerun_does_not_resend_a_delivered_sms(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_a_contact_corrected_before_the_rerun_does_not_resend_a_delivered_sms(
+    corrected: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Reconcile looks for the SMS as it was written: in the recorded language, with any name in the name's place."""
+    # the shipped SMS leaves the name out to save a segment; a team's own template may greet by name
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    sms = templates / "sms.txt.j2"
+    sms.write_text("{% if contact.name %}{{ contact.name }}: {% endif %}" + sms.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("BROADCAST_TEMPLATES", str(templates))
     with TwilioFake(faults=Faults(timeout_delay=2 * CLIENT_TIMEOUT)) as twilio:
         use_fakes(monkeypatch, twilio=twilio)
         monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
@@ -467,7 +479,7 @@ def test_a_language_corrected_before_the_rerun_does_not_resend_a_delivered_sms(
         twilio.script(["timeout_after", 500])
         first = send_json(MINIMAL, "--contacts", contacts, "--channel", "sms")
         assert first["channels"]["sms"]["unknown"] == 1 and len(twilio.deliveries) == 1
-        contacts.write_text("name,phone,language\nAna Novak,+38641000100,en\n", encoding="utf-8")
+        contacts.write_text(corrected, encoding="utf-8")
         second = send_json(MINIMAL, "--contacts", contacts, "--channel", "sms")
         assert twilio.duplicates() == {}, [d.payload["body"][:60] for d in twilio.deliveries]
         assert second["channels"]["sms"]["reconciled"] == 1

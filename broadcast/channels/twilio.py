@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -154,12 +155,24 @@ class TwilioChannel(Channel):
         except (TwilioException, requests.RequestException):
             return _receipt(message, "unknown", reason="answer lost and Twilio could not be asked; may have been sent")
         since = started - CLOCK_SLACK
+        # the name may have been corrected in the contacts since the attempt: any name in its place matches
+        shape = _body_pattern(message)
         for found in recent:
-            if found.body == body and found.date_created is not None and found.date_created >= since:
+            if found.date_created is None or found.date_created < since or found.body is None:
+                continue
+            if found.body == body or (shape is not None and shape.fullmatch(found.body)):
                 return _receipt(message, "sent", provider_id=found.sid)
         return _receipt(
             message, "retry", reason=f"{lost}; Twilio has no record of the message, so sending it again is safe"
         )
+
+
+def _body_pattern(message: Message) -> re.Pattern[str] | None:
+    """The SMS text with each per-recipient field as a wildcard, or None when it has none."""
+    parts = re.split(r"%%[a-z_]+%%", message.rendering.text)
+    if len(parts) == 1:
+        return None
+    return re.compile(r"[^\n]*".join(re.escape(part) for part in parts))
 
 
 def _never_sent(error: requests.RequestException) -> bool:
