@@ -23,7 +23,7 @@ from broadcast.send import RetryPolicy, deliver
 from tests.conftest import CONTACTS, EXAMPLE
 from tests.fakes import credentials
 from tests.fakes.fixtures import use_fakes
-from tests.fakes.server import Reply, RecordedRequest
+from tests.fakes.server import Fault, Faults, RecordedRequest, Reply
 from tests.fakes.x import XFake
 
 
@@ -59,11 +59,69 @@ def chain(fake: XFake) -> list[str | None]:
     return [d.payload["in_reply_to_tweet_id"] for d in fake.deliveries]
 
 
+def lookups(fake: XFake) -> list[str | None]:
+    """The since_id of each look-up of the account's posts, in order (None: the newest posts)."""
+    return [r.query.get("since_id") for r in fake.requests if r.path == f"/2/users/{fake.user_id}/tweets"]
+
+
+def assert_whole_thread(fake: XFake, whole: Message) -> list[str]:
+    """Every post of ``whole`` on X once, in order, each replying to the one before; returns their ids."""
+    ids = [d.payload["id"] for d in fake.deliveries]
+    assert [d.recipient for d in fake.deliveries] == list(whole.rendering.posts)
+    assert chain(fake) == [None, *ids[:-1]] and fake.duplicates() == {} and fake.invalid == []
+    return ids
+
+
 @pytest.fixture
 def channel(x_fake: XFake) -> Iterator[XChannel]:
     with XChannel(settings(x_fake)) as opened:
         yield opened  # type: ignore[misc]
     assert x_fake.invalid == []
+
+
+class LosesAnswer(XFake):
+    """The X fake, taking one chosen post on its first arrival and losing the answer (``drop_after``/``timeout_after``)."""
+
+    def __init__(self, text: str, kind: str = "drop_after", **kwargs: Any) -> None:
+        self.lose_text, self.kind, self.lost = text, kind, False
+        super().__init__(**kwargs)
+
+    def _next_fault(self, request: RecordedRequest) -> Fault | None:
+        if not self.lost and request.method == "POST" and (request.body or {}).get("text") == self.lose_text:
+            self.lost = True
+            return Fault(self.kind)
+        return super()._next_fault(request)
+
+
+class NoTimeline(LosesAnswer):
+    """Loses one post's answer, and refuses to list the account's posts, as X does for an app without read access."""
+
+    def route(self, request: RecordedRequest) -> Reply:
+        if request.path.endswith("/tweets") and request.method == "GET":
+            return self.error_reply(403, "You currently have access to a subset of X API V2 endpoints only.")
+        return super().route(request)
+
+
+class FlakyTimeline(LosesAnswer):
+    """Loses one post's answer, and answers the first look-up of the account's posts 503."""
+
+    def _next_fault(self, request: RecordedRequest) -> Fault | None:
+        if request.path.endswith("/tweets") and request.method == "GET" and not self.faults_injected["503"]:
+            return Fault("503", 503)
+        return super()._next_fault(request)
+
+
+class Outage(XFake):
+    """The X fake, answering 503 to the post ending in ``suffix`` for as long as ``down`` is True."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix, self.down = suffix, True
+        super().__init__()
+
+    def route(self, request: RecordedRequest) -> Reply:
+        if self.down and request.method == "POST" and (request.body or {}).get("text", "").endswith(self.suffix):
+            return self.error_reply(503, "Service Unavailable")
+        return super().route(request)
 
 
 class FailOnce(XFake):
@@ -156,12 +214,21 @@ def test_other_403_stops_the_channel_with_xs_detail(channel: XChannel, x_fake: X
     assert outcome.counts["social"]["sent"] == 0 and len(outcome.failures) == 2 and x_fake.tweets == {}
 
 
-def test_duplicate_first_post_is_skipped(channel: XChannel, x_fake: XFake) -> None:
+def test_a_thread_already_on_x_is_skipped_with_its_ids(channel: XChannel, x_fake: XFake) -> None:
+    # the same posts under a new notice version: every post is refused as duplicate content and found
     channel.send([thread_of(2)])
-    again = thread_of(2)
-    [receipt] = channel.send([replace(again, id="notice-1/social/v2/x:en")])
+    ids = [d.payload["id"] for d in x_fake.deliveries]
+    [receipt] = channel.send([replace(thread_of(2), id="notice-1/social/v2/x:en")])
+    assert receipt.status == "skipped" and receipt.provider_id == ids[0]
+    assert receipt.reason == f"already posted on X (duplicate content): thread of 2 posts: {', '.join(ids)}"
+    assert len(x_fake.tweets) == 2 and lookups(x_fake) == [None, ids[0]]
+
+
+def test_a_single_post_already_on_x_is_skipped(channel: XChannel, x_fake: XFake) -> None:
+    channel.send([message("Boil your tap water.")])
+    [receipt] = channel.send([message("Boil your tap water.", key="notice-1/social/v2/x:en")])
     assert receipt.status == "skipped" and receipt.reason == "already posted on X (duplicate content)"
-    assert len(x_fake.tweets) == 2
+    assert receipt.provider_id == x_fake.deliveries[0].payload["id"] and len(x_fake.tweets) == 1
 
 
 # -- transient faults and retries ------------------------------------------------------------------
@@ -211,18 +278,130 @@ def test_thread_failing_on_post_two_continues_on_retry() -> None:
         assert chain(fake) == [None, ids[0], ids[1]] and fake.duplicates() == {} and fake.invalid == []
 
 
-def test_accepted_post_with_a_lost_answer_ends_the_thread_as_sent() -> None:
-    # X created post 2 but answered 503: the retry meets "duplicate content" and cannot learn post 2's id
+def test_accepted_post_with_a_5xx_answer_continues_the_thread() -> None:
+    # X created post 2 but answered 503: the retry meets "duplicate content", finds post 2 and goes on from it
     whole = thread_of(3)
     with FailOnce(whole.rendering.posts[1], after=True) as fake, XChannel(settings(fake)) as channel:
         received: list[Receipt] = []
         outcome = deliver([whole], {"social": channel}, on_receipts=received.extend)
         [receipt] = received
+        ids = assert_whole_thread(fake, whole)
+    assert outcome.counts["social"] == {"sent": 1} and len(ids) == 3
+    assert receipt.provider_id == ids[0] and receipt.reason == f"thread of 3 posts: {', '.join(ids)}"
+    assert lookups(fake) == [ids[0]]
+
+
+@pytest.mark.parametrize("lost", [0, 1, 3], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("bearer", [False, True], ids=["oauth1", "bearer"])
+def test_a_lost_answer_on_any_post_still_posts_the_whole_thread(lost: int, bearer: bool) -> None:
+    whole = thread_of(4)
+    with LosesAnswer(whole.rendering.posts[lost]) as fake, XChannel(settings(fake, bearer=bearer)) as channel:
+        received: list[Receipt] = []
+        outcome = deliver([whole], {"social": channel}, on_receipts=received.extend)
+        ids = assert_whole_thread(fake, whole)
+    assert fake.faults_injected == {"drop_after": 1} and outcome.counts["social"] == {"sent": 1}
+    assert received[0].provider_id == ids[0] and received[0].reason == f"thread of 4 posts: {', '.join(ids)}"
+    # one look-up, for the lost post's id, among the posts newer than the one it replies to
+    assert lookups(fake) == [ids[lost - 1] if lost else None]
+    assert [r.path for r in fake.requests].count("/2/users/me") == 1
+
+
+def test_a_look_up_that_fails_for_a_moment_is_retried() -> None:
+    whole = thread_of(3)
+    with FlakyTimeline(whole.rendering.posts[1], "timeout_after", faults=Faults(timeout_delay=0.6)) as fake, \
+            XChannel(settings(fake), timeout=0.3) as channel:
+        [lost] = channel.send([whole])
+        first_id = fake.deliveries[0].payload["id"]
+        assert lost.status == "retry" and lost.reason.startswith("no answer from X (ReadTimeout)")
+        [flaky] = channel.send([whole])
+        assert flaky.status == "retry" and flaky.provider_id == first_id
+        assert flaky.reason == (
+            "post 2 of 3 is on X already (duplicate content); looking up its id met an X server error: "
+            f"Service Unavailable; post 1 of 3 already on X ({first_id})"
+        )
+        [receipt] = channel.send([whole])
+        ids = assert_whole_thread(fake, whole)
+    assert receipt.status == "sent" and receipt.reason == f"thread of 3 posts: {', '.join(ids)}"
+    assert lookups(fake) == [first_id, first_id]
+
+
+def test_a_post_that_x_shows_rewritten_is_still_found() -> None:
+    # X's timeline shows links as t.co links and & < > as HTML entities; the post must still match what was sent
+    whole = message("Boil water & wait <1 h>: https://lakeside.org/notice (1/2)", "Updates on lakeside.org (2/2)")
+    with LosesAnswer(whole.rendering.posts[0]) as fake, XChannel(settings(fake)) as channel:
+        outcome = deliver([whole], {"social": channel})
+        assert_whole_thread(fake, whole)
+    assert outcome.counts["social"] == {"sent": 1}
+
+
+def test_a_rerun_after_a_crash_mid_thread_resumes_the_thread(x_fake: XFake) -> None:
+    whole = thread_of(4)
+    # the run that crashed: posts 1-2 went out, and nothing of the thread was kept
+    with XChannel(settings(x_fake)) as crashed:
+        crashed.send([message(*whole.rendering.posts[:2])])
+    with XChannel(settings(x_fake)) as rerun:
+        [receipt] = rerun.send([whole])
+    ids = assert_whole_thread(x_fake, whole)
+    assert receipt.status == "sent" and receipt.provider_id == ids[0]
+    assert receipt.reason == f"thread of 4 posts: {', '.join(ids)} (2 of them already on X from an earlier attempt)"
+    assert lookups(x_fake) == [None, ids[0]]
+
+
+def test_cli_rerun_finishes_a_thread_an_earlier_run_left_halfway(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Outage("(4/7)") as fake:
+        use_fakes(monkeypatch, x=fake)
+        first = json.loads(send_social().stdout)
+        assert len(fake.deliveries) == 3 and first["channels"]["social"]["sent"] == 0
+        fake.down = False
+        second = json.loads(send_social().stdout)
         ids = [d.payload["id"] for d in fake.deliveries]
-    assert outcome.counts["social"] == {"sent": 1} and len(ids) == 2 and fake.duplicates() == {}
-    assert receipt.provider_id == ids[0]
-    assert receipt.reason.startswith("thread may be incomplete: posts 1-2 of 3 on X")
-    assert "post 3 had nothing to reply to" in receipt.reason
+    assert second["channels"]["social"]["sent"] == 1
+    assert len(ids) == 7 and chain(fake) == [None, *ids[:-1]] and fake.duplicates() == {} and fake.invalid == []
+
+
+def test_a_lost_answer_mid_thread_that_cannot_be_looked_up_is_unknown_not_sent() -> None:
+    whole = thread_of(3)
+    with NoTimeline(whole.rendering.posts[1]) as fake, XChannel(settings(fake)) as channel:
+        received: list[Receipt] = []
+        outcome = deliver([whole], {"social": channel}, on_receipts=received.extend)
+        ids = [d.payload["id"] for d in fake.deliveries]
+    assert outcome.counts["social"] == {"unknown": 1} and len(ids) == 2 and fake.duplicates() == {}
+    [receipt] = received
+    assert receipt.status == "unknown" and receipt.provider_id == ids[0]
+    assert receipt.reason == (
+        f"thread incomplete: post 1 of 3 is on X ({ids[0]}); post 2 is already on X (duplicate content), but its id "
+        "is unknown (X refused to list the account's posts (403: You currently have access to a subset of X API V2 "
+        "endpoints only.)), so post 3 had nothing to reply to and was not posted; re-run with --retry-unknown to "
+        "look again and finish the thread, or add post 3 by hand as a reply to post 2"
+    )
+
+
+def test_a_lost_answer_on_the_last_post_that_cannot_be_looked_up_is_sent_with_the_id_missing() -> None:
+    whole = thread_of(3)
+    with NoTimeline(whole.rendering.posts[2]) as fake, XChannel(settings(fake)) as channel:
+        received: list[Receipt] = []
+        deliver([whole], {"social": channel}, on_receipts=received.extend)
+        [receipt] = received
+        ids = assert_whole_thread(fake, whole)
+    assert receipt.status == "sent" and receipt.provider_id == ids[0]
+    assert receipt.reason.startswith(
+        f"all 3 posts are on X ({ids[0]}, {ids[1]} and post 3, whose id is unknown: X's answer to it was lost and "
+        "X refused to list the account's posts (403: "
+    )
+
+
+def test_a_post_duplicating_one_from_another_thread_fails_the_thread(channel: XChannel, x_fake: XFake) -> None:
+    # an earlier notice version's thread; the new one changes post 1, so X refuses its unchanged post 2
+    channel.send([message("Boil water advisory (1/2)", "Boil until further notice (2/2)")])
+    new = message("Boil water advisory, updated (1/2)", "Boil until further notice (2/2)", key="notice-1/social/v2/x:en")
+    [receipt] = channel.send([new])
+    new_id = x_fake.deliveries[-1].payload["id"]
+    assert receipt.status == "failed" and receipt.provider_id == new_id and len(x_fake.tweets) == 3
+    assert receipt.reason == (
+        f"thread incomplete: post 1 of 2 is on X ({new_id}); X refused post 2 as duplicate content of an older post "
+        f"(the account has no post with this text newer than post 1 ({new_id})), so post 2 was not posted; change "
+        "post 2's text in the notice and send again, or add post 2 by hand"
+    )
 
 
 @pytest.mark.parametrize("fault", ["drop_after", "timeout_after"])
@@ -232,7 +411,8 @@ def test_lost_answer_on_a_single_post_is_sent_not_skipped(x_fake: XFake, fault: 
     with XChannel(settings(x_fake), timeout=0.3) as channel:
         outcome = deliver([message("hello")], {"social": channel}, on_receipts=received.extend)
     assert outcome.counts["social"] == {"sent": 1} and len(x_fake.tweets) == 1 and x_fake.faults_injected[fault] == 1
-    assert received[0].provider_id is None and "answer was lost" in received[0].reason
+    [tweet] = x_fake.tweets.values()
+    assert received[0].provider_id == tweet["id"] and received[0].reason is None
 
 
 @pytest.mark.parametrize("fault", ["drop_before", "timeout_before"])

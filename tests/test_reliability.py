@@ -434,11 +434,6 @@ class _LosesThirdAnswer(XFake):
 
 
 @pytest.mark.usefixtures("short_client_timeouts")
-@pytest.mark.xfail(
-    strict=True,
-    reason="XChannel: when a post's answer is lost, the retry is refused as duplicate content and the rest of "
-    "the thread is never posted, yet the message is recorded as sent",
-)
 def test_a_lost_answer_mid_thread_still_posts_the_whole_thread(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with _LosesThirdAnswer(faults=Faults(timeout_delay=2 * CLIENT_TIMEOUT)) as x:
         use_fakes(monkeypatch, x=x)

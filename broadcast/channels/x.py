@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -11,7 +14,7 @@ from typing import Any, ClassVar
 import requests
 import tweepy
 from requests.adapters import HTTPAdapter
-from twitter_text import parse_tweet
+from twitter_text import extract_urls_with_indices, parse_tweet
 from urllib3.exceptions import NewConnectionError
 
 from broadcast.channels.base import Channel, Message, Receipt, Status
@@ -22,6 +25,8 @@ from broadcast.errors import ChannelError, ConfigError
 X_HOST = "https://api.twitter.com"
 MAX_WEIGHTED_LENGTH = 280
 TIMEOUT = 30.0
+#: posts asked for when looking up one X refused as duplicate content: the most one timeline page holds
+LOOKUP_PAGE = 100
 
 _OAUTH1_HINT = (
     "check X_CONSUMER_KEY, X_CONSUMER_SECRET, X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET, and that the X app has "
@@ -58,6 +63,12 @@ class _Thread:
     ids: list[str] = field(default_factory=list)
     #: index of the post whose answer was lost (timeout, dropped connection, 5xx): it may be on X already
     uncertain: int | None = None
+    #: how many of ``ids`` this channel put on X; the others were there before (an earlier run, or an earlier version)
+    posted: int = 0
+
+
+class _LookupFailed(Exception):
+    """X answered a look-up with errors instead of data."""
 
 
 class XChannel(Channel):
@@ -90,6 +101,7 @@ class XChannel(Channel):
         self._client.session.mount(X_HOST, _XTransport(settings.base_url, timeout))
         self._threads: dict[str, _Thread] = {}
         self._lock = threading.Lock()
+        self._user_id: str | None = None
 
     def __repr__(self) -> str:
         return f"XChannel(auth={'oauth1' if self._user_auth else 'bearer'}, credentials={HIDDEN})"
@@ -118,7 +130,10 @@ class XChannel(Channel):
             except tweepy.Forbidden as exc:
                 if not _is_duplicate(exc):
                     raise self._stop(exc, thread, total) from None
-                return self._duplicate(message, thread, index, total)
+                stopped = self._resume(message, thread, posts[index], index, total)
+                if stopped is not None:
+                    return stopped
+                continue
             except tweepy.Unauthorized as exc:
                 raise self._stop(exc, thread, total) from None
             except tweepy.NotFound as exc:
@@ -139,42 +154,125 @@ class XChannel(Channel):
                 return self._unfinished(message, thread, total, "failed", what)
             except requests.RequestException as exc:
                 # A read timeout or a dropped answer may hide a post that went out. "retry" is still safe on X,
-                # unlike SMS or email: X refuses a repeat as duplicate content, which _duplicate reads as posted.
+                # unlike SMS or email: X refuses a repeat as duplicate content, and _resume finds the post's id.
                 if _may_have_reached_x(exc):
                     thread.uncertain = index
                 return self._unfinished(message, thread, total, "retry", f"no answer from X ({type(exc).__name__})")
             thread.ids.append(str(response.data["id"]))
+            thread.posted += 1
             thread.uncertain = None
         return self._finish(message, thread, total)
 
     def _finish(self, message: Message, thread: _Thread, total: int) -> Receipt:
-        reason = None if total == 1 else f"thread of {total} posts: {', '.join(thread.ids)}"
         self._forget(message)
+        ids = ", ".join(thread.ids)
+        if not thread.posted:
+            # every post was on X before this attempt: the same text under an earlier notice version, or an
+            # earlier run that posted the whole thread and died before recording it
+            reason = "already posted on X (duplicate content)" + (f": thread of {total} posts: {ids}" if total > 1 else "")
+            return self._receipt(message, "skipped", provider_id=thread.ids[0], reason=reason)
+        reason = None if total == 1 else f"thread of {total} posts: {ids}"
+        if reason and thread.posted < total:
+            reason += f" ({total - thread.posted} of them already on X from an earlier attempt)"
         return self._receipt(message, "sent", provider_id=thread.ids[0], reason=reason)
 
-    def _duplicate(self, message: Message, thread: _Thread, index: int, total: int) -> Receipt:
-        """X refused post ``index`` as duplicate content: it is on X already, with an id we cannot learn."""
+    def _resume(self, message: Message, thread: _Thread, text: str, index: int, total: int) -> Receipt | None:
+        """X refused post ``index`` as duplicate content, so it is on X already: find its id and go on from it.
+
+        Returns None when found (the next post replies to it), else the receipt that ends this attempt.
+        """
+        where = f"post {index + 1} of {total} is on X already (duplicate content)"
+        try:
+            found = self._find(text, after=thread.ids[-1] if thread.ids else None)
+        # X still refuses the repeat, so sending the post again to reach this look-up again is safe
+        except tweepy.TooManyRequests as exc:
+            what = f"{where}; looking up its id hit X's rate limit (429)"
+            return self._unfinished(message, thread, total, "retry", what, retry_after=_wait(exc))
+        except tweepy.TwitterServerError as exc:
+            what = f"{where}; looking up its id met an X server error: {self._detail(exc)}"
+            return self._unfinished(message, thread, total, "retry", what)
+        except requests.RequestException as exc:
+            what = f"{where}; looking up its id got no answer from X ({type(exc).__name__})"
+            return self._unfinished(message, thread, total, "retry", what)
+        except tweepy.HTTPException as exc:
+            why = f"X refused to list the account's posts ({exc.response.status_code}: {self._detail(exc)})"
+            return self._stranded(message, thread, index, total, why, looked=False)
+        except _LookupFailed as exc:
+            why = f"X answered the look-up with: {self._clean(str(exc))}"
+            return self._stranded(message, thread, index, total, why, looked=False)
+        if found is None:
+            newer = f"newer than post {index} ({thread.ids[-1]})" if thread.ids else f"among its {LOOKUP_PAGE} newest"
+            why = f"the account has no post with this text {newer}"
+            return self._stranded(message, thread, index, total, why, looked=True)
+        if thread.uncertain == index:
+            thread.posted += 1  # the attempt whose answer was lost did post it
+        thread.ids.append(found)
+        thread.uncertain = None
+        return None
+
+    def _find(self, text: str, *, after: str | None) -> str | None:
+        """The id of the account's newest post with this text, looking only at posts newer than ``after``.
+
+        A reply is always newer than the post it answers, so ``after`` (the post this one should reply to) keeps
+        an identical post from another thread out. None when there is no such post.
+        """
+        if self._user_id is None:
+            me = self._client.get_me(user_auth=self._user_auth)
+            if me.data is None:
+                raise _LookupFailed(_problems(me.errors) or "no account for these credentials")
+            self._user_id = str(me.data.id)
+        page = self._client.get_users_tweets(
+            self._user_id, since_id=after, max_results=LOOKUP_PAGE, user_auth=self._user_auth
+        )
+        if page.data is None and page.errors:
+            raise _LookupFailed(_problems(page.errors))
+        wanted = _comparable(text)
+        for post in page.data or []:  # newest first
+            if _comparable(post.text) == wanted:
+                return str(post.id)
+        return None
+
+    def _stranded(self, message: Message, thread: _Thread, index: int, total: int, why: str, *, looked: bool) -> Receipt:
+        """Post ``index`` is on X but its id is not to be had, so the posts after it have nothing to reply to.
+
+        ``looked`` is True when X listed the account's posts and this one was not among them.
+        """
         self._forget(message)
-        if index == 0 and thread.uncertain != 0:
-            return self._receipt(message, "skipped", reason="already posted on X (duplicate content)")
-        # the post is ours (an earlier attempt whose answer was lost) or an identical older one; either way it is
-        # on X, and without read scopes its id cannot be looked up, so the next post has nothing to reply to
-        known = f"ids {', '.join(thread.ids)}" if thread.ids else "ids unknown"
-        if total == 1:
-            reason = "posted on X, but X's answer was lost, so the post's id is unknown"
-        elif index == total - 1:
-            reason = (
-                f"all {total} posts are on X ({known}); the last was already there (duplicate content), "
-                "so its id is unknown"
-            )
-        else:
-            reason = (
-                f"thread may be incomplete: {_span(1, index + 1)} of {total} on X ({known}); post {index + 1} was "
-                f"already there (duplicate content) and its id is unknown, so {_span(index + 2, total)} had nothing "
-                "to reply to and were not posted; post them by hand as replies"
-            )
         first = thread.ids[0] if thread.ids else None
-        return self._receipt(message, "sent", provider_id=first, reason=reason)
+        ours = thread.uncertain == index  # the attempt whose answer was lost may have posted it
+        if total == 1:
+            # a lone post is whole on X either way; only its id is missing
+            if ours:
+                reason = f"posted on X, but its id is unknown: X's answer was lost and {why}"
+                return self._receipt(message, "sent", reason=reason)
+            return self._receipt(message, "skipped", reason=f"already posted on X (duplicate content); {why}")
+        if ours and not looked and index == total - 1:
+            reason = (
+                f"all {total} posts are on X ({', '.join(thread.ids)} and post {total}, whose id is unknown: "
+                f"X's answer to it was lost and {why})"
+            )
+            return self._receipt(message, "sent", provider_id=first, reason=reason)
+        before = ""
+        if thread.ids:
+            before = f"{_span(1, index)} of {total} {_were(1, index, 'is', 'are')} on X ({', '.join(thread.ids)}); "
+        if looked and not ours:
+            # X listed the posts after the one this should reply to, and the text is not among them: the post
+            # X compared it with is an older one elsewhere, and X will refuse this text however often it is sent
+            rest = _span(index + 1, total)
+            what = (
+                f"thread incomplete: {before}X refused post {index + 1} as duplicate content of an older post "
+                f"({why}), so {rest} {_were(index + 1, total)} not posted; change post {index + 1}'s text in the "
+                f"notice and send again, or add {rest} by hand"
+            )
+            return self._receipt(message, "failed", provider_id=first, reason=what)
+        rest = _span(index + 2, total)
+        what = (
+            f"thread incomplete: {before}post {index + 1} is already on X (duplicate content), but its id is unknown "
+            f"({why}), so {rest} had nothing to reply to and {_were(index + 2, total)} not posted; re-run with "
+            f"--retry-unknown to look again and finish the thread, or add {rest} by hand "
+            f"{_were(index + 2, total, 'as a reply', 'as replies')} to post {index + 1}"
+        )
+        return self._receipt(message, "unknown", provider_id=first, reason=what)
 
     def _unfinished(
         self, message: Message, thread: _Thread, total: int, status: Status, what: str, **fields: Any
@@ -233,8 +331,30 @@ def _span(first: int, last: int) -> str:
     return f"post {first}" if first == last else f"posts {first}-{last}"
 
 
+def _were(first: int, last: int, one: str = "was", many: str = "were") -> str:
+    return one if first == last else many
+
+
 def _is_duplicate(exc: tweepy.Forbidden) -> bool:
     return any("duplicate content" in message.lower() for message in exc.api_messages)
+
+
+def _comparable(text: str) -> str:
+    """A post's text as X's timeline shows it and as we sent it, made equal where X rewrites it.
+
+    X returns &, < and > as HTML entities and every link it recognises as a t.co link, so links compare as one
+    marker (found the way X finds them, with twitter-text), and spacing X may trim does not count.
+    """
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    for url in reversed(extract_urls_with_indices(text)):
+        start, end = url["indices"]
+        text = text[:start] + "\x00" + text[end:]
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _problems(errors: Sequence[dict[str, Any]]) -> str:
+    """X's error entries from an answer that had no data, in its own words."""
+    return "; ".join(str(e.get("detail") or e.get("title") or e) for e in errors)
 
 
 def _wait(exc: tweepy.TooManyRequests) -> float | None:
