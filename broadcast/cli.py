@@ -215,9 +215,12 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--force", is_flag=True, help="Send even when an SMS is longer than --max-sms-segments.")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
+@click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
+@click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
 @_reports_errors
 def send_command(
-    notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None, **options: Any
+    notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None,
+    rates: tuple[str, ...], concurrency: tuple[str, ...], **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if options.get("open_page") and not dry_run:
@@ -226,8 +229,10 @@ def send_command(
         return _dry_run(notice, out_dir, **options)
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
+    from broadcast.rate import gates, parse_concurrency, parse_rates
 
     as_json = options.pop("as_json")
+    limits = gates(parse_rates(rates), parse_concurrency(concurrency))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
     settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
     ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
@@ -253,7 +258,7 @@ def send_command(
     channels = pipeline.live_channels(plan, settings)
     # progress bars only for a person watching: never in CI logs or with --json
     with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
-        outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance)
+        outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
     report.sent(plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"])
     if outcome.interrupted:
         return 130

@@ -317,8 +317,12 @@ def execute(
     ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     progress: Callable[[list[Receipt]], None] | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Send the plan through ``channels``, each batch claimed in the ledger before and settled after."""
+    """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
+
+    ``limits`` holds a rate.Gate per channel (--rate, --concurrency); look-ups of earlier unknowns obey it too.
+    """
     # triage decisions that claim needs (reminders, retried unknowns), from when a message streams out until it is claimed
     pending: dict[str, Decision] = {}
 
@@ -331,8 +335,12 @@ def execute(
                     pending[decision.message.id] = decision
                 yield decision.message
 
+    for name, channel in channels.items():
+        channel.gate = (limits or {}).get(name)
     if ledger is None:
-        return deliver({name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress)
+        return deliver(
+            {name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress, limits=limits
+        )
 
     def claim(batch: list[Message]) -> list[Message]:
         return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
@@ -342,7 +350,7 @@ def execute(
         found = reconcile(plan, channels, ledger)
         outcome = deliver(
             {name: stream(name) for name in plan.channels}, channels,
-            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress,
+            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress, limits=limits,
         )
         outcome.reconciled.update(found)
         return outcome

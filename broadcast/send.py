@@ -11,8 +11,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from broadcast.channels.base import Channel, Message, Receipt
+from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt
 from broadcast.errors import ChannelError
 from broadcast.plan import by_channel
 
@@ -72,11 +73,10 @@ class Outcome:
                 self.failed_total += 1
                 if len(self.failures) < MAX_FAILURES_KEPT:
                     self.failures.append(receipt)
-                if receipt.reason == INTERRUPTED:
+                if receipt.reason and INTERRUPTED in receipt.reason:
                     self.not_started += 1
 
 
-INTERRUPTED = "not sent: interrupted (Ctrl-C); the next run sends it"
 ReceiptSink = Callable[[list[Receipt]], None]
 #: marks messages in flight before the provider is called (the ledger); returns the ones this run owns
 Claim = Callable[[list[Message]], list[Message]]
@@ -90,13 +90,15 @@ def deliver(
     claim: Claim | None = None,
     on_receipts: ReceiptSink | None = None,
     progress: ReceiptSink | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
 
     ``messages`` is either one stream per channel (the pipeline: each is consumed as it is sent, so
     nothing is held) or a flat list, grouped here. Channels run side by side; a channel that raises
     ChannelError stops alone and its remaining messages are failed with that reason, so one bad
-    credential never blocks the other channels.
+    credential never blocks the other channels. ``limits`` holds a rate.Gate per channel (--rate,
+    --concurrency): each adapter waits on it before every request, and its concurrency sets the senders.
     """
     policy = policy or RetryPolicy()
     outcome = Outcome()
@@ -122,6 +124,9 @@ def deliver(
 
     groups = dict(messages) if isinstance(messages, Mapping) else by_channel(messages)
     interrupted = threading.Event()
+    for name in groups:
+        channels[name].gate = (limits or {}).get(name)
+        channels[name].stop = interrupted
     done = {name: threading.Event() for name in groups}
 
     def run(name: str, stream: Iterable[Message]) -> None:
@@ -215,10 +220,11 @@ def _run_channel(
             settle(_fail([m for batch in group for m in batch], f"{channel.name} stopped: {exc.message}"))
         return
     try:
-        with ThreadPoolExecutor(max_workers=max(1, channel.max_concurrency), thread_name_prefix=channel.name) as pool:
+        senders = max(1, getattr(channel.gate, "concurrency", None) or channel.max_concurrency)
+        with ThreadPoolExecutor(max_workers=senders, thread_name_prefix=channel.name) as pool:
             in_flight: deque[list[Future[None]]] = deque()
             # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
-            group_size = max(CLAIM_CHUNK, channel.max_batch * channel.max_concurrency)
+            group_size = max(CLAIM_CHUNK, channel.max_batch * senders)
             for group in _claim_groups(batches(channel, messages), group_size):
                 # a stopped or interrupted channel claims nothing more: those rows stay as the next run expects them
                 if claim is not None and not stop.is_set() and not interrupted.is_set():
@@ -277,7 +283,9 @@ def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPoli
         for receipt in receipts:
             if receipt.status != "retry":
                 final[receipt.message_id] = receipt
-        if not retry:
+        if all(r.reason and INTERRUPTED in r.reason for r in retry):
+            # nothing to retry, or Ctrl-C: these never started and the next run sends them
+            final.update((r.message_id, r) for r in retry)
             break
         retry_ids = {r.message_id for r in retry}
         pending = [m for m in pending if m.id in retry_ids]

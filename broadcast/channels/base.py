@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 #: What happened to one message. ``retry`` means a transient failure the sender may try again;
 #: ``unknown`` means the request may or may not have reached the provider (a crash or a lost answer);
@@ -52,6 +54,10 @@ class Message:
         return personalize(self.rendering, self.fields)
 
 
+#: the reason on a receipt for a message not sent because the person pressed Ctrl-C
+INTERRUPTED = "not sent: interrupted (Ctrl-C); the next run sends it"
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """What a channel says about one message: the ledger records exactly this."""
@@ -79,6 +85,20 @@ class Channel(ABC):
     max_concurrency: ClassVar[int] = 1
     #: True when the adapter talks to a network; the dry-run never constructs one
     live: ClassVar[bool] = True
+    #: this run's --rate / --concurrency limits for the channel (a rate.Gate), and its Ctrl-C event; set by send.deliver
+    gate: Any = None
+    stop: threading.Event | None = None
+
+    @contextmanager
+    def request(self) -> Iterator[bool]:
+        """Wrap every request to the provider, retries and look-ups included: waits until the channel's rate
+        and concurrency limits allow it to start. Yields False, having waited for nothing, once Ctrl-C was pressed.
+        """
+        if self.gate is None:
+            yield True
+            return
+        with self.gate.request(self.stop) as ok:
+            yield ok
 
     def open(self) -> None:
         """Prepare connections; called once before the first ``send``."""

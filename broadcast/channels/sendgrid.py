@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from broadcast.channels.base import Channel, Message, Receipt, Rendering, Status
+from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Rendering, Status
 from broadcast.config import EmailSettings, mask
 from broadcast.errors import ChannelError
 from broadcast.render import placeholder
@@ -107,7 +107,10 @@ class SendGridChannel(Channel):
     def _post(self, part: list[Message]) -> _Answer:
         mail = self._mail(part)
         try:
-            response = self._client.client.mail.send.post(request_body=mail, timeout=self.timeout)
+            with self.request() as go:
+                if not go:
+                    return _Answer("retry", reason=INTERRUPTED)
+                response = self._client.client.mail.send.post(request_body=mail, timeout=self.timeout)
         except HTTPError as exc:
             return self._refusal(exc, len(part))
         except urllib.error.URLError as exc:

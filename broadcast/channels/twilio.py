@@ -14,7 +14,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError
 
-from broadcast.channels.base import Channel, Message, Receipt, Status
+from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
 from broadcast.config import SmsSettings, mask
 from broadcast.errors import ChannelError
 
@@ -98,7 +98,10 @@ class TwilioChannel(Channel):
         client = self._client()
         started = datetime.now(timezone.utc)
         try:
-            created = client.messages.create(to=message.recipient, body=body, **self._sender, **self._extra)
+            with self.request() as go:
+                if not go:
+                    return _receipt(message, "retry", reason=INTERRUPTED)
+                created = client.messages.create(to=message.recipient, body=body, **self._sender, **self._extra)
         except TwilioRestException as error:
             return self._refused(message, error)
         except requests.RequestException as error:
@@ -150,7 +153,10 @@ class TwilioChannel(Channel):
         """The answer to a create was lost: look for the message in Twilio's list before deciding."""
         sender = {"from_": self.settings.sender} if "from_" in self._sender else {}
         try:
-            recent = client.messages.list(to=message.recipient, **sender, limit=LOOKUP_LIMIT)
+            with self.request() as go:
+                if not go:
+                    return _receipt(message, "unknown", reason=f"{lost}; not looked up: interrupted (Ctrl-C)")
+                recent = client.messages.list(to=message.recipient, **sender, limit=LOOKUP_LIMIT)
         # a failed list page raises the plain TwilioException, not TwilioRestException
         except (TwilioException, requests.RequestException):
             return _receipt(message, "unknown", reason="answer lost and Twilio could not be asked; may have been sent")

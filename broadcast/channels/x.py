@@ -17,7 +17,7 @@ from requests.adapters import HTTPAdapter
 from twitter_text import extract_urls_with_indices, parse_tweet
 from urllib3.exceptions import NewConnectionError
 
-from broadcast.channels.base import Channel, Message, Receipt, Status
+from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
 from broadcast.config import HIDDEN, SocialSettings, mask
 from broadcast.errors import ChannelError, ConfigError
 
@@ -69,6 +69,10 @@ class _Thread:
 
 class _LookupFailed(Exception):
     """X answered a look-up with errors instead of data."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C was pressed while a request waited for its turn: it never started."""
 
 
 class XChannel(Channel):
@@ -124,9 +128,11 @@ class XChannel(Channel):
             index = len(thread.ids)
             reply_to = thread.ids[-1] if thread.ids else None
             try:
-                response = self._client.create_tweet(
-                    text=posts[index], in_reply_to_tweet_id=reply_to, user_auth=self._user_auth
+                response = self._limited(
+                    self._client.create_tweet, text=posts[index], in_reply_to_tweet_id=reply_to, user_auth=self._user_auth
                 )
+            except _Interrupted:
+                return self._unfinished(message, thread, total, "retry", INTERRUPTED)
             except tweepy.Forbidden as exc:
                 if not _is_duplicate(exc):
                     raise self._stop(exc, thread, total) from None
@@ -184,6 +190,8 @@ class XChannel(Channel):
         where = f"post {index + 1} of {total} is on X already (duplicate content)"
         try:
             found = self._find(text, after=thread.ids[-1] if thread.ids else None)
+        except _Interrupted:
+            return self._unfinished(message, thread, total, "retry", INTERRUPTED)
         # X still refuses the repeat, so sending the post again to reach this look-up again is safe
         except tweepy.TooManyRequests as exc:
             what = f"{where}; looking up its id hit X's rate limit (429)"
@@ -210,6 +218,13 @@ class XChannel(Channel):
         thread.uncertain = None
         return None
 
+    def _limited(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """One request to X, started when --rate / --concurrency allow it."""
+        with self.request() as go:
+            if not go:
+                raise _Interrupted
+            return call(*args, **kwargs)
+
     def _find(self, text: str, *, after: str | None) -> str | None:
         """The id of the account's newest post with this text, looking only at posts newer than ``after``.
 
@@ -217,12 +232,12 @@ class XChannel(Channel):
         an identical post from another thread out. None when there is no such post.
         """
         if self._user_id is None:
-            me = self._client.get_me(user_auth=self._user_auth)
+            me = self._limited(self._client.get_me, user_auth=self._user_auth)
             if me.data is None:
                 raise _LookupFailed(_problems(me.errors) or "no account for these credentials")
             self._user_id = str(me.data.id)
-        page = self._client.get_users_tweets(
-            self._user_id, since_id=after, max_results=LOOKUP_PAGE, user_auth=self._user_auth
+        page = self._limited(
+            self._client.get_users_tweets, self._user_id, since_id=after, max_results=LOOKUP_PAGE, user_auth=self._user_auth
         )
         if page.data is None and page.errors:
             raise _LookupFailed(_problems(page.errors))
