@@ -117,6 +117,10 @@ class ContactBook:
     def __len__(self) -> int:
         return self.valid
 
+    def groups(self) -> Iterator[tuple[str, frozenset[str], bool, int]]:
+        """(language tag, channels, has a name, contacts): the whole book added up, without reading it contact by contact."""
+        return self.staging.groups()
+
     @property
     def contacts(self) -> list[Contact]:
         """Every contact as a list: for small books and tests; the pipeline iterates instead."""
@@ -242,6 +246,15 @@ class _Staging:
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM drafts WHERE rejected = 0").fetchone()[0]
 
+    def groups(self) -> Iterator[tuple[str, frozenset[str], bool, int]]:
+        """(language tag, channels, has a name, how many contacts): what counting a plan needs, added up on disk."""
+        rows = self.conn.execute(
+            "SELECT language, wanted, email IS NOT NULL, phone IS NOT NULL, name != '', count(*) FROM drafts "
+            "WHERE rejected = 0 GROUP BY 1, 2, 3, 4, 5"
+        )
+        for language, wanted, has_email, has_phone, named, n in rows:
+            yield language, _channels_of(wanted, bool(has_email), bool(has_phone)), bool(named), n
+
     def contacts(self) -> Iterator[Contact]:
         """Every usable contact in reading order, read in pages from disk."""
         conn = self.connect()
@@ -251,22 +264,26 @@ class _Staging:
             )
             while page := cursor.fetchmany(1000):
                 for name, email, phone, language, wanted, tags, file, row in page:
-                    has_email, has_phone = email is not None, phone is not None
-                    if wanted is not None:
-                        has_email = has_email and "email" in wanted
-                        has_phone = has_phone and "sms" in wanted
                     yield Contact(
                         key=f"email:{email.lower()}" if email else f"phone:{phone}",
                         name=name,
                         email=email,
                         phone=phone,
                         language=language,
-                        channels=_CHANNEL_SETS[has_email, has_phone],
+                        channels=_channels_of(wanted, email is not None, phone is not None),
                         tags=_tags_from(tags),
                         source=f"{file}:{row}",
                     )
         finally:
             conn.close()
+
+
+def _channels_of(wanted: str | None, has_email: bool, has_phone: bool) -> frozenset[str]:
+    """The channels a staged contact is reached on: those it asked for (all when it did not say) it has an address for."""
+    if wanted is not None:
+        has_email = has_email and "email" in wanted
+        has_phone = has_phone and "sms" in wanted
+    return _CHANNEL_SETS[has_email, has_phone]
 
 
 def _draft_row(draft: _Draft) -> tuple:

@@ -170,6 +170,8 @@ def prepare(
     billing = SmsBilling()
     for decision in plan.decide(plan.messages()):
         message = decision.message
+        if decision.recorded:
+            plan.recorded[message.channel] += 1
         if decision.send:
             plan.to_send[message.channel] += 1
             if decision.reason == OVERRIDDEN:
@@ -205,27 +207,30 @@ class Triage:
         override: frozenset[str] = frozenset(),
     ) -> None:
         self.ledger = ledger
-        self.listed = listed
         self.resend_after = resend_after
         self.retry_unknown = retry_unknown
-        #: channels whose suppressions this notice overrides, and who is suppressed there (to say so)
+        #: (channel, recipient) never to contact: the suppression files and the ledger (STOP replies, earlier files)
+        self.blocked = set(listed)
+        if ledger is not None:
+            self.blocked.update((c, r) for c, recipients in ledger.suppressed().items() for r in recipients)
+        #: channels whose suppressions this notice overrides (an emergency with override_suppressions: email)
         self.override = override
-        self.suppressed = {(c, r) for c, recipients in ledger.suppressed().items() for r in recipients if c in override} if (
-            ledger is not None and override
-        ) else set()
 
-    def __call__(self, messages: Iterable[Message]) -> Iterator[Decision]:
+    def __call__(self, messages: Iterable[Message], *, recorded: bool = True) -> Iterator[Decision]:
+        """Decisions in message order. ``recorded=False`` says the ledger holds no row for any of these
+        messages (checked by an earlier pass), so only suppressions are looked at; a run that starts
+        meanwhile is still kept out by the claim.
+        """
         decisions = (
             self.ledger.triage(
-                messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown, overridden=self.override
+                messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown, check_suppressions=False
             )
-            if self.ledger is not None
+            if self.ledger is not None and recorded
             else (Decision(m, True) for m in messages)
         )
         for decision in decisions:
             message = decision.message
-            key = (message.channel, message.recipient)
-            if decision.send and (key in self.listed or key in self.suppressed):
+            if decision.send and (message.channel, message.recipient) in self.blocked:
                 if message.channel not in self.override:
                     decision = Decision(message, False, "suppressed")
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
@@ -329,7 +334,8 @@ def execute(
     decide = plan.decide or Triage(None, set())
 
     def stream(channel: str) -> Iterator[Message]:
-        for decision in decide(plan.messages(channel)):
+        # a channel the ledger had no row for when the plan was counted needs no second look-up per message
+        for decision in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0):
             if decision.send:
                 if decision.reason:
                     pending[decision.message.id] = decision

@@ -46,6 +46,8 @@ class Plan:
     skipped: dict[str, Counter[str]] = field(default_factory=dict)
     #: ledger decisions for messages whose earlier outcome is unknown (a crash, a lost answer)
     unknowns: list[Any] = field(default_factory=list)
+    #: channel → planned messages the ledger already had a row for when the plan was counted
+    recorded: Counter[str] = field(default_factory=Counter)
     #: channel → suppressed recipients reached anyway (an emergency notice with override_suppressions)
     overridden: Counter[str] = field(default_factory=Counter)
     #: language → SMS segments billed for the messages to send (a long name can add a segment)
@@ -87,16 +89,16 @@ def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -
     personal = [c for c in chosen if c in PERSONAL_CHANNELS]
     languages = _LanguageCache(renders.notice.languages)
     if personal:
-        for contact in book:
-            lang, how = languages(contact.language)
+        # added up on disk by (language tag, channels, named): a million contacts are a few dozen groups
+        for tag, reachable, named, n in book.groups():
+            lang, how = languages(tag)
             if how != "exact":
-                plan.fallbacks[(contact.language, lang, how)] += 1
-            unnamed = not contact.name
+                plan.fallbacks[(tag, lang, how)] += n
             for channel in personal:
-                if _address(contact, channel):
-                    plan.counts[channel][lang] += 1
-                    if unnamed:
-                        plan.unnamed[(channel, lang)] += 1
+                if channel in reachable:
+                    plan.counts[channel][lang] += n
+                    if not named:
+                        plan.unnamed[(channel, lang)] += n
     for channel in chosen:
         if channel not in PERSONAL_CHANNELS:
             for message in _shared_messages(renders, channel):
