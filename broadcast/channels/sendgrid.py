@@ -68,8 +68,11 @@ class SendGridChannel(Channel):
         parts: deque[list[Message]] = deque()
         # send.py already hands over batches of one rendering within the limit; grouping again keeps any caller safe
         groups: dict[Rendering, list[Message]] = {}
+        # built once per recipient: checked against SendGrid's limit here, sent in _mail
+        # (a local, not an attribute: up to max_concurrency sends run at once on one adapter)
+        subs = {m.id: _substitutions(m) for m in messages}
         for message in messages:
-            size = _substitution_bytes(message)
+            size = sum(len(key.encode()) + len(value.encode()) for key, value in subs[message.id].items())
             if size > MAX_SUBSTITUTION_BYTES:
                 receipts[message.id] = _receipt(
                     message,
@@ -86,7 +89,7 @@ class SendGridChannel(Channel):
         # so the loop ends after at most three requests per message.
         while parts:
             part = parts.popleft()
-            answer = self._post(part)
+            answer = self._post(part, subs)
             if answer.refused:
                 for index, words in answer.refused.items():
                     receipts[part[index].id] = _receipt(part[index], "failed", reason=f"SendGrid refused this recipient: {words}")
@@ -104,8 +107,8 @@ class SendGridChannel(Channel):
                     )
         return [receipts[m.id] for m in messages]
 
-    def _post(self, part: list[Message]) -> _Answer:
-        mail = self._mail(part)
+    def _post(self, part: list[Message], subs: Mapping[str, dict[str, str]]) -> _Answer:
+        mail = self._mail(part, subs)
         try:
             with self.request() as go:
                 if not go:
@@ -132,7 +135,7 @@ class SendGridChannel(Channel):
             return _Answer("previewed", reason=SANDBOX_REASON, provider_id=message_id)
         return _Answer("sent", provider_id=message_id)
 
-    def _mail(self, part: list[Message]) -> dict[str, Any]:
+    def _mail(self, part: list[Message], subs: Mapping[str, dict[str, str]]) -> dict[str, Any]:
         """The request body. A plain dict, as the SDK's README shows: its Mail helper inserts each new
         personalization at the front, and a 400 names recipients by their position in the request."""
         rendering = part[0].rendering
@@ -145,7 +148,7 @@ class SendGridChannel(Channel):
             "from": sender,
             "subject": rendering.subject,
             "content": [c for c in content if c["value"]],
-            "personalizations": [_personalization(m) for m in part],
+            "personalizations": [_personalization(m, subs[m.id]) for m in part],
         }
         if self.settings.sandbox:
             mail["mail_settings"] = {"sandbox_mode": {"enable": True}}
@@ -191,13 +194,12 @@ class SendGridChannel(Channel):
         return _Answer("failed", reason=f"SendGrid answered {status}: {words}")
 
 
-def _personalization(message: Message) -> dict[str, Any]:
+def _personalization(message: Message, substitutions: dict[str, str]) -> dict[str, Any]:
     # custom_args go here rather than at the top level: each recipient's message id is its own
     personalization: dict[str, Any] = {
         "to": [{"email": message.recipient}],
         "custom_args": {"broadcast_notice": message.notice, "broadcast_message": message.id},
     }
-    substitutions = _substitutions(message)
     if substitutions:
         personalization["substitutions"] = substitutions
     return personalization
@@ -210,10 +212,6 @@ def _substitutions(message: Message) -> dict[str, str]:
         out[placeholder(name)] = value
         out[placeholder(name, html_part=True)] = html.escape(value)
     return out
-
-
-def _substitution_bytes(message: Message) -> int:
-    return sum(len(key.encode()) + len(value.encode()) for key, value in _substitutions(message).items())
 
 
 def _errors(body: bytes | None) -> list[tuple[str, str]]:
