@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark `broadcast send` end to end against the local provider fakes, next to raw-SDK and naive baselines.
 
-    python bench/run.py [--quick] [--json OUT] [--latency 0.05]
+    python bench/run.py [--quick] [--json OUT] [--latency 0.05] [--only sms,email,rate,help,dry]
 
 See bench/README.md for what each row means.
 """
@@ -25,7 +25,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from fakes_proc import Fakes  # noqa: E402
+from fakes_proc import Fakes
 
 NOTICE = ROOT / "examples" / "storm-outage.yaml"  # en, sw, sl, ar
 VENV_BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
 def broadcast_env(fakes: Fakes, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SENDGRID_", "X_", "BROADCAST_"))}
     env.update(fakes.env())
-    env["BROADCAST_LEDGER"] = f"sqlite:///{work / ('ledger-%d.db' % time.monotonic_ns())}"
+    env["BROADCAST_LEDGER"] = f"sqlite:///{work / f'ledger-{time.monotonic_ns()}.db'}"
     env["BROADCAST_WEB_DIR"] = str(work / "web")
     return env
 
@@ -118,6 +118,39 @@ def raw_twilio(fakes: Fakes, recipients: list[tuple[str, str]], texts: dict, thr
     return time.perf_counter() - t0
 
 
+def gated_twilio(fakes: Fakes, recipients: list[tuple[str, str]], texts: dict, rate: int, concurrency: int) -> float:
+    """The raw SDK loop with every request through one broadcast.rate.Gate, as an adapter would use it."""
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+    from broadcast.rate import Gate, Rate
+    from tests.fakes import credentials
+
+    info, local = fakes.info, threading.local()
+    gate = Gate(Rate(rate, 1.0), concurrency)
+
+    def client() -> Client:
+        c = getattr(local, "c", None)
+        if c is None:
+            c = Client(info["twilio_sid"], info["twilio_token"], http_client=TwilioHttpClient(timeout=30))
+            c.api.base_url = info["twilio"]
+            c.messages  # noqa: B018 - the SDK imports its API modules on first use: do it outside the gate
+            local.c = c
+        return c
+
+    def one(item):
+        to, lang = item
+        c = client()
+        with gate.request() as ok:
+            if ok:
+                c.messages.create(to=to, body=texts[lang]["sms"], from_=credentials.TWILIO_FROM)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency * 2) as pool:  # more threads than seats, so the cap is what holds them
+        list(pool.map(one, recipients))
+    return time.perf_counter() - t0
+
+
 def naive_twilio(fakes: Fakes, recipients, texts) -> float:
     return raw_twilio(fakes, recipients, texts, threads=1)
 
@@ -150,10 +183,11 @@ def raw_sendgrid(fakes: Fakes, recipients: list[tuple[str, str]], texts: dict, b
 
 # ---------------------------------------------------------------- cases
 
-def broadcast_send(fakes: Fakes, work: Path, csv_path: Path, channel: str, expect: int) -> dict:
+def broadcast_send(fakes: Fakes, work: Path, csv_path: Path, channel: str, expect: int, extra: list[str] | None = None) -> dict:
     fakes.reset()
     env = broadcast_env(fakes, work)
-    cmd = [BROADCAST, "send", str(NOTICE), "--contacts", str(csv_path), "--channel", channel, "--yes", "--json", "--force"]
+    cmd = [BROADCAST, "send", str(NOTICE), "--contacts", str(csv_path), "--channel", channel, "--yes", "--json", "--force",
+           *(extra or [])]
     r = run_measured(cmd, env, work)
     provider = "twilio" if channel == "sms" else "sendgrid"
     stats = fakes.stats(provider)
@@ -206,6 +240,38 @@ def email_case(fakes: Fakes, work: Path, n: int, texts: dict) -> dict:
     res["ratio_vs_raw_send_phase"] = (n / span) / res["raw"]["msgs_per_s"] if span else None
     res["ratio_vs_naive"] = res["broadcast"]["msgs_per_s"] / res["naive"]["msgs_per_s"]
     return res
+
+
+def rate_limits(stats: dict, rate: int, concurrency: int) -> dict:
+    """What the fake saw against the caps: its 1 s window and in-flight maxima, and the rate it received."""
+    span = (stats["last"] - stats["first"]) if stats["first"] else None
+    # The limiter lets the first second's worth go at once, then keeps to the limit: when the cap was reached,
+    # leave that burst out, or a short run reads as faster than the steady rate.
+    capped = stats["max_in_window_1s"] >= rate and stats["requests"] > 2 * rate
+    steady = stats["requests"] - rate if capped else stats["requests"]
+    achieved = steady / span if span else None
+    return {"max_in_window_1s": stats["max_in_window_1s"], "max_concurrency": stats["max_concurrency"],
+            "rate_ok": stats["requests"] > 0 and stats["max_in_window_1s"] <= rate,
+            "concurrency_ok": stats["requests"] > 0 and stats["max_concurrency"] <= concurrency,
+            "capped": capped, "achieved_per_s": achieved, "achieved_of_limit": achieved / rate if achieved else None}
+
+
+def rate_case(fakes: Fakes, work: Path, n: int, rate: int, concurrency: int, texts: dict, latency: float) -> dict:
+    """`broadcast send --rate sms=R/s --concurrency sms=C`, then the same caps on the raw SDK loop via broadcast.rate."""
+    path = work / f"rate-{n}.csv"
+    write_contacts(path, n, "sms")
+    options = ["--rate", f"sms={rate}/s", "--concurrency", f"sms={concurrency}"]
+    b = broadcast_send(fakes, work, path, "sms", n, options)
+    b["limits"] = rate_limits(b["fake"], rate, concurrency)
+    recips = [(phone(i, LANGS[i % 4]), LANGS[i % 4]) for i in range(n)]
+    fakes.reset()
+    wall = gated_twilio(fakes, recips, texts, rate, concurrency)
+    stats = fakes.stats("twilio")
+    gated = {"wall_s": wall, "msgs_per_s": n / wall, "fake": stats, "limits": rate_limits(stats, rate, concurrency)}
+    # With C requests in flight, each taking at least the fake's latency, C / latency is the most C can carry.
+    ceiling = concurrency / latency if latency else None
+    return {"n": n, "rate": rate, "concurrency": concurrency, "options": " ".join(options), "broadcast": b,
+            "gated_sdk": gated, "concurrency_ceiling_per_s": ceiling}
 
 
 def help_case(runs: int = 10) -> dict:
@@ -270,8 +336,35 @@ def table(results: dict) -> str:
                 note += f"; broadcast/naive >= {target_naive}x: {'PASS' if c['ratio_vs_naive'] >= target_naive else 'FAIL'}"
             add(f"{'  naive serial loop':<34}{nv['wall_s_extrapolated']:>9.2f}{nv['msgs_per_s']:>10.0f}{'':>9}"
                 f"{c['ratio_vs_naive']:>8.1f}x  {note}")
+    for c in results.get("rate", []):
+        add("")
+        add(f"rate case: {c['n']:,} SMS, {c['options']} (fake latency {results['latency'] * 1000:.0f} ms)")
+        if c["concurrency_ceiling_per_s"] and c["concurrency_ceiling_per_s"] <= c["rate"]:
+            add(f"  note: {c['concurrency']} at once × {results['latency'] * 1000:.0f} ms carries at most "
+                f"{c['concurrency_ceiling_per_s']:.0f}/s, so the rate cap is not what holds the send back")
+        for key, label in (("broadcast", "broadcast send (CLI)"), ("gated_sdk", "raw SDK loop + broadcast.rate.Gate")):
+            r = c[key]
+            lim = r["limits"]
+            if key == "broadcast" and (r["rc"] != 0 or r["sent"] != c["n"]):
+                last = (r["stderr_tail"].strip().splitlines() or ["no stderr"])[-1]
+                add(f"{label:<34}{r['wall_s']:>9.2f}  FAILED rc={r['rc']} sent={r['sent']}: {last[:200]}")
+            else:
+                add(f"{label:<34}{r['wall_s']:>9.2f}{r['msgs_per_s']:>10.0f}  msg/s end to end")
+            if r["fake"]["requests"] == 0:
+                add(f"  rate cap {c['rate']}/s: the fake saw no requests, nothing to measure — FAIL")
+                add(f"  concurrency cap {c['concurrency']}: the fake saw no requests, nothing to measure — FAIL")
+                continue
+            add(f"  rate cap {c['rate']}/s: fake saw max {lim['max_in_window_1s']} in any 1 s window — "
+                f"{'PASS' if lim['rate_ok'] else 'FAIL'}")
+            add(f"  concurrency cap {c['concurrency']}: fake saw max {lim['max_concurrency']} at once — "
+                f"{'PASS' if lim['concurrency_ok'] else 'FAIL'}")
+            if lim["achieved_per_s"]:
+                burst = ", after the first second's burst" if lim["capped"] else ""
+                add(f"  achieved {lim['achieved_per_s']:.1f} msg/s at the fake (first→last request{burst}) = "
+                    f"{lim['achieved_of_limit']:.0%} of {c['rate']}/s ({r['fake']['requests']:,} requests)")
     h = results.get("help")
     if h:
+        add("")
         click_label = 'python -c "import click" (median)'
         add(f"{click_label:<34}{h['click_import_s']:>9.3f}")
         add(f"{'broadcast --help (median of ' + str(h['runs']) + ')':<34}{h['broadcast_help_s']:>9.3f}{'':>19}{h['ratio']:>9.2f}"
@@ -289,8 +382,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     ap.add_argument("--json", metavar="OUT", default="bench-results.json")
     ap.add_argument("--latency", type=float, default=0.05, help="fake per-request latency in seconds")
-    ap.add_argument("--only", default="sms,email,help,dry", help="comma list of cases")
+    ap.add_argument("--only", default="sms,email,rate,help,dry", help="comma list of cases")
     ap.add_argument("--sms", type=int), ap.add_argument("--email", type=int)
+    ap.add_argument("--rate-sms", type=int, metavar="N", help="SMS in the rate case (default 3,000; quick 1,000)")
+    ap.add_argument("--rate", type=int, default=100, metavar="R", help="the rate case's --rate sms=R/s (default 100)")
+    ap.add_argument("--rate-concurrency", type=int, default=8, metavar="C",
+                    help="the rate case's --concurrency sms=C (default 8: at 50 ms latency 4 carry only 80/s)")
     ap.add_argument("--dry", help="comma list of contact counts for the dry-run memory case")
     args = ap.parse_args()
     if BROADCAST is None:
@@ -298,12 +395,13 @@ def main() -> None:
     sms_n = args.sms or (2_000 if args.quick else 20_000)
     email_n = args.email or (10_000 if args.quick else 100_000)
     dry_ns = [int(x) for x in args.dry.split(",")] if args.dry else ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    rate_n = args.rate_sms or (1_000 if args.quick else 3_000)
     only = set(args.only.split(","))
     results: dict = {"quick": args.quick, "latency": args.latency, "cpus": os.cpu_count(), "notice": str(NOTICE)}
     with tempfile.TemporaryDirectory(prefix="broadcast-bench-") as tmp:
         work = Path(tmp)
         texts = renderings()
-        if only & {"sms", "email"}:
+        if only & {"sms", "email", "rate"}:
             fakes = Fakes(args.latency)
             try:
                 if "sms" in only:
@@ -312,6 +410,10 @@ def main() -> None:
                 if "email" in only:
                     print(f"email: {email_n:,} recipients…", file=sys.stderr)
                     results["email"] = [email_case(fakes, work, email_n, texts)]
+                if "rate" in only:
+                    print(f"rate: {rate_n:,} SMS at --rate sms={args.rate}/s --concurrency sms={args.rate_concurrency}…",
+                          file=sys.stderr)
+                    results["rate"] = [rate_case(fakes, work, rate_n, args.rate, args.rate_concurrency, texts, args.latency)]
             finally:
                 fakes.close()
         if "help" in only:

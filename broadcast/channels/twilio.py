@@ -88,6 +88,8 @@ class TwilioChannel(Channel):
             if self.settings.base_url:
                 # Domain.base_url is the SDK's public setting for where the Api domain lives
                 client.api.base_url = self.settings.base_url
+            # the SDK imports its Messages modules on first use: do that now, not inside the --rate gate
+            client.messages  # noqa: B018
             self._local.client = client
             with self._lock:
                 self._http_clients.append(http_client)
