@@ -129,9 +129,13 @@ def deliver(
         channels[name].stop = interrupted
     done = {name: threading.Event() for name in groups}
 
+    errors: list[BaseException] = []
+
     def run(name: str, stream: Iterable[Message]) -> None:
         try:
             _run_channel(channels[name], stream, policy, started, claim, settle, outcome, interrupted)
+        except BaseException as exc:  # noqa: BLE001 - the stream reads the ledger: its errors belong to the caller
+            errors.append(exc)
         finally:
             done[name].set()
 
@@ -149,6 +153,9 @@ def deliver(
         thread.join()
     if on_receipts and buffer:
         on_receipts(buffer[:])
+    if errors:
+        # what was sent is recorded above; the error (a ledger that went away, say) is reported as usual
+        raise errors[0]
     return outcome
 
 
