@@ -229,6 +229,15 @@ class Ledger:
                 out.setdefault(channel, set()).add(version)
         return out
 
+    def has_rows(self, notice: str, channel: str, version: str) -> bool:
+        """Whether any message of this notice version on this channel was ever claimed."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.literal(1)).where(
+                    deliveries.c.notice == notice, deliveries.c.channel == channel, deliveries.c.version == version
+                ).limit(1)
+            ).first() is not None
+
     def suppressed(self) -> dict[str, set[str]]:
         """channel → recipients who must not be contacted (STOP replies and suppression files)."""
         out: dict[str, set[str]] = {}

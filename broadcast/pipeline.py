@@ -168,7 +168,16 @@ def prepare(
     )
     # one pass to count what will go out; sending streams and triages the messages again, so none is held
     billing = SmsBilling()
-    for decision in plan.decide(plan.messages()):
+    decisions = (
+        decision
+        for channel in plan.channels
+        # a version of the notice the ledger has no row of on this channel needs no look-up per message
+        for decision in plan.decide(
+            plan.messages(channel),
+            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, renders.versions[channel]),
+        )
+    )
+    for decision in decisions:
         message = decision.message
         if decision.recorded:
             plan.recorded[message.channel] += 1
