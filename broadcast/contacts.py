@@ -121,6 +121,10 @@ class ContactBook:
         """(language tag, channels, has a name, contacts): the whole book added up, without reading it contact by contact."""
         return self.staging.groups()
 
+    def addresses(self) -> Iterator[tuple[str, str, str | None, str | None, str, frozenset[str]]]:
+        """(key, name, email, phone, language tag, channels) per contact, in reading order."""
+        return self.staging.addresses()
+
     @property
     def contacts(self) -> list[Contact]:
         """Every contact as a list: for small books and tests; the pipeline iterates instead."""
@@ -257,23 +261,33 @@ class _Staging:
 
     def contacts(self) -> Iterator[Contact]:
         """Every usable contact in reading order, read in pages from disk."""
+        for name, email, phone, language, wanted, tags, file, row in self._select(
+            "name, email, phone, language, wanted, tags, file, row"
+        ):
+            yield Contact(
+                key=f"email:{email.lower()}" if email else f"phone:{phone}",
+                name=name,
+                email=email,
+                phone=phone,
+                language=language,
+                channels=_channels_of(wanted, email is not None, phone is not None),
+                tags=_tags_from(tags),
+                source=f"{file}:{row}",
+            )
+
+    def addresses(self) -> Iterator[tuple[str, str, str | None, str | None, str, frozenset[str]]]:
+        """(key, name, email, phone, language tag, channels) per usable contact in reading order: what a
+        message needs, without building a Contact for each (the send loop reads every contact once more)."""
+        for name, email, phone, language, wanted in self._select("name, email, phone, language, wanted"):
+            key = f"email:{email.lower()}" if email else f"phone:{phone}"
+            yield key, name, email, phone, language, _channels_of(wanted, email is not None, phone is not None)
+
+    def _select(self, columns: str) -> Iterator[tuple]:
         conn = self.connect()
         try:
-            cursor = conn.execute(
-                "SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE rejected = 0 ORDER BY pos"
-            )
+            cursor = conn.execute(f"SELECT {columns} FROM drafts WHERE rejected = 0 ORDER BY pos")
             while page := cursor.fetchmany(1000):
-                for name, email, phone, language, wanted, tags, file, row in page:
-                    yield Contact(
-                        key=f"email:{email.lower()}" if email else f"phone:{phone}",
-                        name=name,
-                        email=email,
-                        phone=phone,
-                        language=language,
-                        channels=_channels_of(wanted, email is not None, phone is not None),
-                        tags=_tags_from(tags),
-                        source=f"{file}:{row}",
-                    )
+                yield from page
         finally:
             conn.close()
 

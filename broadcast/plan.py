@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broadcast.channels.base import Message
-from broadcast.contacts import Contact, ContactBook
+from broadcast.contacts import ContactBook
 from broadcast.notice import resolve_language
 from broadcast.render import CONTACT_FIELDS, PERSONAL_CHANNELS, RenderSet, variant_for
 
@@ -74,9 +74,7 @@ class Plan:
         chosen = [c for c in self.channels if channel is None or c == channel]
         personal = [c for c in chosen if c in PERSONAL_CHANNELS]
         if personal:
-            languages = _LanguageCache(self.notice.languages)
-            for contact in self.book:
-                yield from _contact_messages(self.renders, contact, languages(contact.language)[0], personal)
+            yield from _personal_messages(self.renders, self.book, personal)
         for name in chosen:
             if name not in PERSONAL_CHANNELS:
                 yield from _shared_messages(self.renders, name)
@@ -120,30 +118,30 @@ class _LanguageCache:
         return found
 
 
-def _address(contact: Contact, channel: str) -> str | None:
-    if channel not in contact.channels:
-        return None
-    return contact.email if channel == "email" else contact.phone
-
-
-def _contact_messages(renders: RenderSet, contact: Contact, lang: str, channels: list[str]) -> Iterator[Message]:
-    fields = {name: getattr(contact, name) for name in CONTACT_FIELDS}
-    variant = variant_for(fields)
-    for channel in channels:
-        address = _address(contact, channel)
-        if not address:
-            continue
-        recipient = address.lower() if channel == "email" else address
-        yield Message(
-            id=message_id(renders.notice.id, channel, renders.versions[channel], recipient),
-            channel=channel,
-            recipient=address,
-            language=lang,
-            rendering=renders.get(channel, lang, variant),
-            fields=fields if variant == "" else {},
-            contact_key=contact.key,
-            notice=renders.notice.id,
-        )
+def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str]) -> Iterator[Message]:
+    """Each contact's message on each personal channel it is reached on, in reading order."""
+    notice = renders.notice.id
+    languages = _LanguageCache(renders.notice.languages)
+    # everything per channel is looked up once, not per message
+    prefix = {channel: message_id(notice, channel, renders.versions[channel], "") for channel in channels}
+    for key, name, email, phone, tag, reachable in book.addresses():
+        lang = languages(tag)[0]
+        fields = dict(zip(CONTACT_FIELDS, (name,), strict=True))  # the one contact field templates see is the name
+        variant = variant_for(fields)
+        for channel in channels:
+            if channel not in reachable:
+                continue
+            address = email if channel == "email" else phone
+            yield Message(
+                id=prefix[channel] + (address.lower() if channel == "email" else address),
+                channel=channel,
+                recipient=address,
+                language=lang,
+                rendering=renders.renderings[(channel, lang, variant)],
+                fields=fields if variant == "" else {},
+                contact_key=key,
+                notice=notice,
+            )
 
 
 def _shared_messages(renders: RenderSet, channel: str) -> Iterator[Message]:
