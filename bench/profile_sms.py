@@ -34,7 +34,7 @@ def main() -> None:
         try:
             env = run.broadcast_env(fakes, work)
             out = f"{prefix}.collapsed"
-            cmd = [str(pyspy), "record", "--format", "raw", "-o", out, "--rate", "200", "--threads", *(["--gil"] if "--gil" in sys.argv else []), "--",
+            cmd = [str(pyspy), "record", "--format", "raw", "-o", out, "--rate", "200", "--threads", "--idle", *(["--gil"] if "--gil" in sys.argv else []), "--",
                    run.BROADCAST, "send", str(run.NOTICE), "--contacts", str(csv_path), "--channel", channel,
                    "--yes", "--json", "--force"]
             subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, check=True)

@@ -111,6 +111,7 @@ def deliver(
     def settle(receipts: list[Receipt]) -> None:
         # receipts are recorded in chunks, never one transaction per message; a crash before a flush
         # leaves those rows in flight, which the next run treats as unknown (reconciled where it can be)
+        due: list[Receipt] = []
         with lock:
             outcome.add(receipts)
             if progress:
@@ -119,8 +120,11 @@ def deliver(
                 buffer.extend(receipts)
                 # channels without a provider look-up record at once: a crash must not turn their sends into unknowns
                 if len(buffer) >= SETTLE_CHUNK or any(r.channel in settle_now for r in receipts):
-                    on_receipts(buffer[:])
+                    due = buffer[:]
                     buffer.clear()
+        if due:
+            # outside the lock: each sender records its own receipts while the others go on sending
+            on_receipts(due)
 
     groups = dict(messages) if isinstance(messages, Mapping) else by_channel(messages)
     interrupted = threading.Event()
