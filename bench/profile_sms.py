@@ -1,8 +1,9 @@
 """Profile `broadcast send --channel sms` against the fakes (separate process) with py-spy.
 
-    .venv/bin/python bench/profile_sms.py [N] [OUT_PREFIX] [--gil] [--email]
+    .venv/bin/python bench/profile_sms.py [N] [OUT_PREFIX] [--gil] [--email] [--idle]
 
 --email profiles the email channel instead. --gil keeps only samples holding the GIL: where broadcast spends CPU rather than waiting on the network.
+--idle keeps idle samples too (threads waiting on sockets, locks, futures): where wall time goes per thread.
 
 Writes OUT_PREFIX.collapsed (py-spy raw/collapsed stacks, including idle threads) and prints the
 top functions by self and by inclusive samples, counting only samples that are not idle.
@@ -22,7 +23,7 @@ import run  # noqa: E402
 
 def main() -> None:
     channel = "email" if "--email" in sys.argv else "sms"
-    args = [a for a in sys.argv[1:] if a not in ("--gil", "--email")]
+    args = [a for a in sys.argv[1:] if a not in ("--gil", "--email", "--idle")]
     n = int(args[0]) if args else 2000
     prefix = args[1] if len(args) > 1 else "/tmp/broadcast-sms-profile"
     pyspy = Path(sys.executable).parent / "py-spy"
@@ -34,7 +35,7 @@ def main() -> None:
         try:
             env = run.broadcast_env(fakes, work)
             out = f"{prefix}.collapsed"
-            cmd = [str(pyspy), "record", "--format", "raw", "-o", out, "--rate", "200", "--threads", "--idle", *(["--gil"] if "--gil" in sys.argv else []), "--",
+            cmd = [str(pyspy), "record", "--format", "raw", "-o", out, "--rate", "200", "--threads", *(["--gil"] if "--gil" in sys.argv else []), *(["--idle"] if "--idle" in sys.argv else []), "--",
                    run.BROADCAST, "send", str(run.NOTICE), "--contacts", str(csv_path), "--channel", channel,
                    "--yes", "--json", "--force"]
             subprocess.run(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, check=True)
