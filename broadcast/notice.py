@@ -197,18 +197,25 @@ class Notice(_Strict):
 
 def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
     """Every localized text in the notice with its field path (``channels[1].label``)."""
+    return _walk(notice, "", strings=False)
 
-    def walk(value: Any, path: str) -> Iterator[tuple[str, dict[str, str]]]:
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                yield from walk(getattr(value, name), f"{path}.{name}" if path else name)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                yield from walk(item, f"{path}[{i}]")
-        elif isinstance(value, dict):
-            yield path, value
 
-    yield from walk(notice, "")
+def _walk(value: Any, path: str, *, strings: bool) -> Iterator[tuple[str, Any]]:
+    """Field paths below ``value`` with each localized text (language → text), or with ``strings`` each plain
+    string, a localized one named by field and language (``summary.en``; ``summary`` for every language)."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name), f"{path}.{name}" if path else name, strings=strings)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{path}[{i}]", strings=strings)
+    elif isinstance(value, dict) and not strings:
+        yield path, value
+    elif isinstance(value, dict):
+        for lang, text in value.items():
+            yield from _walk(text, path if lang == ANY_LANGUAGE else f"{path}.{lang}", strings=True)
+    elif isinstance(value, str) and strings:
+        yield path, value
 
 
 def missing_translations(notice: Notice) -> list[tuple[str, str]]:
@@ -442,26 +449,11 @@ def reserved_tokens(notice: Notice) -> list[tuple[str, str]]:
     text by field and language (``summary.en``).
     """
     found = []
-    for field, text in _strings(notice, ""):
+    for field, text in _walk(notice, "", strings=True):
         match = RESERVED_TOKEN.search(text)
         if match:
             found.append((field, match.group()))
     return found
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every string under ``value`` with its field path, walked like ``texts`` but down to plain strings."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _strings(getattr(value, name), f"{path}.{name}" if path else name)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _strings(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for lang, text in value.items():
-            yield from _strings(text, path if lang == ANY_LANGUAGE else f"{path}.{lang}")
 
 
 def _reserved_token_error(tokens: list[tuple[str, str]], path: Path, lines: dict[str, int]) -> NoticeError:
