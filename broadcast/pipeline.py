@@ -166,7 +166,20 @@ def prepare(
         ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
         resend_after=resend_after, retry_unknown=retry_unknown, override=override,
     )
-    # one pass to count what will go out; sending streams and triages the messages again, so none is held
+    _count(plan, ledger)
+    plan.sms_saved = checked.sms_saved
+    for channel, n in plan.overridden.items():
+        checked.warnings.append(
+            Caution(channel, f"override_suppressions: {n} recipient(s) who unsubscribed get this emergency notice")
+        )
+    return plan, checked.warnings
+
+
+def _count(plan: Plan, ledger: Ledger | None) -> None:
+    """One pass over every planned message: what goes out, what is skipped and why, what is unknown, SMS billed.
+
+    Sending streams and triages the messages again, so none is held between the two.
+    """
     billing = SmsBilling()
     decisions = (
         decision
@@ -174,7 +187,7 @@ def prepare(
         # a version of the notice the ledger has no row of on this channel needs no look-up per message
         for decision in plan.decide(
             plan.messages(channel),
-            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, renders.versions[channel]),
+            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, plan.renders.versions[channel]),
         )
     )
     for decision in decisions:
@@ -191,12 +204,6 @@ def prepare(
             plan.unknowns.append(decision)
         else:
             plan.skipped[message.channel][decision.reason] += 1
-    plan.sms_saved = checked.sms_saved
-    for channel, n in plan.overridden.items():
-        checked.warnings.append(
-            Caution(channel, f"override_suppressions: {n} recipient(s) who unsubscribed get this emergency notice")
-        )
-    return plan, checked.warnings
 
 
 #: the reason on a send decision that reaches a suppressed recipient because an emergency notice says so
