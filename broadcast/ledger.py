@@ -21,7 +21,7 @@ from broadcast.errors import LedgerError
 DEFAULT_URL = "sqlite:///.broadcast/ledger.db"
 #: rows per statement: large enough to be fast, small enough for SQLite's variable limit
 CHUNK = 500
-#: rows per claiming INSERT: 11 values a row stays under SQLite's 32,766 variables
+#: rows per claiming INSERT: 2,000 × 12 values stays under SQLite's 32,766 variables
 CLAIM_CHUNK = 2000
 #: a run that has not beaten its heart for this long is dead; its in-flight rows become unknown
 STALE_AFTER = timedelta(seconds=60)
