@@ -360,9 +360,9 @@ def execute(
     for name, channel in channels.items():
         channel.gate = (limits or {}).get(name)
     if ledger is None:
-        return deliver(
+        return _unread(plan, deliver(
             {name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress, limits=limits
-        )
+        ))
 
     def claim(batch: list[Message]) -> list[Message]:
         return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
@@ -375,9 +375,18 @@ def execute(
             policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress, limits=limits,
         )
         outcome.reconciled.update(found)
-        return outcome
+        return _unread(plan, outcome)
     finally:
         ledger.finish_run()
+
+
+def _unread(plan: Plan, outcome: Outcome) -> Outcome:
+    """After Ctrl-C: messages the senders never read from the plan were not started either; count them."""
+    if outcome.interrupted:
+        for name in plan.channels:
+            settled = sum(n for status, n in outcome.counts.get(name, Counter()).items() if status != "skipped")
+            outcome.unread[name] = max(0, plan.to_send[name] - settled)
+    return outcome
 
 
 def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
@@ -448,7 +457,9 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             "planned": plan.planned(name),
             "sent": counts["sent"],
             "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
-            "failed": counts["failed"] + counts["retry"],
+            "failed": counts["failed"] + counts["retry"] - outcome.not_started[name],
+            # Ctrl-C: not sent, and sent by the next run
+            "not_started": outcome.not_started[name] + outcome.unread[name],
             "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),
             "reconciled": outcome.reconciled[name],
             "overridden_suppressions": plan.overridden[name],

@@ -147,7 +147,7 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {reason}")
     if outcome.interrupted:
-        left = outcome.not_started
+        left = sum(outcome.not_started.values()) + sum(outcome.unread.values())
         console.print(
             f"[yellow]Interrupted[/]: requests already under way were finished and recorded; {left} message(s) were "
             "not sent. Run the same command again to send them (nothing is sent twice)."

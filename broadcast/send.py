@@ -57,8 +57,10 @@ class Outcome:
     #: the first MAX_FAILURES_KEPT failed, retry and unknown receipts (failed_total counts them all)
     failures: list[Receipt] = field(default_factory=list)
     failed_total: int = 0
-    #: messages left unsent because the person pressed Ctrl-C
-    not_started: int = 0
+    #: channel → messages Ctrl-C left unsent: taken from the plan, their receipts say so ("retry", INTERRUPTED) ...
+    not_started: Counter[str] = field(default_factory=Counter)
+    #: ... and never read from the plan at all, counted from the plan by pipeline.execute
+    unread: Counter[str] = field(default_factory=Counter)
     #: channel → the message of the error that stopped it
     stopped: dict[str, str] = field(default_factory=dict)
     #: channel → unknowns from an earlier run that the provider confirmed as delivered
@@ -74,7 +76,7 @@ class Outcome:
                 if len(self.failures) < MAX_FAILURES_KEPT:
                     self.failures.append(receipt)
                 if receipt.reason and INTERRUPTED in receipt.reason:
-                    self.not_started += 1
+                    self.not_started[receipt.channel] += 1
 
 
 ReceiptSink = Callable[[list[Receipt]], None]
@@ -237,8 +239,11 @@ def _run_channel(
             # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
             group_size = max(CLAIM_CHUNK, channel.max_batch * senders)
             for group in _claim_groups(batches(channel, messages), group_size):
-                # a stopped or interrupted channel claims nothing more: those rows stay as the next run expects them
-                if claim is not None and not stop.is_set() and not interrupted.is_set():
+                if interrupted.is_set():
+                    # Ctrl-C: read no further; what was never taken from the stream is counted as not started
+                    break
+                # a stopped channel claims nothing more: those rows stay as the next run expects them
+                if claim is not None and not stop.is_set():
                     group = _claimed(group, claim, settle)
                 in_flight.append([pool.submit(work, batch) for batch in group])
                 # claim at most two groups ahead of what has been sent, so a crash leaves few rows in flight
