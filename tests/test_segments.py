@@ -228,3 +228,28 @@ def test_transliterate_is_not_always_cheaper() -> None:
     # Pins the known exception, so callers know to compare counts when cost matters.
     assert count_segments("…" * 70).segments == 1
     assert count_segments(transliterate("…" * 70)).segments == 2
+
+
+# -- billing per name shape (pipeline.SmsBilling): one count serves every name of a shape, and must be exact ----------
+
+_BILLING_TEXTS = [
+    "Hi %%name%%, boil water before use. " * 4,  # GSM-7, several segments
+    "Pozdravljeni %%name%%: prekuhajte vodo, {} pomoč € " * 3,  # UCS-2 (č) with extension characters
+    ("a" * 140) + "%%name%%" + ("€" * 10) + "%%name%%",  # escapes near segment boundaries, the name twice
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.sampled_from(_BILLING_TEXTS),
+    names=st.lists(st.text(alphabet=st.sampled_from("abcXYZ €{}čšžÄ😀éñ-'"), max_size=40), min_size=1, max_size=6),
+)
+def test_billing_by_name_shape_equals_counting_every_message(text: str, names: list[str]) -> None:
+    from broadcast.channels.base import Message, Rendering
+    from broadcast.pipeline import SmsBilling
+
+    billing = SmsBilling()  # shared across names, so a memo from one name serves the next of its shape
+    rendering = Rendering("sms", "en", text=text)
+    for name in names:
+        message = Message(f"n/sms/v/{name}", "sms", "+38641000000", "en", rendering, fields={"name": name})
+        assert billing(message) == count_segments(message.personal().text).segments, name
