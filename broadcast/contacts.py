@@ -6,6 +6,7 @@ import codecs
 import csv
 import functools
 import itertools
+import os
 import re
 import shutil
 import sqlite3
@@ -143,12 +144,20 @@ def read_contacts(paths: Sequence[str | Path], *, default_region: str | None = N
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    reader = _BookReader(_region(default_region))
-    # Far above MAX_FIELD_LENGTH on purpose: a runaway quote must become a row problem, not a csv.Error for the file.
-    csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
-    for path in paths:
-        reader.read_file(path)
-    return reader.finish()
+    region = _region(default_region)
+    try:
+        reader = _BookReader(region)
+        # Far above MAX_FIELD_LENGTH on purpose: a runaway quote must become a row problem, not a csv.Error for the file.
+        csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
+        for path in paths:
+            reader.read_file(path)
+        return reader.finish()
+    except (sqlite3.Error, OSError) as exc:
+        # the CSV files were readable (read_file reports those); writing the staging file is what failed
+        raise ContactsError(
+            f"cannot stage the contacts on disk in {tempfile.gettempdir()}: {exc}",
+            hint="free some space there, or set TMPDIR to a folder with room (about 200 bytes per contact)",
+        ) from None
 
 
 def _region(default_region: str | None) -> str | None:
@@ -185,7 +194,9 @@ class _Staging:
     """
 
     def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="broadcast-contacts-")
+        _sweep_stale(Path(tempfile.gettempdir()))
+        # the process id in the name lets a later run remove this folder if this process is killed
+        self.directory = tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-")
         self.path = str(Path(self.directory) / "contacts.db")
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
         self.conn = self.connect()
@@ -290,6 +301,31 @@ class _Staging:
                 yield from page
         finally:
             conn.close()
+
+
+_STAGING_PREFIX = "broadcast-contacts-"
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove staging folders of runs that were killed (SIGKILL skips the clean-up): they hold personal data."""
+    for folder in root.glob(f"{_STAGING_PREFIX}*-*"):
+        try:
+            pid = int(folder.name.removeprefix(_STAGING_PREFIX).split("-", 1)[0])
+            mine = folder.stat().st_uid == os.getuid()
+        except (ValueError, OSError):
+            continue
+        if mine and not _process_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _channels_of(wanted: str | None, has_email: bool, has_phone: bool) -> frozenset[str]:

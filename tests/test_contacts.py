@@ -539,3 +539,33 @@ def test_staging_file_is_private_and_removed_with_the_book(tmp_path):
 
     gc.collect()
     assert not folder.exists()
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile as tf
+
+    monkeypatch.setattr(tf, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f"broadcast-contacts-{int(dead.stdout)}-abc"
+    left.mkdir()
+    (left / "contacts.db").write_text("names and numbers")
+    alive = tmp_path / f"broadcast-contacts-{os.getpid()}-def"
+    alive.mkdir()
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + "Ana,ana@mail.example,,,,\n", encoding="utf-8")
+    book = read_contacts([path])
+    assert not left.exists() and alive.exists()
+    assert Path(book.staging.directory).parent == tmp_path
+
+
+def test_a_staging_disk_that_cannot_be_written_is_a_contacts_error_with_a_hint(tmp_path, monkeypatch):
+    import tempfile as tf
+
+    monkeypatch.setattr(tf, "tempdir", str(tmp_path / "missing" / "folder"))
+    path = tmp_path / "c.csv"
+    path.write_text(HEADER + "Ana,ana@mail.example,,,,\n", encoding="utf-8")
+    with pytest.raises(ContactsError, match="cannot stage the contacts") as caught:
+        read_contacts([path])
+    assert "TMPDIR" in caught.value.hint
