@@ -21,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from broadcast.errors import ConfigError, ContactsError
+from broadcast.processes import alive
 
 COLUMNS = ("name", "email", "phone", "language", "channels", "tags")
 EXPECTED_HEADER = ",".join(COLUMNS)
@@ -314,18 +315,8 @@ def _sweep_stale(root: Path) -> None:
             mine = folder.stat().st_uid == os.getuid()
         except (ValueError, OSError):
             continue
-        if mine and not _process_alive(pid):
+        if mine and not alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _channels_of(wanted: str | None, has_email: bool, has_phone: bool) -> frozenset[str]:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from broadcast.channels.base import Message, Receipt
 from broadcast.errors import LedgerError
+from broadcast.processes import alive
 
 DEFAULT_URL = "sqlite:///.broadcast/ledger.db"
 #: rows per statement: large enough to be fast, small enough for SQLite's variable limit
@@ -212,7 +213,7 @@ class Ledger:
         return {
             r.run_id
             for r in rows
-            if _aware(r.heartbeat_at) >= cutoff and (r.host != host or r.run_id == self.run_id or _alive(r.pid))
+            if _aware(r.heartbeat_at) >= cutoff and (r.host != host or r.run_id == self.run_id or alive(r.pid))
         }
 
     # -- before sending ------------------------------------------------------------------------
@@ -499,16 +500,6 @@ def _takeover_from(decision: Decision) -> tuple[str, ...]:
     if decision.unknown:
         return ("inflight", "unknown")
     return ("retry", "previewed")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 def _version(message: Message) -> str:

@@ -379,6 +379,7 @@ def load_notice(path: str | Path) -> Notice:
         raise NoticeError(
             f"the notice is not UTF-8 text (byte {exc.start})", file=path, hint="save the file as UTF-8 and run again"
         )
+    node = None
     try:
         node = yaml.compose(source, Loader=_NoticeLoader)
         data = yaml.load(source, Loader=_NoticeLoader)
@@ -408,6 +409,14 @@ def load_notice(path: str | Path) -> Notice:
             row=mark.line + 1 if mark else None,
             hint="check indentation and quoting near that line; quote texts that contain ': ' or start with a symbol",
         )
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these, not YAMLError, for a value that does not fit its tag (`!!int x`)
+        raise NoticeError(
+            f"a value does not fit its YAML type tag: {exc}",
+            file=path,
+            row=_unfitting_line(node),
+            hint="remove the !!tag there (for example !!int or !!float) or write a value of that type",
+        ) from None
     if data is None:
         raise NoticeError("the notice file is empty", file=path, hint="start from examples/boil-water.yaml")
     if not isinstance(data, dict):
@@ -473,6 +482,24 @@ def _reserved_token_error(tokens: list[tuple[str, str]], path: Path, lines: dict
         )
     listed = "\n".join(f"  - line {_nearest_line(f, lines) or '?'}, field '{f}': {t}" for f, t in tokens)
     return NoticeError(f"{len(tokens)} texts contain %%…%%, {why}:\n{listed}", file=path, hint=hint)
+
+
+def _unfitting_line(node: Any) -> int | None:
+    """The 1-based line of the first scalar whose tag cannot make a value of it, or None."""
+    constructor = yaml.SafeLoader("")
+    pending, lines = [node], []
+    while pending:
+        current = pending.pop()
+        if isinstance(current, yaml.ScalarNode):
+            try:
+                constructor.construct_object(current)
+            except (ValueError, TypeError, OverflowError, yaml.YAMLError):
+                lines.append(current.start_mark.line + 1)
+        elif isinstance(current, yaml.SequenceNode):
+            pending.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            pending.extend(part for pair in current.value for part in pair)
+    return min(lines, default=None)
 
 
 def _line_index(node: Any) -> dict[str, int]:

@@ -60,6 +60,7 @@ CASES = [
     Case("notices/yaml_colon_in_text.yaml", 2, ("row 24", "quote texts that contain ': '")),
     Case("notices/yaml_two_documents.yaml", 2, ("row 24", "another document")),
     Case("notices/yaml_duplicate_key.yaml", 2, ("row 24", "field 'summary'", "lines 6 and 24")),
+    Case("notices/yaml_value_does_not_fit_tag.yaml", 2, ("row 2", "YAML type tag", "!!tag")),
     Case("notices/empty.yaml", 2, ("empty",)),
     Case("notices/only_comments.yaml", 2, ("empty",)),
     Case("notices/top_level_list.yaml", 2, ("row 1", "mapping")),
