@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcast.channels.base import Channel, Message, Receipt
 from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
@@ -21,6 +21,9 @@ from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
 from broadcast.segments import count_segments, name_shape
 from broadcast.send import Outcome, RetryPolicy, deliver
+
+if TYPE_CHECKING:
+    from broadcast.rate import Gate
 
 
 #: --json lists at most this many contact problems (problems_total counts them all)
@@ -338,7 +341,7 @@ def execute(
     ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     progress: Callable[[list[Receipt]], None] | None = None,
-    limits: dict[str, Any] | None = None,
+    limits: dict[str, Gate] | None = None,
 ) -> Outcome:
     """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
 

@@ -11,11 +11,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt
 from broadcast.errors import ChannelError
 from broadcast.plan import by_channel
+
+if TYPE_CHECKING:
+    from broadcast.rate import Gate
 
 
 log = logging.getLogger(__name__)
@@ -92,7 +95,7 @@ def deliver(
     claim: Claim | None = None,
     on_receipts: ReceiptSink | None = None,
     progress: ReceiptSink | None = None,
-    limits: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Gate] | None = None,
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
 

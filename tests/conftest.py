@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,13 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - It
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60, cwd="/")
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """--verbose installs a root handler on CliRunner's stream; put the test run's logging back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

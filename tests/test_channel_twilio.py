@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -355,15 +354,6 @@ def test_receipts_and_errors_carry_no_secrets(fake: CodedTwilioFake) -> None:
 
 # ----- the command line -----
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """--verbose points the root logger at CliRunner's stream; put it back after the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def send_cli(*extra: str):  # noqa: ANN201

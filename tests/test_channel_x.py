@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -436,15 +435,6 @@ def test_connection_refused_is_retried() -> None:
 
 # -- end to end --------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """--verbose installs a root handler on CliRunner's stream; put the test run's logging back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def send_social(*extra: str) -> Any:

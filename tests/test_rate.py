@@ -23,6 +23,7 @@ from broadcast.rate import (
     parse_concurrency,
     parse_rates,
 )
+from tests.fakes.server import max_in_window
 
 EPS = 1e-9
 
@@ -54,17 +55,6 @@ class SimClock:
 
     def last(self) -> float:
         return self._local.last
-
-
-def max_in_window(times: list[float], seconds: float) -> int:
-    """Most times within any half-open window (t - seconds, t]: how the provider fake counts."""
-    times = sorted(times)
-    best = start = 0
-    for end, now in enumerate(times):
-        while times[start] <= now - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def assert_spaced(starts: list[float], rate: Rate, window: float) -> None:

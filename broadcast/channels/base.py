@@ -8,7 +8,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:  # rate.py is imported only when a send sets limits
+    from broadcast.rate import Gate
 
 #: What happened to one message. ``retry`` means a transient failure the sender may try again;
 #: ``unknown`` means the request may or may not have reached the provider (a crash or a lost answer);
@@ -86,7 +89,7 @@ class Channel(ABC):
     #: True when the adapter talks to a network; the dry-run never constructs one
     live: ClassVar[bool] = True
     #: this run's --rate / --concurrency limits for the channel (a rate.Gate), and its Ctrl-C event; set by send.deliver
-    gate: Any = None
+    gate: Gate | None = None
     stop: threading.Event | None = None
 
     @contextmanager

@@ -260,13 +260,8 @@ class FakeServer:
     def max_in_window(self, seconds: float = 1.0) -> int:
         """Most requests that arrived within any sliding window of ``seconds`` (all requests, answered or not)."""
         with self._lock:
-            times = sorted(request.time for request in self.requests)
-        best = start = 0
-        for end, now in enumerate(times):
-            while times[start] <= now - seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+            times = [request.time for request in self.requests]
+        return max_in_window(times, seconds)
 
     def script(self, answers: Iterable[int | tuple[int, Mapping[str, str]] | str]) -> None:
         """Answer the next requests, in order, before normal service resumes.
@@ -487,3 +482,14 @@ def _drop(handler: _Handler) -> None:
         handler.connection.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def max_in_window(times: Iterable[float], seconds: float) -> int:
+    """Most times within any half-open window (t - seconds, t]: how a provider counts requests against a limit."""
+    times = sorted(times)
+    best = start = 0
+    for end, now in enumerate(times):
+        while times[start] <= now - seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
