@@ -19,9 +19,16 @@ CHANNEL_NAMES = ("email", "sms", "social", "web")
 
 
 def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    if not value:
+    if value is None:
         return None
     names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not names:
+        # an empty value is a mistake (an unset shell variable, a stray comma), never "every channel":
+        # reading it as "all" once sent email, SMS, X posts and the banner when one channel was meant
+        raise click.BadParameter(
+            f"no channel named in {value!r}; nothing was sent. Name one or more of {','.join(CHANNEL_NAMES)}, "
+            "or leave --channel out to use every channel"
+        )
     unknown = [n for n in names if n not in CHANNEL_NAMES]
     if unknown:
         raise click.BadParameter(f"unknown channel {', '.join(unknown)}; choose from {','.join(CHANNEL_NAMES)}")

@@ -193,6 +193,11 @@ SITUATIONS = [
     Situation("ledger is a folder", ("--ledger", "sqlite:///folder.csv"), ("cannot open the ledger",)),
     Situation("ledger is not a database", ("--ledger", "sqlite:///good.csv"), ("cannot open the ledger",)),
     Situation("ledger folder is a file", ("--ledger", "sqlite:///good.csv/ledger.db"), ("cannot open the ledger",)),
+    # an empty --channel once meant "every channel": email, SMS, 7 X posts and the banner went out
+    *(
+        Situation(f"empty channel list {value!r}", ("--channel", value), ("--channel", "email,sms,social,web"))
+        for value in ("", ",", " ", ", ,")
+    ),
 ]
 
 
