@@ -82,7 +82,52 @@ class _MaskingFormatter(logging.Formatter):
         return mask(super().format(record))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Broadcast(click.Group):
+    """The command group; its own options (-v, --env-file) may also come after the command's name.
+
+    People type `broadcast check x.yaml -v` as often as `broadcast -v check x.yaml`; both must work. The group's
+    options are moved in front of the command before parsing, so they are read in one place, in one order.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist(self, args))
+
+
+def _hoist(group: click.Group, args: list[str]) -> list[str]:
+    """``args`` with the group's own options, wherever they stand before a ``--``, moved to the front."""
+    takes_value: dict[str, bool] = {}
+    for param in group.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                takes_value[name] = not (param.is_flag or param.count)
+    command_at, i = None, 0
+    while i < len(args) and command_at is None:
+        if args[i] in group.commands:
+            command_at = i
+        elif takes_value.get(args[i]):
+            i += 1  # an option's value (`--env-file send`) is not the command
+        i += 1
+    if command_at is None:
+        return args
+    front, rest, i = list(args[:command_at]), [], command_at
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in takes_value and not (name.startswith("--version") or name in ("-h", "--help")):
+            front.append(arg)
+            if takes_value[name] and "=" not in arg and i + 1 < len(args):
+                front.append(args[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+@click.group(cls=_Broadcast, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="broadcast")
 @click.option("--env-file", type=click.Path(dir_okay=False), help="Read variables from this file instead of ./.env.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (secrets are always masked).")

@@ -233,3 +233,33 @@ def test_check_strict_turns_a_fallback_into_an_error(tmp_path: Path) -> None:
     assert run("check", notice).exit_code == 0
     strict = run("check", notice, "--strict")
     assert strict.exit_code == 2 and "× sl" in strict.output
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_env_file_and_verbose_work_before_or_after_the_command(where: str, tmp_path: Path, restore_logging) -> None:  # noqa: ANN001
+    env = tmp_path / "custom.env"
+    env.write_text("TWILIO_ACCOUNT_SID=ACsecretsecretsecret\nTWILIO_AUTH_TOKEN=tok-very-secret-123\nTWILIO_FROM=+15005550006\nTWILIO_MESSAGING_SERVICE_SID=MGx\n", encoding="utf-8")
+    globals_ = ["--env-file", str(env), "-v"]
+    command = ["send", str(EXAMPLE), "--contacts", str(CONTACTS), "--yes", "--channel", "sms"]
+    args = globals_ + command if where == "before" else command[:2] + globals_ + command[2:]
+    import logging
+
+    ours = logging.getLogger("broadcast")
+    level = ours.level
+    try:
+        result = run(*args)
+        # the env file was read (its two conflicting senders are the error), and -v turned on our own log
+        assert result.exit_code == 2 and "not both" in result.output, result.output
+        assert "tok-very-secret-123" not in result.output
+        assert ours.level == logging.DEBUG
+    finally:
+        ours.setLevel(level)
+
+
+def test_a_global_option_after_the_command_keeps_its_value_and_leaves_the_commands_own_options() -> None:
+    from broadcast.cli import _hoist
+
+    assert _hoist(main, ["check", "n.yaml", "--env-file", "x.env", "--json"]) == ["--env-file", "x.env", "check", "n.yaml", "--json"]
+    assert _hoist(main, ["--env-file", "check", "check", "n.yaml"]) == ["--env-file", "check", "check", "n.yaml"]
+    assert _hoist(main, ["send", "n.yaml", "--env-file=x.env", "--", "-v"]) == ["--env-file=x.env", "send", "n.yaml", "--", "-v"]
+    assert _hoist(main, ["status", "id", "-v"]) == ["-v", "status", "id"]
