@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,37 @@ def test_a_global_option_after_the_command_keeps_its_value_and_leaves_the_comman
     assert _hoist(main, ["--env-file", "check", "check", "n.yaml"]) == ["--env-file", "check", "check", "n.yaml"]
     assert _hoist(main, ["send", "n.yaml", "--env-file=x.env", "--", "-v"]) == ["--env-file=x.env", "send", "n.yaml", "--", "-v"]
     assert _hoist(main, ["status", "id", "-v"]) == ["-v", "status", "id"]
+
+
+def _readme_options() -> dict[str, set[str]]:
+    """Option name → the commands the README's options table says take it (``all``: the group's own)."""
+    table: dict[str, set[str]] = {}
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`-"):
+            names = re.findall(r"`(-[^`\s]+)", cells[0])
+            for name in names:
+                assert name not in table, f"{name} is in the README's options table twice"
+                table[name] = set(cells[1].split())
+    return table
+
+
+def test_the_readme_options_table_matches_every_commands_help() -> None:
+    import click
+
+    actual: dict[str, set[str]] = {}
+    for param in main.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                actual.setdefault(name, set()).add("all")
+    for command_name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                for name in (*param.opts, *param.secondary_opts):
+                    actual.setdefault(name, set()).add(command_name)
+    documented = _readme_options()
+    assert set(documented) == set(actual), (
+        f"in --help only: {sorted(set(actual) - set(documented))}; in the README only: {sorted(set(documented) - set(actual))}"
+    )
+    for name, commands in actual.items():
+        assert documented[name] == commands, f"{name}: README says {sorted(documented[name])}, --help has {sorted(commands)}"
