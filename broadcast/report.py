@@ -82,8 +82,22 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
 
     console = _console(stderr=as_json)
     notice = plan.notice
-    book = plan.book
     console.print(f"[bold]{notice.id}[/] ({notice.severity}), languages {', '.join(notice.languages)}")
+    _contacts(console, plan)
+    console.print("Plan:")
+    for row in rendering_stats(
+        plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
+    ):
+        console.print("  " + _describe(row))
+    for lang, (before, after) in sorted(plan.sms_saved.items()):
+        console.print(f"  sms {lang}: --sms-transliterate saves {before - after} segment(s) per message ({before} → {after})")
+    _skipped(console, plan)
+    _cautions(console, cautions)
+
+
+def _contacts(console: Any, plan: Plan) -> None:
+    """Contact counts, every problem row (rejected first in the file's order), and who fell back to which language."""
+    book = plan.book
     console.print(
         f"Contacts: {book.read} read, {book.valid} valid, {book.rejected} rejected, {book.merged} merged as duplicates"
     )
@@ -95,20 +109,16 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
     for (tag, lang, how), n in sorted(plan.fallbacks.items()):
         shown = tag or "(no language)"
         console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
-    console.print("Plan:")
-    for row in rendering_stats(
-        plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
-    ):
-        console.print("  " + _describe(row))
-    for lang, (before, after) in sorted(plan.sms_saved.items()):
-        console.print(f"  sms {lang}: --sms-transliterate saves {before - after} segment(s) per message ({before} → {after})")
+
+
+def _skipped(console: Any, plan: Plan) -> None:
+    """Why planned messages were not sent: already sent, suppressed, failed before; and earlier unknowns."""
     for name in plan.channels:
         for reason, n in sorted(plan.skipped.get(name, {}).items()):
             console.print(f"  {name}: {n} skipped: {reason}")
     unknown = Counter(d.message.channel for d in plan.unknowns)
     for name, n in sorted(unknown.items()):
         console.print(f"  [red]{name}: {n} unknown[/]: an earlier run may have sent them; --retry-unknown sends them again")
-    _cautions(console, cautions)
 
 
 def previewed(
@@ -139,11 +149,15 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
         _json(data)
         return
     console = _console()
+    # the same account of contacts and skips as the dry-run's, so a live report alone says who was not reached
+    console.print(f"[bold]{plan_.notice.id}[/] ({plan_.notice.severity}): sent")
+    _contacts(console, plan_)
     for name, counts in data["channels"].items():
         console.print(
             f"{name:<7} planned {counts['planned']}, sent {counts['sent']}, skipped {counts['skipped']}, "
             f"failed {counts['failed']}" + (f", unknown {counts['unknown']}" if counts["unknown"] else "")
         )
+    _skipped(console, plan_)
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {reason}")
     if outcome.interrupted:
