@@ -28,16 +28,31 @@ CLAIM_CHUNK = 200
 SETTLE_CHUNK = 200
 
 
+class Clock:
+    """Real time for retries: monotonic seconds, and waits that Ctrl-C cuts short. Tests pass a fake one."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float, stop: threading.Event) -> bool:
+        """Wait ``seconds``; False as soon as ``stop`` is set (Ctrl-C), and then nothing more may start."""
+        return not stop.wait(seconds) if seconds > 0 else not stop.is_set()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry only transient failures: bounded attempts, jittered exponential backoff, one overall deadline."""
+    """Retry only transient failures (stamina's model): bounded attempts, jittered exponential backoff, and a
+    deadline per message, counted from its first attempt; a provider's Retry-After is honoured up to it."""
 
     attempts: int = 5
     base_delay: float = 1.0
+    #: the longest of our own backoffs; a provider's Retry-After may ask for longer, up to the deadline
     max_delay: float = 60.0
+    #: seconds from a message's first attempt after which it is left for the next run
     deadline: float = 900.0
     #: the testing switch: BROADCAST_NO_WAIT=1 makes retries immediate so tests never sleep
     wait: bool = field(default_factory=lambda: os.environ.get("BROADCAST_NO_WAIT", "") != "1")
+    clock: Clock = field(default_factory=Clock)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """How long to wait before attempt ``attempt + 1``; a provider's Retry-After wins when longer."""
@@ -45,7 +60,7 @@ class RetryPolicy:
             return 0.0
         backoff = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         jittered = random.uniform(backoff / 2, backoff)
-        return min(self.max_delay, max(jittered, retry_after or 0.0))
+        return max(jittered, retry_after or 0.0)
 
 
 #: failed receipts kept for the report; beyond this only their number is kept, so a million failures cost no memory
@@ -108,7 +123,6 @@ def deliver(
     policy = policy or RetryPolicy()
     outcome = Outcome()
     lock = threading.Lock()
-    started = time.monotonic()
 
     buffer: list[Receipt] = []
     settle_now = {name for name, c in channels.items() if type(c).reconcile is Channel.reconcile}
@@ -142,7 +156,7 @@ def deliver(
 
     def run(name: str, stream: Iterable[Message]) -> None:
         try:
-            _run_channel(channels[name], stream, policy, started, claim, settle, outcome, interrupted)
+            _run_channel(channels[name], stream, policy, claim, settle, outcome, interrupted)
         except BaseException as exc:  # noqa: BLE001 - the stream reads the ledger: its errors belong to the caller
             errors.append(exc)
         finally:
@@ -198,7 +212,6 @@ def _run_channel(
     channel: Channel,
     messages: Iterable[Message],
     policy: RetryPolicy,
-    started: float,
     claim: Claim | None,
     settle: ReceiptSink,
     outcome: Outcome,
@@ -215,7 +228,7 @@ def _run_channel(
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
             return
         try:
-            settle(_send_with_retries(channel, batch, policy, started))
+            settle(_send_with_retries(channel, batch, policy, interrupted))
         except ChannelError as exc:
             if not stop.is_set():
                 stop_reason.append(f"{channel.name} stopped: {exc.message}")
@@ -284,9 +297,13 @@ def _claimed(group: list[list[Message]], claim: Claim, settle: ReceiptSink) -> l
     return [batch for batch in kept if batch]
 
 
-def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPolicy, started: float) -> list[Receipt]:
+def _send_with_retries(
+    channel: Channel, batch: list[Message], policy: RetryPolicy, interrupted: threading.Event
+) -> list[Receipt]:
     final: dict[str, Receipt] = {}
     pending = batch
+    # the deadline is each message's own, from its first attempt: a 429 late in a long send is still retried
+    first_attempt = policy.clock.now()
     for attempt in range(1, policy.attempts + 1):
         receipts = channel.send(pending)
         if len(receipts) != len(pending):
@@ -309,15 +326,21 @@ def _send_with_retries(channel: Channel, batch: list[Message], policy: RetryPoli
         retry_ids = {r.message_id for r in retry}
         pending = [m for m in pending if m.id in retry_ids]
         wait = policy.delay(attempt, max((r.retry_after or 0.0) for r in retry))
-        out_of_time = time.monotonic() + wait - started > policy.deadline
+        out_of_time = policy.clock.now() + wait - first_attempt > policy.deadline
         if attempt == policy.attempts or out_of_time:
             # still "retry": the failure was transient, so the next run sends these again
-            why = "deadline reached" if out_of_time else f"gave up after {attempt} attempts"
+            if out_of_time:
+                why = f"deadline reached ({policy.deadline:g} s from the first attempt; the wait asked was {wait:g} s)"
+            else:
+                why = f"gave up after {attempt} attempts"
             for receipt in retry:
                 final[receipt.message_id] = replace(receipt, reason=f"{why}: {receipt.reason}")
             break
-        if wait:
-            time.sleep(wait)
+        if not policy.clock.sleep(wait, interrupted):
+            # Ctrl-C during the backoff: the retry never starts; the next run sends these
+            for receipt in retry:
+                final[receipt.message_id] = replace(receipt, reason=INTERRUPTED)
+            break
     return [final[m.id] for m in batch]
 
 
