@@ -79,3 +79,21 @@ def test_nothing_about_a_channel_prints_a_secret(channel: tuple[str, Channel]) -
     shown = repr(adapter) + str(vars(adapter)) if hasattr(adapter, "__dict__") else repr(adapter)
     for secret in credentials.SECRETS:
         assert secret not in shown
+
+
+def test_after_ctrl_c_no_request_starts_without_a_rate_gate(channel: tuple[str, Channel]) -> None:
+    """Ctrl-C sets the channel's stop event; a request not yet started must not start, gate or no gate."""
+    import threading
+
+    from broadcast.channels.base import INTERRUPTED
+
+    name, adapter = channel
+    if not type(adapter).live or name == "web":
+        pytest.skip("writes files, makes no provider requests")
+    messages = planned(name)[:1]
+    adapter.gate = None
+    adapter.stop = threading.Event()
+    adapter.stop.set()
+    with adapter:
+        receipts = adapter.send(messages)
+    assert [r.status for r in receipts] == ["retry"] and receipts[0].reason == INTERRUPTED

@@ -53,9 +53,15 @@ def test_every_channel_delivers_each_planned_message_exactly_once(fakes, tmp_pat
     ]
     for fake in fakes:
         assert fake.invalid == [] and fake.duplicates() == {}
-    # the recipient's own language reached the provider
-    bodies = {d.recipient: d.payload for d in twilio.deliveries} if hasattr(twilio.deliveries[0], "payload") else {}
-    assert bodies == {} or any("prekuhajte" in str(v) for v in bodies.values())
+    # each recipient's own language reached the provider: the example's Slovenian SMS says "prekuhajte"
+    from broadcast.contacts import read_contacts
+
+    languages = {c.phone: c.language for c in read_contacts([CONTACTS]).contacts if c.phone}
+    bodies = {d.recipient: d.payload["body"].lower() for d in twilio.deliveries}
+    assert set(bodies) <= set(languages)
+    slovenian = {phone for phone in bodies if languages[phone].startswith("sl")}
+    assert slovenian and all("prekuhajte" in bodies[phone] for phone in slovenian)
+    assert all("prekuhajte" not in body for phone, body in bodies.items() if phone not in slovenian)
 
 
 def test_rerun_sends_nothing_and_new_contacts_only(fakes, tmp_path: Path) -> None:  # noqa: ANN001

@@ -98,7 +98,8 @@ class Channel(ABC):
         and concurrency limits allow it to start. Yields False, having waited for nothing, once Ctrl-C was pressed.
         """
         if self.gate is None:
-            yield True
+            # no limits, but Ctrl-C still holds: a thread's next post or retry must not start after it
+            yield not (self.stop is not None and self.stop.is_set())
             return
         with self.gate.request(self.stop) as ok:
             yield ok
