@@ -113,10 +113,19 @@ def check(
             hint="print every notice.channels entry (label and contact) in each template",
         )
     checked.warnings.extend(fallbacks)
+    # a later send of an edited notice says it is an update, and that prefix may need a shorter form than fits now
+    updates = (
+        render_notice(
+            notice, templates, channels=["sms"], updated=["sms"], sms_transliterate=sms_transliterate,
+            sms_max_segments=max_sms_segments,
+        ) if "sms" in renders.versions else None
+    )
     for rendering in renders.of("sms"):
         if rendering.variant:
             continue  # the unnamed variant is never longer than the named one
         info = count_segments(rendering.text)
+        as_update = updates.get("sms", rendering.language) if updates is not None else rendering
+        update_info = count_segments(as_update.text)
         if info.segments > max_sms_segments:
             checked.warnings.append(
                 Caution(
@@ -124,6 +133,16 @@ def check(
                     f"{info.segments} segments ({info.encoding}, {info.characters} characters) is over the limit of "
                     f"{max_sms_segments} even in the SMS template's shortest form ({rendering.form}); shorten the "
                     "headline, the first channel's needs or the contacts, or the SMS template, or raise --max-sms-segments",
+                )
+            )
+        elif update_info.segments > max_sms_segments:
+            checked.warnings.append(
+                Caution(
+                    f"sms ({rendering.language}, update)",
+                    f"fits now, but sent again as an update it is {update_info.segments} segments ({update_info.encoding}, "
+                    f"{update_info.characters} characters), over the limit of {max_sms_segments} even in the shortest "
+                    "form, so a live send of an edited notice would refuse; shorten the headline, the first channel's "
+                    "needs or the contacts, or raise --max-sms-segments",
                 )
             )
     return checked

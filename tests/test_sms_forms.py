@@ -40,7 +40,10 @@ def custom_templates(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("path", [EXAMPLE, STORM], ids=["boil-water", "storm-outage"])
+FIVE_CHANNELS = REPO / "tests" / "data" / "notices" / "five-channels.yaml"
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, STORM, FIVE_CHANNELS], ids=["boil-water", "storm-outage", "five-channels"])
 @pytest.mark.parametrize("update", [False, True], ids=["first", "update"])
 def test_shipped_examples_fit_three_segments_in_every_language(path: Path, update: bool) -> None:
     notice = load_notice(path)
@@ -53,6 +56,7 @@ def test_shipped_examples_fit_three_segments_in_every_language(path: Path, updat
     # before: the full form is 3-11 segments; the forms are what makes the difference
     full = sms(notice, update=update, limit=None)
     assert max(count_segments(full.get("sms", lang).text).segments for lang in notice.languages) >= 9
+    assert json.loads(run("check", path, "--json").stdout)["warnings"] == []
 
 
 def test_check_json_says_which_form_each_language_used_and_warns_of_nothing() -> None:
@@ -109,6 +113,32 @@ def test_every_form_names_every_channel_and_the_first_channels_needs() -> None:
         # each form is shorter than the one before
         lengths = [len(forms[f][""].text) for f in sorted(forms)]
         assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) == len(lengths), (lang, lengths)
+
+
+def test_right_to_left_contacts_stay_isolated_in_every_form() -> None:
+    notice = load_notice(STORM)
+    forms = sms(notice, update=True).sms_forms["ar"]
+    for form, variants in forms.items():
+        lines = variants[""].text.splitlines()
+        for channel in notice.channels:
+            shown = channel.contact if form < 3 else bare_url(channel.contact)
+            line = next(line for line in lines if shown in line)
+            # LRI before the contact; PDI after it unless the line ends there (a line's end closes the isolate)
+            assert "\u2066" + shown in line, (form, line)
+            assert line.endswith(shown) or "\u2066" + shown + "\u2069" in line, (form, line)
+
+
+def test_an_update_that_would_not_fit_is_a_warning_at_check(tmp_path: Path) -> None:
+    data = yaml.safe_load(FIVE_CHANNELS.read_text(encoding="utf-8"))
+    data["headline"]["ar"] = "فيضانات قرب النهر، وإمدادات المياه في خطر شديد"
+    path = tmp_path / "notice.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    notice = load_notice(path)
+    assert count_segments(sms(notice).get("sms", "ar").text).segments <= 3
+    assert count_segments(sms(notice, update=True).get("sms", "ar").text).segments > 3
+    warnings = json.loads(run("check", path, "--json").stdout)["warnings"]
+    assert [w for w in warnings if w.startswith("sms")] == [w for w in warnings if w.startswith("sms (ar, update)")] != []
+    assert "a live send of an edited notice would refuse" in warnings[-1]
 
 
 def test_short_forms_drop_https_but_keep_the_link(tmp_path: Path) -> None:
