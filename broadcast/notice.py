@@ -135,6 +135,9 @@ class Notice(_Strict):
     social: SocialSettings = SocialSettings()
     #: "error": a missing translation stops the run; "default": use the default language's text
     fallback: Literal["error", "default"] = "error"
+    #: the notice's own words for template labels, per language (``{en: {how_to_reach: Who can help}}``), in place of
+    #: the catalog's. Which keys exist depends on the templates, so check compares them (render.unknown_labels).
+    labels: dict[Language, dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], str]] = {}
 
     @field_validator("languages")
     @classmethod
@@ -171,6 +174,17 @@ class Notice(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _labels_in_notice_languages(self) -> Notice:
+        for lang in self.labels:
+            if lang not in self.languages:
+                raise _problem_at(
+                    ("labels", lang),
+                    f"labels has {lang!r}, which is not in languages ({', '.join(self.languages)})",
+                    f"labels apply to one language each: use one of {', '.join(self.languages)}, or remove {lang!r}",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _override_only_in_emergency(self) -> Notice:
         # writing to people who unsubscribed is only defensible when lives or health are at stake
         if self.override_suppressions and self.severity != "emergency":
@@ -197,7 +211,8 @@ class Notice(_Strict):
 
 def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
     """Every localized text in the notice with its field path (``channels[1].label``)."""
-    return _walk(notice, "", strings=False)
+    # label overrides are keyed by language already, each for its own language: not a text to translate
+    return ((path, text) for path, text in _walk(notice, "", strings=False) if path != "labels")
 
 
 def _walk(value: Any, path: str, *, strings: bool) -> Iterator[tuple[str, Any]]:
@@ -482,6 +497,15 @@ def _reserved_token_error(tokens: list[tuple[str, str]], path: Path, lines: dict
         )
     listed = "\n".join(f"  - line {_nearest_line(f, lines) or '?'}, field '{f}': {t}" for f, t in tokens)
     return NoticeError(f"{len(tokens)} texts contain %%…%%, {why}:\n{listed}", file=path, hint=hint)
+
+
+def field_line(path: str | Path, field: str) -> int | None:
+    """The line of ``field`` (``labels.en.footer``) in a notice file already loaded, for errors found after loading."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8-sig"), Loader=_NoticeLoader)
+    except (OSError, yaml.YAMLError, ValueError, RecursionError):
+        return None
+    return _nearest_line(field, _line_index(node))
 
 
 def _unfitting_line(node: Any) -> int | None:

@@ -74,6 +74,8 @@ class Panel:
     over_limit: bool = False
     cost: float = 0.0
     posts: list[Post] = field(default_factory=list)
+    #: which form of the SMS template went out (1 = full; later forms are shorter, see templates/sms.txt.j2)
+    form: int = 0
 
     @property
     def id(self) -> str:
@@ -210,6 +212,7 @@ def _panel(
             info.per_segment,
         )
         panel.over_limit = info.segments > max_sms_segments
+        panel.form = rendering.form
         # The brief's estimate: every planned recipient pays for the segments of this language's text
         panel.cost = info.segments * recipients * sms_segment_price
     elif rendering.channel == "social":
@@ -601,7 +604,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 {% for panel in lang.panels %}
 <article class="panel panel-{{ panel.channel }}{% if panel.channel in ('social', 'web') %} wide{% endif %}{% if panel.over_limit %} bad{% endif %}{% if not panel.recipients %} empty{% endif %}"
  id="{{ panel.id }}" data-channel="{{ panel.channel }}" data-language="{{ panel.language }}" lang="{{ panel.language }}" dir="{{ panel.direction }}"
-{% if panel.channel == 'sms' %} data-segments="{{ panel.segments }}" data-recipients="{{ panel.recipients }}" data-sms-cost="{{ '%.6f' | format(panel.cost) }}"{% endif %}>
+{% if panel.channel == 'sms' %} data-segments="{{ panel.segments }}" data-form="{{ panel.form }}" data-recipients="{{ panel.recipients }}" data-sms-cost="{{ '%.6f' | format(panel.cost) }}"{% endif %}>
 <div class="panel-head" dir="ltr" lang="en">
 <h3>{{ panel.title }} · <span class="mono">{{ panel.language }}</span></h3>
 {% if panel.over_limit %}<span class="pill red">{{ panel.segments }} segments, over {{ max_sms_segments }}</span>{% endif %}
@@ -616,11 +619,12 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <div class="stats" dir="ltr" lang="en">
 <div class="stat"><div class="k">Characters</div><div class="v">{{ panel.characters }}</div></div>
 <div class="stat"><div class="k">Encoding</div><div class="v">{{ panel.encoding }}</div></div>
+<div class="stat"><div class="k">Form</div><div class="v sms-form">{{ panel.form }}</div></div>
 <div class="stat{% if panel.over_limit %} bad{% endif %}"><div class="k">Segments</div><div class="v">{{ panel.segments }}{% if panel.over_limit %} &gt; {{ max_sms_segments }}{% endif %}</div></div>
 <div class="stat{% if panel.over_limit and panel.recipients %} bad{% endif %}"><div class="k">Est. cost</div><div class="v sms-cost">{% if price %}{{ panel.cost | money }}{% else %}—{% endif %}</div></div>
 </div>
 <div class="phone"><div class="from" dir="ltr" lang="en">Text message</div><div class="bubble">{{ panel.text | tokens }}</div></div>
-<p class="note" dir="ltr" lang="en">{{ panel.encoding }}: {{ panel.per_segment }} characters per segment. Cost = {{ panel.segments }} segments × {{ panel.recipients }} recipients × {% if price %}{{ price }}{% else %}price not set (--sms-segment-price){% endif %}.</p>
+<p class="note" dir="ltr" lang="en">{% if panel.form > 1 %}Form {{ panel.form }}: shortened to fit {{ max_sms_segments }} segment{{ 's' if max_sms_segments != 1 }} (form 1 is the full text; see the forms in sms.txt.j2). {% endif %}{{ panel.encoding }}: {{ panel.per_segment }} characters per segment. Cost = {{ panel.segments }} segments × {{ panel.recipients }} recipients × {% if price %}{{ price }}{% else %}price not set (--sms-segment-price){% endif %}.</p>
 {% elif panel.channel == 'social' %}
 <div class="thread">
 {% for post in panel.posts %}

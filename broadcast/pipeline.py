@@ -18,7 +18,7 @@ from broadcast.ledger import Decision, Ledger
 from broadcast.ledger import now as ledger_now
 from broadcast.notice import Notice, load_notice, missing_translations
 from broadcast.plan import CHANNELS, Plan, build_plan
-from broadcast.render import RenderSet, Templates, missing_contacts, render_notice, weighted_length
+from broadcast.render import RenderSet, Templates, label_problems, missing_contacts, render_notice, weighted_length
 from broadcast.segments import count_segments, name_shape
 from broadcast.send import Outcome, RetryPolicy, deliver
 
@@ -69,11 +69,15 @@ def check(
     """
     notice = load_notice(notice_path)
     templates = Templates(templates_dir)
+    _check_labels(notice, templates, notice_path)
     # a send on some channels renders only those; `check` itself renders them all
-    renders = render_notice(notice, templates, channels=channels or list(CHANNELS), sms_transliterate=sms_transliterate)
+    renders = render_notice(
+        notice, templates, channels=channels or list(CHANNELS), sms_transliterate=sms_transliterate,
+        sms_max_segments=max_sms_segments,
+    )
     checked = Checked(notice, templates, renders)
     if sms_transliterate and "sms" in renders.versions:
-        plain = render_notice(notice, templates, channels=["sms"])
+        plain = render_notice(notice, templates, channels=["sms"], sms_max_segments=max_sms_segments)
         for (channel, lang, variant), rendering in plain.renderings.items():
             if not variant:
                 before, after = count_segments(rendering.text), count_segments(renders.get(channel, lang).text)
@@ -87,8 +91,20 @@ def check(
         )
     gaps = []
     for (channel, lang, variant), rendering in renders.renderings.items():
+        if channel == "sms":
+            continue  # below, with every form
         for channel_id in missing_contacts(rendering, notice):
             gaps.append(f"  - {channel} ({lang}{', ' + variant if variant else ''}) leaves out {channel_id}: {notice.channel(channel_id).contact}")
+    # every SMS form, not only the one this limit picks: another limit, or an update's prefix, sends another form
+    for lang, forms in renders.sms_forms.items():
+        left_out: dict[tuple[str, str], list[int]] = {}
+        for form, variants in forms.items():
+            for variant, rendering in variants.items():
+                for channel_id in missing_contacts(rendering, notice):
+                    left_out.setdefault((variant, channel_id), []).append(form)
+        for (variant, channel_id), in_forms in left_out.items():
+            which = "" if len(in_forms) == len(forms) else f", form {', '.join(map(str, in_forms))}"
+            gaps.append(f"  - sms ({lang}{', ' + variant if variant else ''}{which}) leaves out {channel_id}: {notice.channel(channel_id).contact}")
     if gaps:
         raise TemplateError(
             "a rendering leaves out a support channel's contact; every channel must say how to reach all of them:\n"
@@ -97,19 +113,61 @@ def check(
             hint="print every notice.channels entry (label and contact) in each template",
         )
     checked.warnings.extend(fallbacks)
+    # a later send of an edited notice says it is an update, and that prefix may need a shorter form than fits now
+    updates = (
+        render_notice(
+            notice, templates, channels=["sms"], updated=["sms"], sms_transliterate=sms_transliterate,
+            sms_max_segments=max_sms_segments,
+        ) if "sms" in renders.versions else None
+    )
     for rendering in renders.of("sms"):
         if rendering.variant:
             continue  # the unnamed variant is never longer than the named one
         info = count_segments(rendering.text)
+        as_update = updates.get("sms", rendering.language) if updates is not None else rendering
+        update_info = count_segments(as_update.text)
         if info.segments > max_sms_segments:
             checked.warnings.append(
                 Caution(
                     f"sms ({rendering.language})",
                     f"{info.segments} segments ({info.encoding}, {info.characters} characters) is over the limit of "
-                    f"{max_sms_segments}; shorten the SMS template or notice texts, or raise --max-sms-segments",
+                    f"{max_sms_segments} even in the SMS template's shortest form ({rendering.form}); shorten the "
+                    "headline, the first channel's needs or the contacts, or the SMS template, or raise --max-sms-segments",
+                )
+            )
+        elif update_info.segments > max_sms_segments:
+            checked.warnings.append(
+                Caution(
+                    f"sms ({rendering.language}, update)",
+                    f"fits now, but sent again as an update it is {update_info.segments} segments ({update_info.encoding}, "
+                    f"{update_info.characters} characters), over the limit of {max_sms_segments} even in the shortest "
+                    "form, so a live send of an edited notice would refuse; shorten the headline, the first channel's "
+                    "needs or the contacts, or raise --max-sms-segments",
                 )
             )
     return checked
+
+
+def _check_labels(notice: Notice, templates: Templates, notice_path: str | Path) -> None:
+    """The notice's ``labels:`` must name labels the templates have, with only the {slots} each one fills."""
+    from broadcast.errors import NoticeError
+    from broadcast.notice import field_line
+
+    problems = label_problems(notice, templates)
+    if not problems:
+        return
+    first = problems[0]
+    field_path = f"labels.{first.language}.{first.key}"
+    if len(problems) == 1:
+        raise NoticeError(first.message, file=notice_path, row=field_line(notice_path, field_path), field=field_path, hint=first.hint)
+    listed = "\n".join(
+        f"  - line {field_line(notice_path, f'labels.{p.language}.{p.key}') or '?'}, field 'labels.{p.language}.{p.key}': {p.message}"
+        for p in problems
+    )
+    raise NoticeError(
+        f"{len(problems)} problems in labels:\n{listed}", file=notice_path, row=field_line(notice_path, field_path),
+        field=field_path, hint=first.hint,
+    )
 
 
 def _fallbacks(notice: Notice, renders: RenderSet) -> list[Caution]:
@@ -120,7 +178,11 @@ def _fallbacks(notice: Notice, renders: RenderSet) -> list[Caution]:
     ]
     for lang, catalog in renders.catalogs.items():
         shown_in = catalog.source if catalog.source != lang else "en"
-        out.extend(Caution(f"labels/{lang}.yaml", f"label '{key}' missing, shown in {shown_in}") for key in catalog.borrowed)
+        overridden = notice.labels.get(lang, {})  # the notice's own words for a label are no fallback
+        out.extend(
+            Caution(f"labels/{lang}.yaml", f"label '{key}' missing, shown in {shown_in}")
+            for key in catalog.borrowed if key not in overridden
+        )
     return out
 
 
@@ -156,7 +218,8 @@ def prepare(
         updated = [c for c in chosen if earlier.get(c, set()) - {renders.versions[c]}]
         if updated:
             renders = render_notice(
-                checked.notice, checked.templates, channels=chosen, updated=updated, sms_transliterate=sms_transliterate
+                checked.notice, checked.templates, channels=chosen, updated=updated, sms_transliterate=sms_transliterate,
+                sms_max_segments=max_sms_segments,
             )
     book = read_contacts(contact_paths, default_region=region)
     plan = build_plan(renders, book, chosen)
@@ -515,7 +578,7 @@ def rendering_stats(
             row["recipients"] = counts[channel][lang]
         if channel == "sms":
             info = count_segments(rendering.text)
-            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments)
+            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments, form=rendering.form)
             if billed is not None:
                 row.update(billed_segments=billed[lang], cost=round(billed[lang] * sms_segment_price, 4))
         elif channel == "social":

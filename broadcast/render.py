@@ -16,7 +16,7 @@ from jinja2 import pass_environment
 
 from broadcast.channels.base import Rendering
 from broadcast.errors import TemplateError
-from broadcast.notice import Notice, localize
+from broadcast.notice import LocalNotice, Notice, localize
 
 #: the channels that carry a rendering, and the template files each one uses
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -31,6 +31,11 @@ PERSONAL_CHANNELS = ("email", "sms")
 CONTACT_FIELDS = ("name",)
 #: variant of a personal rendering for contacts whose name is empty
 NO_NAME = "noname"
+#: the SMS template's forms, longest first (documented in templates/sms.txt.j2); the first that fits is sent
+SMS_FORMS = range(1, 7)
+#: stands in for a recipient's name while the SMS form is chosen: a long name must not push the sent SMS over the
+#: limit. Thirty letters covers all but a few names; billing counts each real name (pipeline.SmsBilling).
+LONG_NAME = "x" * 30
 X_MAX_WEIGHT = 280
 
 
@@ -142,6 +147,7 @@ class Templates:
             lstrip_blocks=True,
         )
         self.env.filters["fmt"] = _fmt
+        self.env.filters["bare_url"] = bare_url
         self._catalogs: dict[str, Catalog] = {}
 
     def source_digest(self) -> str:
@@ -256,6 +262,16 @@ def _fmt(env: Any, label: str, **values: Any) -> str:
         raise ValueError(f"label {label!r} has a slot that fmt() was not given: {exc}") from None
 
 
+def bare_url(contact: str) -> str:
+    """A link as a phone shows it, for SMS where every character costs: ``https://a.example/x/`` → ``a.example/x``.
+
+    Phones link a bare domain all the same; only https:// goes, since a browser given a bare name tries https first.
+    """
+    if not contact.startswith("https://"):
+        return contact
+    return contact.removeprefix("https://").rstrip("/")
+
+
 def _template_line(exc: BaseException, path: Path) -> int | None:
     """Jinja2 rewrites tracebacks so template frames carry the template's file and line."""
     tb = exc.__traceback__
@@ -278,6 +294,8 @@ class RenderSet:
     renderings: dict[tuple[str, str, str], Rendering]
     catalogs: dict[str, Catalog]
     versions: dict[str, str]
+    #: language → form → variant → Rendering: every form of the SMS, so check can see that each names every channel
+    sms_forms: dict[str, dict[int, dict[str, Rendering]]] = field(default_factory=dict)
 
     def get(self, channel: str, lang: str, variant: str = "") -> Rendering:
         return self.renderings[(channel, lang, variant)]
@@ -293,18 +311,24 @@ def render_notice(
     channels: Iterable[str] = tuple(TEMPLATES),
     updated: Iterable[str] = (),
     sms_transliterate: bool = False,
+    sms_max_segments: int | None = None,
 ) -> RenderSet:
     """Render ``channels`` in every notice language; ``updated`` channels say the notice is an update.
 
     ``sms_transliterate`` folds the SMS text to GSM-7 where it can (č→c), which the person asked for to
     pay for fewer segments; it is part of the SMS version, since recipients see the difference.
+    ``sms_max_segments``: each language's SMS is the first of the template's forms that fits (see sms_form);
+    None sends the full form.
     """
     channels = list(channels)
     updated = set(updated)
     catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
+    # the notice's own words for a label win over the catalog's, in every channel of that language
+    labels = {lang: {**catalogs[lang].labels, **notice.labels.get(lang, {})} for lang in notice.languages}
     renderings: dict[tuple[str, str, str], Rendering] = {}
     digest = templates.source_digest()
     versions: dict[str, str] = {}
+    sms_alternatives: dict[str, dict[int, dict[str, Rendering]]] = {}
     for channel in channels:
         version = hashlib.sha256(digest.encode())
         version.update(notice.model_dump_json().encode())
@@ -316,6 +340,15 @@ def render_notice(
         variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
         for lang in languages:
             local = localize(notice, lang, is_update=channel in updated)
+            if channel == "sms":
+                forms = sms_forms(
+                    templates, local, labels[lang], catalogs[lang].direction, lang, transliterated=sms_transliterate
+                )
+                chosen = sms_form(forms, sms_max_segments)
+                sms_alternatives[lang] = forms
+                for variant in variants:
+                    renderings[(channel, lang, variant)] = forms[chosen][variant]
+                continue
             for variant in variants:
                 contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if variant == "" else dict.fromkeys(CONTACT_FIELDS, "")
                 if channel not in PERSONAL_CHANNELS:
@@ -323,17 +356,63 @@ def render_notice(
                 context = {
                     "lang": lang,
                     "dir": catalogs[lang].direction,
-                    "t": Labels(catalogs[lang].labels),
+                    "t": Labels(labels[lang]),
                     "notice": local,
                     "contact": contact,
                 }
                 rendering = _render_channel(templates, channel, lang, variant, context)
-                if channel == "sms" and sms_transliterate:
-                    from broadcast.segments import transliterate
-
-                    rendering = replace(rendering, text=transliterate(rendering.text))
                 renderings[(channel, lang, variant)] = rendering
-    return RenderSet(notice, renderings, catalogs, versions)
+    return RenderSet(notice, renderings, catalogs, versions, sms_alternatives)
+
+
+def sms_forms(
+    templates: Templates,
+    local: LocalNotice,
+    labels: Mapping[str, str],
+    direction: str,
+    lang: str,
+    *,
+    transliterated: bool = False,
+) -> dict[int, dict[str, Rendering]]:
+    """Every form of one language's SMS: form → variant → Rendering, each as it would go out."""
+    forms: dict[int, dict[str, Rendering]] = {}
+    for form in SMS_FORMS:
+        forms[form] = {}
+        for variant in ("", NO_NAME):
+            contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if variant == "" else dict.fromkeys(CONTACT_FIELDS, "")
+            context = {
+                "lang": lang,
+                "dir": direction,
+                "t": Labels(labels),
+                "notice": local,
+                "contact": contact,
+                "form": form,
+            }
+            rendering = replace(_render_channel(templates, "sms", lang, variant, context), form=form)
+            if transliterated:
+                from broadcast.segments import transliterate
+
+                rendering = replace(rendering, text=transliterate(rendering.text))
+            forms[form][variant] = rendering
+    return forms
+
+
+def sms_form(forms: Mapping[int, Mapping[str, Rendering]], max_segments: int | None) -> int:
+    """The first form whose SMS fits ``max_segments`` for every recipient, named or not; else the last form.
+
+    A name is counted as LONG_NAME wherever the template prints it, so a long name does not push the SMS over.
+    """
+    from broadcast.segments import count_segments
+
+    if max_segments is None:
+        return min(forms)
+    for form, variants in forms.items():
+        if all(
+            count_segments(personalize(r, dict.fromkeys(CONTACT_FIELDS, LONG_NAME)).text).segments <= max_segments
+            for r in variants.values()
+        ):
+            return form
+    return max(forms)
 
 
 def _render_channel(templates: Templates, channel: str, lang: str, variant: str, context: dict[str, Any]) -> Rendering:
@@ -423,12 +502,56 @@ def missing_contacts(rendering: Rendering, notice: Notice) -> list[str]:
         texts.append("\n".join(rendering.posts))
     missing = []
     for channel in notice.channels:
-        needle = _squash(channel.contact)
+        # a link may be shown without https:// (bare_url), which still takes a phone to it
+        needles = (_squash(channel.contact), _squash(bare_url(channel.contact)))
         for text in texts:
-            if needle not in _squash(text):
+            if not any(needle in _squash(text) for needle in needles):
                 missing.append(channel.id)
                 break
     return missing
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """A label the notice overrides that the templates cannot take: an unknown key, or a slot the label lacks."""
+
+    language: str
+    key: str
+    message: str
+    hint: str
+
+
+def label_problems(notice: Notice, templates: Templates) -> list[LabelProblem]:
+    """Check the notice's ``labels:`` against the catalogs: known keys only, and only the {slots} each label fills."""
+    import string
+
+    problems = []
+    for lang, overrides in notice.labels.items():
+        known = templates.catalog(lang, fallback="en").labels
+        for key, text in overrides.items():
+            if key not in known:
+                problems.append(LabelProblem(
+                    lang, key, f"unknown label {key!r}",
+                    f"known labels: {', '.join(sorted(known))} (templates/labels/{lang}.yaml says what each is)",
+                ))
+                continue
+            try:
+                slots = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+            except ValueError as exc:
+                problems.append(LabelProblem(lang, key, f"label {key!r} has a broken {{slot}}: {exc}",
+                                             "write {{ and }} for a literal brace"))
+                continue
+            allowed = {name for _, name, _, _ in string.Formatter().parse(known[key]) if name is not None}
+            if slots - allowed:
+                hint = (
+                    f"it can use {', '.join('{' + a + '}' for a in sorted(allowed))}; write {{{{ and }}}} for a literal brace"
+                    if allowed else "this label is printed as written, with nothing filled in: write the words themselves"
+                )
+                problems.append(LabelProblem(
+                    lang, key, f"label {key!r} uses {', '.join('{' + n + '}' for n in sorted(slots - allowed))}, "
+                    "which this label is not given", hint,
+                ))
+    return problems
 
 
 def _squash(text: str) -> str:

@@ -60,6 +60,8 @@ def _describe(row: dict[str, Any]) -> str:
     text = f"{row['channel']:<7} {row['language']:<6}"
     if "segments" in row:
         text += f" {row['characters']} chars, {row['encoding']}, {row['segments']} segment(s)"
+        if row.get("form", 1) > 1:
+            text += f", shortened to form {row['form']} (templates/sms.txt.j2)"
         if row.get("cost"):
             text += f", {row['billed_segments']} segments billed ≈ {row['cost']:.4f}"
     if "posts" in row:

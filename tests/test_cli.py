@@ -185,17 +185,22 @@ def test_live_send_refuses_an_sms_over_the_segment_limit_unless_forced(monkeypat
     from tests.fakes.fixtures import use_fakes
 
     use_fakes(monkeypatch, twilio=twilio_fake)
-    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes")
+    # the example fits 3 segments in a shorter form; no form fits 1
+    result = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes", "--max-sms-segments", "1")
     assert result.exit_code == 2
-    assert "sl: 9 segments" in result.output and "sw: 5 segments" in result.output and "nothing was sent" in result.output
+    assert "sl: 3 segments" in result.output and "sw: 2 segments" in result.output and "nothing was sent" in result.output
     assert twilio_fake.deliveries == []
-    forced = run("send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes", "--force", "--json")
+    forced = run(
+        "send", EXAMPLE, "--contacts", CONTACTS, "--channel", "sms", "--yes", "--force", "--json", "--max-sms-segments", "1"
+    )
     assert forced.exit_code == 0 and len(twilio_fake.deliveries) == 9
 
 
 def test_transliteration_is_opt_in_and_the_preview_shows_segments_saved(tmp_path: Path) -> None:
-    plain = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--out", tmp_path / "a").stdout)
-    folded = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--sms-transliterate", "--out", tmp_path / "b").stdout)
+    # a limit no example SMS reaches, so both go out in the full form and the saving is in segments
+    roomy = ("--max-sms-segments", "20")
+    plain = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", *roomy, "--out", tmp_path / "a").stdout)
+    folded = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--sms-transliterate", *roomy, "--out", tmp_path / "b").stdout)
     sms = {r["language"]: r for r in plain["renderings"] if r["channel"] == "sms"}
     sms_folded = {r["language"]: r for r in folded["renderings"] if r["channel"] == "sms"}
     assert sms["sl"]["encoding"] == "UCS-2" and sms_folded["sl"]["encoding"] == "GSM-7"
@@ -204,6 +209,13 @@ def test_transliteration_is_opt_in_and_the_preview_shows_segments_saved(tmp_path
     assert "č" not in (tmp_path / "b" / "sms" / "sl.txt").read_text(encoding="utf-8")
     assert plain["versions"]["sms"] != folded["versions"]["sms"]  # recipients see a different text: a new version
     assert plain["sms_transliterated"] == {}
+    # at the default limit of 3 both fit, and the folded SMS buys a fuller form instead
+    plain = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--out", tmp_path / "c").stdout)
+    folded = json.loads(run("preview", EXAMPLE, "--contacts", CONTACTS, "--json", "--sms-transliterate", "--out", tmp_path / "d").stdout)
+    sms = {r["language"]: r for r in plain["renderings"] if r["channel"] == "sms"}
+    sms_folded = {r["language"]: r for r in folded["renderings"] if r["channel"] == "sms"}
+    assert sms["sl"]["segments"] <= 3 and sms_folded["sl"]["segments"] <= 3
+    assert sms_folded["sl"]["form"] < sms["sl"]["form"]
 
 
 def test_sms_cost_is_segments_times_recipients_times_price(tmp_path: Path) -> None:

@@ -205,7 +205,8 @@ def _money(value: float) -> str:
 
 def test_sms_shows_segments_and_cost_per_language(tmp_path: Path) -> None:
     price = 0.25  # a price whose products are exact, so the shown text is predictable
-    path, plan = make_page(tmp_path, sms_segment_price=price)
+    # at a limit of 1 segment even the shortest form of every example SMS is over
+    path, plan = make_page(tmp_path, sms_segment_price=price, max_sms_segments=1)
     doc = Document(path.read_text(encoding="utf-8"))
     total = 0.0
     for lang in plan.notice.languages:
@@ -220,11 +221,12 @@ def test_sms_shows_segments_and_cost_per_language(tmp_path: Path) -> None:
         inside = {id(e) for e in _descendants(doc, panel)}
         shown = [e for e in doc.classed("sms-cost") if id(e) in inside]
         assert ["".join(e.text) for e in shown] == [_money(cost)]
-        # every example SMS is over the default limit of 3: each panel is flagged red
+        # each panel is flagged red, and says it is the shortest form
         assert "bad" in panel.attrs["class"].split()
-        assert f"{segments} segments, over 3" in "".join(panel.text)
+        assert f"{segments} segments, over 1" in "".join(panel.text)
+        assert panel.attrs["data-form"] == "6"
     assert {lang: plan.counts["sms"][lang] for lang in plan.notice.languages} == {"en": 3, "sw": 4, "sl": 2, "ar": 0}
-    assert total == pytest.approx(4 * 3 * 0.25 + 5 * 4 * 0.25 + 11 * 2 * 0.25)
+    assert total == pytest.approx(2 * 3 * 0.25 + 2 * 4 * 0.25 + 3 * 2 * 0.25)
     assert f"est. cost {_money(total)}" in "".join(doc.by_id("counts").text)
 
 
@@ -247,7 +249,8 @@ def test_sms_within_the_limit_is_not_flagged(tmp_path: Path) -> None:
 
 
 def test_safe_to_send_comes_first_with_warnings_and_contact_problems(tmp_path: Path) -> None:
-    path, plan = make_page(tmp_path)
+    # the example SMS fits the default 3 segments in a shorter form; at 1 segment it cannot, which check warns about
+    path, plan = make_page(tmp_path, max_sms_segments=1)
     page = path.read_text(encoding="utf-8")
     doc = Document(page)
     # the verdict and the counts come before any panel
@@ -256,7 +259,7 @@ def test_safe_to_send_comes_first_with_warnings_and_contact_problems(tmp_path: P
     verdict = doc.by_id("verdict")
     assert "v-stop" in verdict.attrs["class"] and "Check 4 problems before sending" in "".join(verdict.text)
     warnings = "".join(doc.by_id("warnings").text)
-    assert "sms (sl)" in warnings and "11 segments (UCS-2, 711 characters) is over the limit of 3" in warnings
+    assert "sms (sl)" in warnings and "3 segments (UCS-2, 180 characters) is over the limit of 1" in warnings
     problems = doc.by_id("contact-problems")
     rows = [e for e in _descendants(doc, problems) if e.tag == "tr" and e.attrs.get("class", "").startswith("p-")]
     assert [r.attrs["class"] for r in rows] == ["p-warning", "p-warning"]

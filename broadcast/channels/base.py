@@ -34,6 +34,8 @@ class Rendering:
     html: str = ""
     text: str = ""
     posts: tuple[str, ...] = ()
+    #: which of the SMS template's forms this is (1 = full; see templates/sms.txt.j2); 0 for other channels
+    form: int = 0
 
 
 @dataclass(frozen=True, slots=True)
