@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from broadcast import __version__
-from broadcast.errors import Aborted, BroadcastError, InputError
+from broadcast.errors import Aborted, BroadcastError
 
 CHANNEL_NAMES = ("email", "sms", "social", "web")
 
@@ -172,6 +172,14 @@ transliterate_option = click.option(
 )
 open_option = click.option("--open", "open_page", is_flag=True, help="Open the preview page (OUT/index.html) in a browser.")
 strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label) is an error.")
+force_option = click.option(
+    "--force", is_flag=True, help="Accept an SMS longer than --max-sms-segments (a live send refuses it otherwise)."
+)
+ledger_option = click.option(
+    "--ledger",
+    envvar="BROADCAST_LEDGER",
+    help="Delivery ledger URL [env: BROADCAST_LEDGER; default sqlite:///.broadcast/ledger.db].",
+)
 
 
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -198,11 +206,7 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.Path(path_type=Path),
                 help="CSV of addresses never to contact (repeatable); contacts/suppressions.csv beside a contacts file is always read.",
             ),
-            click.option(
-                "--ledger",
-                envvar="BROADCAST_LEDGER",
-                help="Delivery ledger URL [env: BROADCAST_LEDGER; default sqlite:///.broadcast/ledger.db].",
-            ),
+            ledger_option,
             click.option(
                 "--resend-after",
                 callback=_duration,
@@ -217,6 +221,7 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 help="Price of one SMS segment, for the cost estimate.",
             ),
             strict_option,
+            force_option,
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report."),
         ]
     ):
@@ -230,19 +235,23 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @max_segments_option
 @transliterate_option
 @strict_option
+@force_option
+@ledger_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @_reports_errors
 def check_command(
-    notice: Path, templates_dir: Path | None, max_sms_segments: int, sms_transliterate: bool, strict: bool, as_json: bool
+    notice: Path, templates_dir: Path | None, max_sms_segments: int, sms_transliterate: bool, strict: bool,
+    force: bool, ledger: str | None, as_json: bool,
 ) -> int:
-    """Validate NOTICE and render every channel in every language."""
+    """Validate NOTICE and render every channel in every language, worded as a live send would word it now."""
     from broadcast import pipeline, report
 
     checked = pipeline.check(
         notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
-        sms_transliterate=sms_transliterate, strict=strict,
+        sms_transliterate=sms_transliterate, strict=strict, ledger=pipeline.open_ledger(ledger, dry_run=True),
     )
-    report.checked(checked, as_json=as_json)
+    report.checked(checked, as_json=as_json, force=force)
+    pipeline.refuse_long_sms(checked.sms_too_long, max_sms_segments, force=force, sent="check found it")
     return 0
 
 
@@ -264,14 +273,13 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
 @open_option
 @click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
-@click.option("--force", is_flag=True, help="Send even when an SMS is longer than --max-sms-segments.")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
 @_reports_errors
 def send_command(
-    notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None,
+    notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None,
     rates: tuple[str, ...], concurrency: tuple[str, ...], **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
@@ -289,16 +297,10 @@ def send_command(
     settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
     ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
-    too_long = pipeline.sms_over_limit(plan, options["max_sms_segments"])
-    if too_long and not force:
-        listed = ", ".join(f"{lang}: {n} segments" for lang, n in sorted(too_long.items()))
-        raise InputError(
-            f"the SMS is longer than --max-sms-segments {options['max_sms_segments']} ({listed}); nothing was sent",
-            field="sms",
-            hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
-            "or add --force to pay for the longer SMS",
-        )
-    if not yes:
+    pipeline.refuse_long_sms(
+        pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
+    )
+    if not yes and plan.total:
         if not sys.stdin.isatty():
             raise Aborted(
                 "refusing a live send without --yes in a non-interactive shell; nothing was sent",
@@ -356,6 +358,11 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
         click.echo(f"Preview page: {page}", err=True)
     if open_page:
         click.launch(str(page))
+    # the preview is written either way; its exit code is the one a live send of the same input would have
+    pipeline.refuse_long_sms(
+        pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
+        force=options["force"], sent="the preview shows it",
+    )
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from broadcast.channels.base import Channel, Message, Receipt
 from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
 from broadcast.contacts import read_contacts
-from broadcast.errors import TemplateError
+from broadcast.errors import InputError, TemplateError
 from broadcast.ledger import Decision, Ledger
 from broadcast.ledger import now as ledger_now
 from broadcast.notice import Notice, load_notice, missing_translations
@@ -51,6 +51,10 @@ class Checked:
     warnings: list[Caution] = field(default_factory=list)
     #: language → (segments before, after) when --sms-transliterate folded the SMS
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: channels a live send would word as an update: the ledger has an earlier version of them
+    updated: list[str] = field(default_factory=list)
+    #: language → segments, for SMS renderings (in the wording a live send would use) over --max-sms-segments
+    sms_too_long: dict[str, int] = field(default_factory=dict)
 
 
 def check(
@@ -61,9 +65,12 @@ def check(
     sms_transliterate: bool = False,
     strict: bool = False,
     channels: list[str] | None = None,
+    ledger: Ledger | None = None,
 ) -> Checked:
     """Load the notice and render every channel in every language; raise on anything that must not be sent.
 
+    With a ledger, each channel is rendered in the wording a live send would use now (first send or update),
+    so `check`, `preview` and `send` count segments and apply limits on the same text.
     Translation fallbacks (a text or a label borrowed from another language) are warnings, or errors
     with ``strict``.
     """
@@ -71,13 +78,15 @@ def check(
     templates = Templates(templates_dir)
     _check_labels(notice, templates, notice_path)
     # a send on some channels renders only those; `check` itself renders them all
-    renders = render_notice(
-        notice, templates, channels=channels or list(CHANNELS), sms_transliterate=sms_transliterate,
+    renders, updated = render_as_sent(
+        notice, templates, channels or list(CHANNELS), ledger=ledger, sms_transliterate=sms_transliterate,
         sms_max_segments=max_sms_segments,
     )
-    checked = Checked(notice, templates, renders)
+    checked = Checked(notice, templates, renders, updated=updated)
     if sms_transliterate and "sms" in renders.versions:
-        plain = render_notice(notice, templates, channels=["sms"], sms_max_segments=max_sms_segments)
+        plain = render_notice(
+            notice, templates, channels=["sms"], updated=[c for c in updated if c == "sms"], sms_max_segments=max_sms_segments
+        )
         for (channel, lang, variant), rendering in plain.renderings.items():
             if not variant:
                 before, after = count_segments(rendering.text), count_segments(renders.get(channel, lang).text)
@@ -127,12 +136,15 @@ def check(
         as_update = updates.get("sms", rendering.language) if updates is not None else rendering
         update_info = count_segments(as_update.text)
         if info.segments > max_sms_segments:
+            checked.sms_too_long[rendering.language] = info.segments
+            wording = " as an update" if "sms" in updated else ""
             checked.warnings.append(
                 Caution(
                     f"sms ({rendering.language})",
-                    f"{info.segments} segments ({info.encoding}, {info.characters} characters) is over the limit of "
-                    f"{max_sms_segments} even in the SMS template's shortest form ({rendering.form}); shorten the "
-                    "headline, the first channel's needs or the contacts, or the SMS template, or raise --max-sms-segments",
+                    f"{info.segments} segments{wording} ({info.encoding}, {info.characters} characters) is over the "
+                    f"limit of {max_sms_segments} even in the SMS template's shortest form ({rendering.form}), so a "
+                    "live send refuses it without --force; shorten the headline, the first channel's needs or the "
+                    "contacts, or the SMS template, or raise --max-sms-segments",
                 )
             )
         elif update_info.segments > max_sms_segments:
@@ -167,6 +179,48 @@ def _check_labels(notice: Notice, templates: Templates, notice_path: str | Path)
     raise NoticeError(
         f"{len(problems)} problems in labels:\n{listed}", file=notice_path, row=field_line(notice_path, field_path),
         field=field_path, hint=first.hint,
+    )
+
+
+def render_as_sent(
+    notice: Notice,
+    templates: Templates,
+    channels: list[str],
+    *,
+    ledger: Ledger | None,
+    sms_transliterate: bool = False,
+    sms_max_segments: int | None = None,
+) -> tuple[RenderSet, list[str]]:
+    """Every rendering in the wording a live send would use now, and the channels that word it as an update.
+
+    The one place that decides the wording: `check`, `preview` and `send` all call it, so what one approves
+    is what the other sends. A channel whose ledger holds a version other than this one is an update.
+    """
+    renders = render_notice(
+        notice, templates, channels=channels, sms_transliterate=sms_transliterate, sms_max_segments=sms_max_segments
+    )
+    if ledger is None:
+        return renders, []
+    earlier = ledger.sent_versions(notice.id)
+    updated = [c for c in channels if earlier.get(c, set()) - {renders.versions[c]}]
+    if updated:
+        renders = render_notice(
+            notice, templates, channels=channels, updated=updated, sms_transliterate=sms_transliterate,
+            sms_max_segments=sms_max_segments,
+        )
+    return renders, updated
+
+
+def refuse_long_sms(too_long: dict[str, int], max_segments: int, *, force: bool, sent: str = "nothing was sent") -> None:
+    """Stop on SMS longer than ``max_segments`` unless ``force``: the one rule `check`, `preview` and `send` apply."""
+    if not too_long or force:
+        return
+    listed = ", ".join(f"{lang}: {n} segments" for lang, n in sorted(too_long.items()))
+    raise InputError(
+        f"the SMS is longer than --max-sms-segments {max_segments} ({listed}); a live send refuses it; {sent}",
+        field="sms",
+        hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
+        "or add --force to pay for the longer SMS",
     )
 
 
@@ -206,21 +260,13 @@ def prepare(
     With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
     reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
     """
+    # an edited notice is a new version: everyone gets it again, and it says it is an update (check decides)
     checked = check(
         notice_path, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
-        sms_transliterate=sms_transliterate, strict=strict, channels=channels,
+        sms_transliterate=sms_transliterate, strict=strict, channels=channels, ledger=ledger,
     )
     renders = checked.renders
     chosen = channels or list(CHANNELS)
-    if ledger is not None:
-        # an edited notice is a new version: everyone gets it again, and it says it is an update
-        earlier = ledger.sent_versions(checked.notice.id)
-        updated = [c for c in chosen if earlier.get(c, set()) - {renders.versions[c]}]
-        if updated:
-            renders = render_notice(
-                checked.notice, checked.templates, channels=chosen, updated=updated, sms_transliterate=sms_transliterate,
-                sms_max_segments=max_sms_segments,
-            )
     book = read_contacts(contact_paths, default_region=region)
     plan = build_plan(renders, book, chosen)
     suppressed = read_suppressions(suppression_paths or [], region=region)

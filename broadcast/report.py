@@ -31,18 +31,22 @@ def _json(data: dict[str, Any]) -> None:
     sys.stdout.write(mask(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
 
 
-def checked(result: Checked, *, as_json: bool) -> None:
+def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
+    """What `check` found; an SMS over the limit without ``force`` is not OK (the caller then exits 2)."""
     from broadcast.pipeline import rendering_stats
 
     notice = result.notice
     rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
+    ok = force or not result.sms_too_long
     if as_json:
         _json(
             {
                 "notice": notice.id,
-                "ok": True,
+                "ok": ok,
                 "languages": notice.languages,
+                "updated": result.updated,
                 "renderings": rows,
+                "sms_over_limit": result.sms_too_long,
                 "warnings": [str(w) for w in result.warnings],
             }
         )
@@ -50,10 +54,14 @@ def checked(result: Checked, *, as_json: bool) -> None:
     console = _console()
     console.print(f"[bold]{notice.id}[/] ({notice.severity}) is valid: {len(notice.channels)} support channels, "
                   f"languages {', '.join(notice.languages)}")
+    if result.updated:
+        console.print(f"A send now is an [bold]update[/] on {', '.join(result.updated)}: the ledger has an earlier "
+                      "version; the counts below are for the update's wording.")
     for row in rows:
         console.print("  " + _describe(row))
     _cautions(console, result.warnings)
-    console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
+    if ok:
+        console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
 
 
 def _describe(row: dict[str, Any]) -> str:

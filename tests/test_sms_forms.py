@@ -191,7 +191,7 @@ def test_check_fails_when_one_form_leaves_out_a_channel(custom_templates: Path) 
     assert result.exit_code == 2 and "form 6" in result.output and "Traceback" not in result.output
 
 
-def test_a_notice_that_cannot_fit_even_the_shortest_form_warns_and_a_live_send_refuses(
+def test_a_notice_that_cannot_fit_even_the_shortest_form_is_refused_by_check_and_by_a_live_send(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, twilio_fake  # noqa: ANN001
 ) -> None:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
@@ -199,8 +199,10 @@ def test_a_notice_that_cannot_fit_even_the_shortest_form_warns_and_a_live_send_r
     data["routing"][0]["need"]["sl"] = "Počena cev, poplava v kleti, bolezen po pitju vode ali vprašanja o zdravju"
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    # check means send: check shows the warning and exits as the live send will (2), unless --force
+    assert run("check", path, "--force").exit_code == 0
     result = run("check", path, "--json")
-    assert result.exit_code == 0
+    assert result.exit_code == 2
     warnings = json.loads(result.stdout)["warnings"]
     assert any(w.startswith("sms (sl)") and "even in the SMS template's shortest form (6)" in w for w in warnings), warnings
     use_fakes(monkeypatch, twilio=twilio_fake)
