@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,12 +14,12 @@ from typing import Protocol
 from markupsafe import Markup, escape
 
 from broadcast.channels.base import Rendering
+from broadcast.channels.outbox import PAGE_FILE, write_file
 from broadcast.notice import localize
 from broadcast.plan import Plan
 from broadcast.render import X_MAX_WEIGHT, weighted_length
 from broadcast.segments import count_segments
 
-PAGE_FILE = "index.html"
 #: contact problems listed on the page; a file with thousands of bad rows must not make an unreadable page
 MAX_PROBLEMS = 200
 
@@ -117,18 +115,9 @@ def write_page(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     page = render_page(plan, cautions, sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments)
-    path = directory / PAGE_FILE
-    # Written whole and renamed, so a browser opened by --open never shows half a page
-    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the page sits beside world-readable preview files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # Written whole and renamed, so a browser opened by --open never shows half a page, and a link
+    # planted at index.html is replaced rather than written through
+    return write_file(directory / PAGE_FILE, page)
 
 
 def render_page(
