@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from broadcast.channels.base import Rendering
 from broadcast.channels.outbox import PAGE_FILE, write_file
+from broadcast.display import MESSAGE_LIMIT, clip
 from broadcast.notice import localize
 from broadcast.plan import Plan
 from broadcast.render import X_MAX_WEIGHT, weighted_length
@@ -356,6 +357,10 @@ def _environment():  # noqa: ANN202 - jinja2.sandbox.SandboxedEnvironment, impor
     env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["tokens"] = _tokens
     env.filters["money"] = _money
+    # every value the page echoes from the notice's metadata, contact files or the ledger is capped; the
+    # renderings themselves are shown whole, since they are what recipients get
+    env.filters["clip"] = clip
+    env.filters["clip_message"] = lambda text: clip(text, MESSAGE_LIMIT)
     return env
 
 
@@ -369,7 +374,7 @@ PAGE_TEMPLATE = """<!DOCTYPE html>
 <meta http-equiv="Content-Security-Policy" content="{{ csp }}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>{{ '⛔' if verdict.level == 'stop' else ('⚠' if verdict.level == 'review' else '✓') }} Preview · {{ notice.id }}</title>
+<title>{{ '⛔' if verdict.level == 'stop' else ('⚠' if verdict.level == 'review' else '✓') }} Preview · {{ notice.id | clip }}</title>
 <style>
 :root{--ink:#111827;--muted:#4b5563;--faint:#6b7280;--line:#e5e7eb;--bg:#f3f4f6;--card:#fff;
 --red:#b91c1c;--red-bg:#fef2f2;--red-line:#fecaca;--amber:#92400e;--amber-bg:#fffbeb;--amber-line:#fde68a;
@@ -484,7 +489,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <header class="topbar">
 <div class="wrap">
 <span class="brand">broadcast preview</span>
-<h1>{{ notice.id }}</h1>
+<h1>{{ notice.id | clip }}</h1>
 <span class="sev sev-{{ notice.severity }}">{{ notice.severity }}</span>
 <div class="meta">
 <span>Languages <b>{% for lang in languages %}{{ lang.code }}{% if lang.direction == 'rtl' %} (rtl){% endif %}{% if not loop.last %}, {% endif %}{% endfor %}</b></span>
@@ -511,7 +516,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <h2>Warnings <span class="count">{{ cautions | length }}</span></h2>
 <ul class="cautions">
 {% for caution in cautions %}
-<li><span class="where">{{ caution.where }}</span>{{ caution.message }}</li>
+<li><span class="where">{{ caution.where | clip_message }}</span>{{ caution.message | clip_message }}</li>
 {% endfor %}
 </ul>
 </section>
@@ -527,8 +532,8 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 {% for p in problems %}
 <tr class="{{ 'p-rejected' if p.rejected else 'p-warning' }}">
 <td>{% if p.rejected %}<span class="pill red">rejected</span>{% else %}<span class="pill amber">warning</span>{% endif %}</td>
-<td class="mono">{{ p.file }}</td><td class="num">{{ p.row or '' }}</td><td class="mono">{{ p.field or '' }}</td>
-<td>{{ p.message }}{% if p.hint %}<div class="hint">{{ p.hint }}</div>{% endif %}</td>
+<td class="mono">{{ p.file | clip }}</td><td class="num">{{ p.row or '' }}</td><td class="mono">{{ (p.field or '') | clip }}</td>
+<td>{{ p.message | clip_message }}{% if p.hint %}<div class="hint">{{ p.hint | clip_message }}</div>{% endif %}</td>
 </tr>
 {% endfor %}
 </tbody>
@@ -548,7 +553,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <td><b>{{ row.title }}</b></td>
 {% for cell in row.cells %}{% if cell is none %}<td class="na" title="not sent in this language">—</td>{% else %}<td class="num{% if cell == 0 %} zero{% endif %}">{{ cell }}</td>{% endif %}{% endfor %}
 <td class="num"><b>{{ row.total }}</b></td>
-<td class="num{% if not row.skipped %} zero{% endif %}">{{ row.skipped }}{% if row.skipped_reasons %}<div class="reasons">{% for reason, n in row.skipped_reasons %}{{ reason }}: {{ n }}{% if not loop.last %}<br>{% endif %}{% endfor %}</div>{% endif %}</td>
+<td class="num{% if not row.skipped %} zero{% endif %}">{{ row.skipped }}{% if row.skipped_reasons %}<div class="reasons">{% for reason, n in row.skipped_reasons %}{{ reason | clip_message }}: {{ n }}{% if not loop.last %}<br>{% endif %}{% endfor %}</div>{% endif %}</td>
 <td class="num{% if not row.unknown %} zero{% endif %}">{{ row.unknown }}</td>
 </tr>
 {% endfor %}
@@ -564,7 +569,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <thead><tr><th>Contact's language</th><th>Gets</th><th>How</th><th class="num">Contacts</th></tr></thead>
 <tbody>
 {% for tag, lang, how, n in fallbacks %}
-<tr><td class="mono">{{ tag or '(none given)' }}</td><td class="mono">{{ lang }}</td><td>{{ 'base language' if how == 'base' else 'default language' }}</td><td class="num">{{ n }}</td></tr>
+<tr><td class="mono">{{ (tag | clip) if tag else '(none given)' }}</td><td class="mono">{{ lang }}</td><td>{{ 'base language' if how == 'base' else 'default language' }}</td><td class="num">{{ n }}</td></tr>
 {% endfor %}
 </tbody>
 </table>

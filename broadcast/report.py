@@ -60,7 +60,20 @@ def _message(value: object) -> str:
 def _json(data: dict[str, Any]) -> None:
     from broadcast.config import mask
 
-    sys.stdout.write(mask(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
+    sys.stdout.write(mask(json.dumps(_capped(data), ensure_ascii=False, indent=2)) + "\n")
+
+
+def _capped(data: Any) -> Any:
+    """``data`` with every string capped (display.clip), keys included: a runaway contact cell must not flood --json."""
+    from broadcast.display import MESSAGE_LIMIT, clip
+
+    if isinstance(data, str):
+        return clip(data, MESSAGE_LIMIT)
+    if isinstance(data, dict):
+        return {_capped(k): _capped(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_capped(v) for v in data]
+    return data
 
 
 def checked(result: Checked, *, as_json: bool) -> None:

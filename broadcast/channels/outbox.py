@@ -10,7 +10,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
 from broadcast.channels import LIVE_ADAPTERS
 from broadcast.channels.base import Channel, Message, Receipt, Rendering
@@ -167,7 +167,7 @@ class Outbox:
                 )
 
 
-def _append(path: Path):  # noqa: ANN202 - a text file object
+def _append(path: Path) -> TextIO:
     """plan.csv reopened to add rows: never through a link, never a file with another name elsewhere."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
     info = os.fstat(fd)
