@@ -44,6 +44,20 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None):  #
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    except OverflowError:  # 99999999999d: more than timedelta holds
+        raise click.BadParameter(f"{value!r} is longer than any reminder could wait; write it like 24h or 7d") from None
+
+
+class _Price(click.FloatRange):
+    """A price of zero or more: nan and inf would make every cost estimate meaningless (or a crash), so they are refused."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a price; give a number such as 0.0079", param, ctx)
+        return number
 
 
 def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
@@ -217,7 +231,7 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
             max_segments_option,
             transliterate_option,
             click.option(
-                "--sms-segment-price", default=0.0, show_default=True, type=click.FloatRange(0),
+                "--sms-segment-price", default=0.0, show_default=True, type=_Price(0),
                 help="Price of one SMS segment, for the cost estimate.",
             ),
             strict_option,

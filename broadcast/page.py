@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,12 +14,13 @@ from typing import Protocol
 from markupsafe import Markup, escape
 
 from broadcast.channels.base import Rendering
+from broadcast.channels.outbox import PAGE_FILE, write_file
+from broadcast.display import MESSAGE_LIMIT, clip
 from broadcast.notice import localize
 from broadcast.plan import Plan
 from broadcast.render import X_MAX_WEIGHT, weighted_length
 from broadcast.segments import count_segments
 
-PAGE_FILE = "index.html"
 #: contact problems listed on the page; a file with thousands of bad rows must not make an unreadable page
 MAX_PROBLEMS = 200
 
@@ -119,18 +118,9 @@ def write_page(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     page = render_page(plan, cautions, sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments)
-    path = directory / PAGE_FILE
-    # Written whole and renamed, so a browser opened by --open never shows half a page
-    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the page sits beside world-readable preview files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # Written whole and renamed, so a browser opened by --open never shows half a page, and a link
+    # planted at index.html is replaced rather than written through
+    return write_file(directory / PAGE_FILE, page)
 
 
 def render_page(
@@ -370,6 +360,10 @@ def _environment():  # noqa: ANN202 - jinja2.sandbox.SandboxedEnvironment, impor
     env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["tokens"] = _tokens
     env.filters["money"] = _money
+    # every value the page echoes from the notice's metadata, contact files or the ledger is capped; the
+    # renderings themselves are shown whole, since they are what recipients get
+    env.filters["clip"] = clip
+    env.filters["clip_message"] = lambda text: clip(text, MESSAGE_LIMIT)
     return env
 
 
@@ -383,7 +377,7 @@ PAGE_TEMPLATE = """<!DOCTYPE html>
 <meta http-equiv="Content-Security-Policy" content="{{ csp }}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>{{ '⛔' if verdict.level == 'stop' else ('⚠' if verdict.level == 'review' else '✓') }} Preview · {{ notice.id }}</title>
+<title>{{ '⛔' if verdict.level == 'stop' else ('⚠' if verdict.level == 'review' else '✓') }} Preview · {{ notice.id | clip }}</title>
 <style>
 :root{--ink:#111827;--muted:#4b5563;--faint:#6b7280;--line:#e5e7eb;--bg:#f3f4f6;--card:#fff;
 --red:#b91c1c;--red-bg:#fef2f2;--red-line:#fecaca;--amber:#92400e;--amber-bg:#fffbeb;--amber-line:#fde68a;
@@ -498,7 +492,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <header class="topbar">
 <div class="wrap">
 <span class="brand">broadcast preview</span>
-<h1>{{ notice.id }}</h1>
+<h1>{{ notice.id | clip }}</h1>
 <span class="sev sev-{{ notice.severity }}">{{ notice.severity }}</span>
 <div class="meta">
 <span>Languages <b>{% for lang in languages %}{{ lang.code }}{% if lang.direction == 'rtl' %} (rtl){% endif %}{% if not loop.last %}, {% endif %}{% endfor %}</b></span>
@@ -525,7 +519,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <h2>Warnings <span class="count">{{ cautions | length }}</span></h2>
 <ul class="cautions">
 {% for caution in cautions %}
-<li><span class="where">{{ caution.where }}</span>{{ caution.message }}</li>
+<li><span class="where">{{ caution.where | clip_message }}</span>{{ caution.message | clip_message }}</li>
 {% endfor %}
 </ul>
 </section>
@@ -541,8 +535,8 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 {% for p in problems %}
 <tr class="{{ 'p-rejected' if p.rejected else 'p-warning' }}">
 <td>{% if p.rejected %}<span class="pill red">rejected</span>{% else %}<span class="pill amber">warning</span>{% endif %}</td>
-<td class="mono">{{ p.file }}</td><td class="num">{{ p.row or '' }}</td><td class="mono">{{ p.field or '' }}</td>
-<td>{{ p.message }}{% if p.hint %}<div class="hint">{{ p.hint }}</div>{% endif %}</td>
+<td class="mono">{{ p.file | clip }}</td><td class="num">{{ p.row or '' }}</td><td class="mono">{{ (p.field or '') | clip }}</td>
+<td>{{ p.message | clip_message }}{% if p.hint %}<div class="hint">{{ p.hint | clip_message }}</div>{% endif %}</td>
 </tr>
 {% endfor %}
 </tbody>
@@ -562,7 +556,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <td><b>{{ row.title }}</b></td>
 {% for cell in row.cells %}{% if cell is none %}<td class="na" title="not sent in this language">—</td>{% else %}<td class="num{% if cell == 0 %} zero{% endif %}">{{ cell }}</td>{% endif %}{% endfor %}
 <td class="num"><b>{{ row.total }}</b></td>
-<td class="num{% if not row.skipped %} zero{% endif %}">{{ row.skipped }}{% if row.skipped_reasons %}<div class="reasons">{% for reason, n in row.skipped_reasons %}{{ reason }}: {{ n }}{% if not loop.last %}<br>{% endif %}{% endfor %}</div>{% endif %}</td>
+<td class="num{% if not row.skipped %} zero{% endif %}">{{ row.skipped }}{% if row.skipped_reasons %}<div class="reasons">{% for reason, n in row.skipped_reasons %}{{ reason | clip_message }}: {{ n }}{% if not loop.last %}<br>{% endif %}{% endfor %}</div>{% endif %}</td>
 <td class="num{% if not row.unknown %} zero{% endif %}">{{ row.unknown }}</td>
 </tr>
 {% endfor %}
@@ -578,7 +572,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <thead><tr><th>Contact's language</th><th>Gets</th><th>How</th><th class="num">Contacts</th></tr></thead>
 <tbody>
 {% for tag, lang, how, n in fallbacks %}
-<tr><td class="mono">{{ tag or '(none given)' }}</td><td class="mono">{{ lang }}</td><td>{{ 'base language' if how == 'base' else 'default language' }}</td><td class="num">{{ n }}</td></tr>
+<tr><td class="mono">{{ (tag | clip) if tag else '(none given)' }}</td><td class="mono">{{ lang }}</td><td>{{ 'base language' if how == 'base' else 'default language' }}</td><td class="num">{{ n }}</td></tr>
 {% endfor %}
 </tbody>
 </table>

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broadcast.channels.base import Channel, Message, Receipt
-from broadcast.channels.outbox import Outbox, OutboxChannel, write_rendering
+from broadcast.channels.outbox import Outbox, OutboxChannel, claim_folder, write_rendering
 from broadcast.contacts import read_contacts
 from broadcast.errors import InputError, TemplateError
 from broadcast.ledger import Decision, Ledger
@@ -422,6 +422,8 @@ def write_preview(
     """Write every rendering of the planned channels and the preview page (DIR/index.html); return the page."""
     from broadcast.page import write_page
 
+    # someone else's non-empty folder is refused; broadcast's own loses the earlier preview first
+    claim_folder(directory)
     for (channel, _, _), rendering in plan.renders.renderings.items():
         if channel in plan.channels:
             write_rendering(Path(directory), rendering)

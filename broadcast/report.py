@@ -22,13 +22,58 @@ MAX_PROBLEMS = 20
 def _console(stderr: bool = False):  # noqa: ANN202 - rich is imported lazily to keep start-up fast
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # emoji=False: a notice or contact value such as ":fire:" is printed as written, not as an emoji
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _plain(value: object, limit: int | None = None) -> str:
+    """User text (notice, contacts, file names, provider reasons) made literal for Rich, and capped (display.clip).
+
+    Every such value goes through here before it is put in a markup string, a table cell or a bar's
+    description: `Outage [/north]` must print as written, not stop the run with a MarkupError.
+    """
+    from rich.markup import escape
+
+    from broadcast.display import VALUE_LIMIT, clip
+
+    return escape(clip(value, limit or VALUE_LIMIT))
+
+
+def _message(value: object) -> str:
+    """A whole message that quotes user values (a warning, a contact problem), made literal and capped.
+
+    A Caution or a contact Problem is capped field by field, so a runaway value never cuts off its hint.
+    """
+    from dataclasses import fields, is_dataclass, replace
+
+    from rich.markup import escape
+
+    from broadcast.display import MESSAGE_LIMIT, clip
+
+    if is_dataclass(value) and not isinstance(value, type):
+        texts = {f.name: getattr(value, f.name) for f in fields(value)}
+        value = replace(value, **{k: clip(v, MESSAGE_LIMIT) for k, v in texts.items() if isinstance(v, str)})
+        return escape(str(value))
+    return _plain(value, MESSAGE_LIMIT)
 
 
 def _json(data: dict[str, Any]) -> None:
     from broadcast.config import mask
 
-    sys.stdout.write(mask(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
+    sys.stdout.write(mask(json.dumps(_capped(data), ensure_ascii=False, indent=2)) + "\n")
+
+
+def _capped(data: Any) -> Any:
+    """``data`` with every string capped (display.clip), keys included: a runaway contact cell must not flood --json."""
+    from broadcast.display import MESSAGE_LIMIT, clip
+
+    if isinstance(data, str):
+        return clip(data, MESSAGE_LIMIT)
+    if isinstance(data, dict):
+        return {_capped(k): _capped(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_capped(v) for v in data]
+    return data
 
 
 def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
@@ -52,8 +97,8 @@ def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
         )
         return
     console = _console()
-    console.print(f"[bold]{notice.id}[/] ({notice.severity}) is valid: {len(notice.channels)} support channels, "
-                  f"languages {', '.join(notice.languages)}")
+    console.print(f"[bold]{_plain(notice.id)}[/] ({_plain(notice.severity)}) is valid: {len(notice.channels)} support channels, "
+                  f"languages {_plain(', '.join(notice.languages))}")
     if result.updated:
         console.print(f"A send now is an [bold]update[/] on {', '.join(result.updated)}: the ledger has an earlier "
                       "version; the counts below are for the update's wording.")
@@ -65,7 +110,7 @@ def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
 
 
 def _describe(row: dict[str, Any]) -> str:
-    text = f"{row['channel']:<7} {row['language']:<6}"
+    text = f"{_plain(row['channel']):<7} {_plain(row['language']):<6}"
     if "segments" in row:
         text += f" {row['characters']} chars, {row['encoding']}, {row['segments']} segment(s)"
         if row.get("form", 1) > 1:
@@ -75,7 +120,7 @@ def _describe(row: dict[str, Any]) -> str:
     if "posts" in row:
         text += f" {row['posts']} post(s), weighted {', '.join(map(str, row['weighted']))} of 280"
     if "subject" in row:
-        text += f" subject: {row['subject']}"
+        text += f" subject: {_plain(row['subject'])}"
     if "recipients" in row:
         text = f"{text}  → {row['recipients']} recipient(s)"
     return text
@@ -83,7 +128,7 @@ def _describe(row: dict[str, Any]) -> str:
 
 def _cautions(console: Any, cautions: list[Caution]) -> None:
     for caution in cautions:
-        console.print(f"[yellow]Warning[/]: {caution}")
+        console.print(f"[yellow]Warning[/]: {_message(caution)}")
 
 
 def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
@@ -92,7 +137,7 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
 
     console = _console(stderr=as_json)
     notice = plan.notice
-    console.print(f"[bold]{notice.id}[/] ({notice.severity}), languages {', '.join(notice.languages)}")
+    console.print(f"[bold]{_plain(notice.id)}[/] ({_plain(notice.severity)}), languages {_plain(', '.join(notice.languages))}")
     _contacts(console, plan)
     console.print("Plan:")
     for row in rendering_stats(
@@ -113,19 +158,19 @@ def _contacts(console: Any, plan: Plan) -> None:
     )
     for problem in book.problems[:MAX_PROBLEMS]:
         colour = "red" if problem.rejected else "yellow"
-        console.print(f"  [{colour}]{'rejected' if problem.rejected else 'warning'}[/] {problem}")
+        console.print(f"  [{colour}]{'rejected' if problem.rejected else 'warning'}[/] {_message(problem)}")
     if len(book.problems) > MAX_PROBLEMS:
         console.print(f"  … and {len(book.problems) - MAX_PROBLEMS} more contact problems")
     for (tag, lang, how), n in sorted(plan.fallbacks.items()):
-        shown = tag or "(no language)"
-        console.print(f"  {n} contact(s) with {shown} get {lang} ({'base language' if how == 'base' else 'default language'})")
+        shown = _plain(tag) if tag else "(no language)"
+        console.print(f"  {n} contact(s) with {shown} get {_plain(lang)} ({'base language' if how == 'base' else 'default language'})")
 
 
 def _skipped(console: Any, plan: Plan) -> None:
     """Why planned messages were not sent: already sent, suppressed, failed before; and earlier unknowns."""
     for name in plan.channels:
         for reason, n in sorted(plan.skipped.get(name, {}).items()):
-            console.print(f"  {name}: {n} skipped: {reason}")
+            console.print(f"  {name}: {n} skipped: {_message(reason)}")
     unknown = Counter(d.message.channel for d in plan.unknowns)
     for name, n in sorted(unknown.items()):
         console.print(f"  [red]{name}: {n} unknown[/]: an earlier run may have sent them; --retry-unknown sends them again")
@@ -146,7 +191,7 @@ def previewed(
     console = _console()
     total = sum(c["previewed"] for c in outcome.counts.values())
     console.print(
-        f"[bold]Dry-run[/]: nothing was sent. {total} message(s) planned; renderings and plan.csv are in {out_dir}/"
+        f"[bold]Dry-run[/]: nothing was sent. {total} message(s) planned; renderings and plan.csv are in {_plain(out_dir)}/"
     )
 
 
@@ -160,7 +205,7 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
         return
     console = _console()
     # the same account of contacts and skips as the dry-run's, so a live report alone says who was not reached
-    console.print(f"[bold]{plan_.notice.id}[/] ({plan_.notice.severity}): sent")
+    console.print(f"[bold]{_plain(plan_.notice.id)}[/] ({_plain(plan_.notice.severity)}): sent")
     _contacts(console, plan_)
     for name, counts in data["channels"].items():
         console.print(
@@ -169,7 +214,7 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
         )
     _skipped(console, plan_)
     for name, reason in outcome.stopped.items():
-        console.print(f"[red]{name} stopped[/]: {reason}")
+        console.print(f"[red]{name} stopped[/]: {_message(reason)}")
     if outcome.interrupted:
         left = sum(outcome.not_started.values()) + sum(outcome.unread.values())
         console.print(
@@ -177,7 +222,7 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
             "not sent. Run the same command again to send them (nothing is sent twice)."
         )
     for receipt in outcome.failures[:MAX_PROBLEMS]:
-        console.print(f"  [red]failed[/] {receipt.channel} {receipt.recipient}: {receipt.reason}")
+        console.print(f"  [red]failed[/] {receipt.channel} {_plain(receipt.recipient)}: {_message(receipt.reason)}")
     if outcome.failed_total > MAX_PROBLEMS:
         console.print(f"  … and {outcome.failed_total - MAX_PROBLEMS} more failures")
     _cautions(console, cautions)
@@ -192,22 +237,22 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
 
     console = _console()
     if not data["rows"]:
-        console.print(f"The ledger has nothing for {data['notice']} yet.")
+        console.print(f"The ledger has nothing for {_plain(data['notice'])} yet.")
         return
-    table = Table(title=f"{data['notice']}: last run {data['last_run'] or 'never'}", title_justify="left")
+    table = Table(title=f"{_plain(data['notice'])}: last run {_plain(data['last_run'] or 'never')}", title_justify="left")
     for column in ("channel", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
         table.add_column(column, justify="right" if column not in ("channel", "version", "last activity") else "left")
     for row in data["rows"]:
         table.add_row(
-            row["channel"], row["version"], str(row["sent"]), str(row["failed"] + row["retry"]), str(row["skipped"]),
-            str(row["unknown"]), str(row["in_flight"]), row["last_at"] or "",
+            _plain(row["channel"]), _plain(row["version"]), str(row["sent"]), str(row["failed"] + row["retry"]), str(row["skipped"]),
+            str(row["unknown"]), str(row["in_flight"]), _plain(row["last_at"] or ""),
         )
     console.print(table)
     for row in data["rows"]:
         for reason, n in row["failed_reasons"].items():
-            console.print(f"  {row['channel']} {row['version']}: {n} failed: {reason}")
+            console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {n} failed: {_message(reason)}")
         if row["retry"]:
-            console.print(f"  {row['channel']} {row['version']}: {row['retry']} failed for now (transient); a re-run sends them again")
+            console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['retry']} failed for now (transient); a re-run sends them again")
     if data["suppressions"]:
         console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
 
@@ -236,7 +281,7 @@ def progress(plan: Plan, *, enabled: bool) -> Iterator[Callable[[list[Any]], Non
         transient=False,
     )
     tasks = {
-        name: bars.add_task(name, total=plan.to_send[name], sent=0, failed=0)
+        name: bars.add_task(_plain(name), total=plan.to_send[name], sent=0, failed=0)
         for name in plan.channels
     }
     counts: dict[str, Counter[str]] = {name: Counter() for name in plan.channels}

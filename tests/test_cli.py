@@ -65,7 +65,8 @@ def test_preview_writes_every_rendering_and_a_plan(tmp_path: Path) -> None:
     assert emails["janez.kos@zascita.example"] == "sl"  # sl-SI falls back to sl
     assert emails["lena.fischer@mail.example"] == "en"  # de is not in the notice: default language
     assert "mwangi.kariuki@relief" not in emails  # bad email reported, not sent
-    assert any(r["recipient"] == "+254712555014" for r in rows if r["channel"] == "sms")  # ...but its phone is kept
+    # ...but its phone is kept, with the leading quote that keeps a spreadsheet from reading "+…" as a formula
+    assert any(r["recipient"] == "'+254712555014" for r in rows if r["channel"] == "sms")
 
 
 def test_send_dry_run_json_matches_the_documented_shape(tmp_path: Path) -> None:
@@ -310,3 +311,21 @@ def test_the_readme_options_table_matches_every_commands_help() -> None:
     )
     for name, commands in actual.items():
         assert documented[name] == commands, f"{name}: README says {sorted(documented[name])}, --help has {sorted(commands)}"
+
+
+@pytest.mark.parametrize("price", ["nan", "inf", "NaN", "infinity"])
+@pytest.mark.parametrize("command", ["preview", "send"])
+def test_sms_segment_price_that_is_not_a_number_is_a_usage_error(tmp_path: Path, command: str, price: str) -> None:
+    args = [command, EXAMPLE, "--contacts", CONTACTS, "--out", tmp_path / "o", "--sms-segment-price", price]
+    result = run(*args, *(["--dry-run"] if command == "send" else []))
+    assert result.exit_code == 2, result.output
+    assert "--sms-segment-price" in result.output and "is not a price" in result.output
+    assert "Internal error" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_resend_after_too_long_for_any_clock_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["send", str(EXAMPLE), "--contacts", str(CONTACTS), "--dry-run", "--resend-after", "99999999999d"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--resend-after" in result.output and "Traceback" not in result.output

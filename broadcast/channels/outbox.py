@@ -3,15 +3,111 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import stat
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
+from broadcast.channels import LIVE_ADAPTERS
 from broadcast.channels.base import Channel, Message, Receipt, Rendering
+from broadcast.display import clip, csv_row
+from broadcast.errors import InputError
 
 PLAN_FILE = "plan.csv"
 PLAN_COLUMNS = ("channel", "language", "recipient", "contact", "variant", "message_id")
+#: the preview page (page.py writes it through write_file)
+PAGE_FILE = "index.html"
+#: left in every folder broadcast writes a preview to; only such a folder is cleared and written again
+MARKER_FILE = ".broadcast-out"
+MARKER_TEXT = (
+    "broadcast writes previews and dry-runs to this folder (renderings, plan.csv, index.html).\n"
+    "Each new preview clears the earlier one here. Delete this file to keep broadcast from writing here.\n"
+)
+#: a preview file must be readable beside the renderings, which people open and share
+FILE_MODE = 0o644
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: entries listed when --out is refused; the rest are counted
+_LISTED = 5
+
+
+def claim_folder(directory: str | Path) -> Path:
+    """Make ``directory`` ready for a new preview, or refuse it when broadcast did not make it.
+
+    A missing or empty folder gets the marker file. A marked folder loses what an earlier preview
+    wrote there (renderings of another notice or language must not be mistaken for this one's);
+    links among those are removed, never followed. Any other folder is someone's files: refused, exit 2.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(
+            f"--out {clip(directory)} is a file, not a folder; nothing was written and nothing was sent",
+            hint="choose a folder with --out; broadcast creates it if it does not exist",
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = sorted(os.listdir(directory))
+    if MARKER_FILE in entries and stat.S_ISREG(os.lstat(directory / MARKER_FILE).st_mode):
+        _clear(directory)
+        return directory
+    if entries:
+        listed = ", ".join(clip(e, 60) for e in entries[:_LISTED])
+        if len(entries) > _LISTED:
+            listed += f" and {len(entries) - _LISTED} more"
+        raise InputError(
+            f"the --out folder {clip(os.path.abspath(directory))} already holds files broadcast did not write "
+            f"({listed}); a preview there would overwrite them, so nothing was written and nothing was sent",
+            hint="give --out a new or empty folder (broadcast creates it), or move those files away; "
+            f"a folder broadcast wrote before has a {MARKER_FILE} file and is reused",
+        )
+    write_file(directory / MARKER_FILE, MARKER_TEXT)
+    return directory
+
+
+def _clear(directory: Path) -> None:
+    """Remove what an earlier preview wrote: the plan, the page, unfinished temporary files, each channel's folder."""
+    for name in os.listdir(directory):
+        path = directory / name
+        ours = name in (PLAN_FILE, PAGE_FILE) or name in LIVE_ADAPTERS or (name.startswith(".") and name.endswith(".tmp"))
+        if not ours:
+            continue
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path)  # removes links inside without following them
+        else:
+            path.unlink()  # a link is removed itself; what it points to is left alone
+
+
+def write_file(path: Path, text: str) -> Path:
+    """Write ``path`` whole through a new temporary file renamed over it.
+
+    The rename replaces whatever entry had the name, so a link planted there (symbolic or hard) is
+    replaced rather than written through, and a browser never sees half a page.
+    """
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temp, FILE_MODE)  # mkstemp makes it private
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _own_folder(folder: Path) -> Path:
+    """A channel's folder inside --out, made here if missing; a link in its place is refused, never followed."""
+    folder.mkdir(exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        raise InputError(
+            f"{clip(folder)} is a link or a file, not a folder broadcast made; nothing was written through it "
+            "and nothing was sent",
+            field="--out",
+            hint="remove it, or give --out a new folder",
+        )
+    return folder
 
 
 class Outbox:
@@ -24,13 +120,20 @@ class Outbox:
         self._writer = None
         self._users = 0
         self._started = False
+        self._temp: str | None = None
 
     def open(self) -> None:
         with self._lock:
             if self._users == 0:
                 # channels open and close at their own pace: start the file once, then append
                 self.directory.mkdir(parents=True, exist_ok=True)
-                self._plan = (self.directory / PLAN_FILE).open("a" if self._started else "w", encoding="utf-8", newline="")
+                if self._started:
+                    self._plan = _append(self.directory / PLAN_FILE)
+                else:
+                    # written beside and renamed over plan.csv on close: a link planted there is replaced, not followed
+                    fd, self._temp = tempfile.mkstemp(dir=self.directory, prefix=f".{PLAN_FILE}.", suffix=".tmp")
+                    os.chmod(self._temp, FILE_MODE)
+                    self._plan = os.fdopen(fd, "w", encoding="utf-8", newline="")
                 self._writer = csv.writer(self._plan)
                 if not self._started:
                     self._writer.writerow(PLAN_COLUMNS)
@@ -43,20 +146,39 @@ class Outbox:
             if self._users == 0 and self._plan is not None:
                 self._plan.close()
                 self._plan = self._writer = None
+                if self._temp is not None:
+                    os.replace(self._temp, self.directory / PLAN_FILE)
+                    self._temp = None
 
     def record(self, messages: Sequence[Message]) -> None:
         with self._lock:
             for message in messages:
                 self._writer.writerow(
-                    (
-                        message.channel,
-                        message.language,
-                        message.recipient,
-                        message.contact_key,
-                        message.rendering.variant,
-                        message.id,
+                    csv_row(
+                        (
+                            message.channel,
+                            message.language,
+                            message.recipient,
+                            message.contact_key,
+                            message.rendering.variant,
+                            message.id,
+                        )
                     )
                 )
+
+
+def _append(path: Path) -> TextIO:
+    """plan.csv reopened to add rows: never through a link, never a file with another name elsewhere."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise InputError(
+            f"{clip(path)} was replaced by a link while broadcast wrote it; nothing more was written to it",
+            field="--out",
+            hint="give --out a folder only broadcast writes to",
+        )
+    return os.fdopen(fd, "a", encoding="utf-8", newline="")
 
 
 def rendering_files(rendering: Rendering) -> dict[str, str]:
@@ -77,14 +199,9 @@ def rendering_files(rendering: Rendering) -> dict[str, str]:
 
 
 def write_rendering(directory: Path, rendering: Rendering) -> list[Path]:
-    folder = directory / rendering.channel
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, content in rendering_files(rendering).items():
-        path = folder / name
-        path.write_text(content, encoding="utf-8")
-        paths.append(path)
-    return paths
+    directory.mkdir(parents=True, exist_ok=True)
+    folder = _own_folder(directory / rendering.channel)
+    return [write_file(folder / name, content) for name, content in rendering_files(rendering).items()]
 
 
 class OutboxChannel(Channel):
