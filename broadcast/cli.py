@@ -217,10 +217,11 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
+@click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None,
-    rates: tuple[str, ...], concurrency: tuple[str, ...], **options: Any,
+    rates: tuple[str, ...], concurrency: tuple[str, ...], trust_env_file: bool = False, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if options.get("open_page") and not dry_run:
@@ -234,7 +235,14 @@ def send_command(
     as_json = options.pop("as_json")
     limits = gates(parse_rates(rates), parse_concurrency(concurrency))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
-    settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
+    settings = channel_settings(
+        options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir, trust_env_file=trust_env_file
+    )
+    if trust_env_file:
+        from broadcast.config import trust_problems
+
+        for problem in trust_problems(settings):
+            click.echo(f"Warning: {problem} (sending anyway: --trust-env-file)", err=True)
     ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     too_long = pipeline.sms_over_limit(plan, options["max_sms_segments"])
