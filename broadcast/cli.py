@@ -149,7 +149,7 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--ledger",
                 envvar="BROADCAST_LEDGER",
-                help="Delivery ledger URL [env: BROADCAST_LEDGER; default sqlite:///.broadcast/ledger.db].",
+                help="Delivery ledger URL [env: BROADCAST_LEDGER; default: .broadcast/ledger.db beside the notice file].",
             ),
             click.option(
                 "--resend-after",
@@ -230,6 +230,7 @@ def send_command(
         return _dry_run(notice, out_dir, **options)
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
+    from broadcast.ledger import masked_url
     from broadcast.rate import gates, parse_concurrency, parse_rates
 
     as_json = options.pop("as_json")
@@ -243,7 +244,9 @@ def send_command(
 
         for problem in trust_problems(settings):
             click.echo(f"Warning: {problem} (sending anyway: --trust-env-file)", err=True)
-    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
+    where = pipeline.ledger_url(options.get("ledger"), notice)
+    pipeline.stray_ledger(notice, where, live=True)
+    ledger = pipeline.open_ledger(where, dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     too_long = pipeline.sms_over_limit(plan, options["max_sms_segments"])
     if too_long and not force:
@@ -267,7 +270,9 @@ def send_command(
     # progress bars only for a person watching: never in CI logs or with --json
     with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
         outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
-    report.sent(plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    report.sent(
+        plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"], ledger=masked_url(where)
+    )
     if outcome.interrupted:
         return 130
     return 1 if outcome.failures or outcome.stopped else 0
@@ -296,18 +301,25 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
 
 def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     from broadcast import pipeline, report
+    from broadcast.ledger import masked_url
 
     as_json = options.pop("as_json")
     open_page = options.pop("open_page", False)
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
-    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=True)
+    where = pipeline.ledger_url(options.get("ledger"), notice)
+    stray = pipeline.stray_ledger(notice, where, live=False)
+    ledger = pipeline.open_ledger(where, dry_run=True)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
+    warnings += [stray] if stray else []
     page = pipeline.write_preview(
         plan, out_dir, warnings,
         sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
     )
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
-    report.previewed(plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    report.previewed(
+        plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"],
+        ledger=masked_url(where), ledger_found=ledger is not None,
+    )
     if not as_json:
         click.echo(f"Preview page: {page}", err=True)
     if open_page:
@@ -317,7 +329,7 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
 
 @main.command("status")
 @click.argument("notice_id")
-@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER].")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER; default: beside NOTICE_ID when it is the notice file, else ./.broadcast/ledger.db].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_reports_errors
 def status_command(notice_id: str, ledger: str | None, as_json: bool) -> int:

@@ -112,12 +112,14 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
 
 
 def previewed(
-    plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0
+    plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0,
+    ledger: str | None = None, ledger_found: bool = True,
 ) -> None:
     from broadcast.pipeline import summary
 
     if as_json:
         data = summary(plan_, outcome, dry_run=True, sms_segment_price=sms_segment_price)
+        data["ledger"], data["ledger_found"] = ledger, ledger_found
         data["out"] = str(out_dir)
         data["warnings"] = [str(c) for c in cautions]
         _json(data)
@@ -128,12 +130,18 @@ def previewed(
     console.print(
         f"[bold]Dry-run[/]: nothing was sent. {total} message(s) planned; renderings and plan.csv are in {out_dir}/"
     )
+    if ledger:
+        console.print(f"Ledger: {ledger}" + ("" if ledger_found else " (not there yet: everyone is planned as a first send)"))
 
 
-def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
+def sent(
+    plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0,
+    ledger: str | None = None,
+) -> None:
     from broadcast.pipeline import summary
 
     data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
+    data["ledger"] = ledger
     if as_json:
         data["warnings"] = [str(c) for c in cautions]
         _json(data)
@@ -157,6 +165,8 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
     if outcome.failed_total > MAX_PROBLEMS:
         console.print(f"  … and {outcome.failed_total - MAX_PROBLEMS} more failures")
     _cautions(console, cautions)
+    if ledger:
+        console.print(f"Ledger: {ledger}")
 
 
 def status(data: dict[str, Any], *, as_json: bool) -> None:
@@ -167,6 +177,8 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
     from rich.table import Table
 
     console = _console()
+    if data.get("ledger"):
+        console.print(f"Ledger: {data['ledger']}")
     if not data["rows"]:
         console.print(f"The ledger has nothing for {data['notice']} yet.")
         return
