@@ -311,6 +311,11 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     ledger = pipeline.open_ledger(where, dry_run=True)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     warnings += [stray] if stray else []
+    from broadcast.config import trust_problems
+
+    # what a live send would refuse (config.channel_settings), shown first
+    warnings += [pipeline.Caution("env file", f"{p}; a live send refuses this without --trust-env-file")
+                 for p in trust_problems(plan.channels)]
     page = pipeline.write_preview(
         plan, out_dir, warnings,
         sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],

@@ -147,3 +147,11 @@ def test_a_sender_that_is_not_an_address_is_refused(fakes, monkeypatch: pytest.M
     assert result.exit_code == 2, result.output
     assert "BROADCAST_EMAIL_FROM" in result.stderr and "not an email address" in result.stderr
     assert fakes[0].requests == []
+
+
+def test_a_dry_run_warns_about_what_the_live_send_would_refuse(fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+    monkeypatch.delenv("SENDGRID_API_HOST")
+    (tmp_path / ".env").write_text(f"SENDGRID_API_HOST={fakes[0].url}\n", encoding="utf-8")
+    result = run("preview", EXAMPLE, "--contacts", tmp_path / "contacts.csv", "--channel", "email", *LONG_SMS)
+    assert result.exit_code == 0, result.output
+    assert "SENDGRID_API_HOST comes from the env file" in result.stdout and "--trust-env-file" in result.stdout
