@@ -245,7 +245,7 @@ def send_command(
         for problem in trust_problems(settings):
             click.echo(f"Warning: {problem} (sending anyway: --trust-env-file)", err=True)
     where = pipeline.ledger_url(options.get("ledger"), notice)
-    pipeline.stray_ledger(notice, where, live=True)
+    pipeline.stray_ledger(notice, where, live=True, chosen=options.get("ledger"))
     ledger = pipeline.open_ledger(where, dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     too_long = pipeline.sms_over_limit(plan, options["max_sms_segments"])
@@ -307,7 +307,7 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     open_page = options.pop("open_page", False)
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
     where = pipeline.ledger_url(options.get("ledger"), notice)
-    stray = pipeline.stray_ledger(notice, where, live=False)
+    stray = pipeline.stray_ledger(notice, where, live=False, chosen=options.get("ledger"))
     ledger = pipeline.open_ledger(where, dry_run=True)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     warnings += [stray] if stray else []

@@ -457,18 +457,19 @@ def open_ledger(url: str | None, *, dry_run: bool, notice: str | Path | None = N
     return Ledger(url, read_only=dry_run)
 
 
-def stray_ledger(notice_path: str | Path, url: str, *, live: bool) -> Caution | None:
+def stray_ledger(notice_path: str | Path, url: str, *, live: bool, chosen: str | None = None) -> Caution | None:
     """The ledger broadcast used before it moved beside the notice (./.broadcast in the working folder), when it
     knows this notice and the ledger ``url`` does not: planning a first send from there would reach everyone again.
 
-    Checked before the run opens (and so creates) its own ledger. A live send refuses (LedgerError); a dry-run
+    Checked before the run opens (and so creates) its own ledger, and only for the default: a ledger ``chosen``
+    with --ledger / BROADCAST_LEDGER is the person's decision. A live send refuses (LedgerError); a dry-run
     gets the warning back.
     """
     from broadcast.errors import LedgerError
     from broadcast.ledger import Ledger, masked_url
 
     old = Path(os.path.abspath(".broadcast/ledger.db"))
-    if not url.startswith("sqlite:///") or not old.is_file():
+    if chosen or not url.startswith("sqlite:///") or not old.is_file():
         return None
     new = Path(os.path.abspath(url.removeprefix("sqlite:///")))
     if new == old:

@@ -121,6 +121,10 @@ def test_the_working_folder_ledger_of_earlier_versions_is_not_silently_left_behi
     [warning] = [w for w in json.loads(dry.stdout)["warnings"] if w.startswith("ledger:")]
     assert str(here / ".broadcast" / "ledger.db") in warning and "would reach everyone again" in warning
     assert f"mkdir -p {place.parent / '.broadcast'} && mv {here / '.broadcast' / 'ledger.db'}*" in warning
+    # a ledger named with --ledger is the person's choice: no second-guessing
+    chosen = run("preview", place, "--contacts", place.parent / "contacts.csv", "--channel", "web", "--json",
+                 "--ledger", f"sqlite:///{tmp_path / 'new.db'}", *LONG_SMS)
+    assert not [w for w in json.loads(chosen.stdout)["warnings"] if w.startswith("ledger:")]
 
     live = send(place, "--channel", "web", "--web-dir", web, "--yes")
     output = plain(live)
