@@ -192,7 +192,7 @@ force_option = click.option(
 ledger_option = click.option(
     "--ledger",
     envvar="BROADCAST_LEDGER",
-    help="Delivery ledger URL [env: BROADCAST_LEDGER; default sqlite:///.broadcast/ledger.db].",
+    help="Delivery ledger URL [env: BROADCAST_LEDGER; default: .broadcast/ledger.db beside the notice file].",
 )
 
 
@@ -260,11 +260,17 @@ def check_command(
     """Validate NOTICE and render every channel in every language, worded as a live send would word it now."""
     from broadcast import pipeline, report
 
+    where = pipeline.ledger_url(ledger, notice)
+    stray = pipeline.stray_ledger(notice, where, live=False, chosen=ledger)
     checked = pipeline.check(
         notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
-        sms_transliterate=sms_transliterate, strict=strict, ledger=pipeline.open_ledger(ledger, dry_run=True),
+        sms_transliterate=sms_transliterate, strict=strict, ledger=pipeline.open_ledger(where, dry_run=True),
     )
-    report.checked(checked, as_json=as_json, force=force)
+    if stray:
+        checked.warnings.append(stray)
+    from broadcast.ledger import masked_url
+
+    report.checked(checked, as_json=as_json, force=force, ledger=masked_url(where))
     pipeline.refuse_long_sms(checked.sms_too_long, max_sms_segments, force=force, sent="check found it")
     return 0
 
@@ -291,10 +297,11 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
+@click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None,
-    rates: tuple[str, ...], concurrency: tuple[str, ...], **options: Any,
+    rates: tuple[str, ...], concurrency: tuple[str, ...], trust_env_file: bool = False, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if options.get("open_page") and not dry_run:
@@ -303,13 +310,23 @@ def send_command(
         return _dry_run(notice, out_dir, **options)
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
+    from broadcast.ledger import masked_url
     from broadcast.rate import gates, parse_concurrency, parse_rates
 
     as_json = options.pop("as_json")
     limits = gates(parse_rates(rates), parse_concurrency(concurrency))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
-    settings = channel_settings(options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir)
-    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=False)
+    settings = channel_settings(
+        options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir, trust_env_file=trust_env_file
+    )
+    if trust_env_file:
+        from broadcast.config import trust_problems
+
+        for problem in trust_problems(settings):
+            click.echo(f"Warning: {problem} (sending anyway: --trust-env-file)", err=True)
+    where = pipeline.ledger_url(options.get("ledger"), notice)
+    pipeline.stray_ledger(notice, where, live=True, chosen=options.get("ledger"))
+    ledger = pipeline.open_ledger(where, dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     pipeline.refuse_long_sms(
         pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
@@ -327,7 +344,9 @@ def send_command(
     # progress bars only for a person watching: never in CI logs or with --json
     with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
         outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
-    report.sent(plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    report.sent(
+        plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"], ledger=masked_url(where)
+    )
     if outcome.interrupted:
         return 130
     return 1 if outcome.failures or outcome.stopped else 0
@@ -356,18 +375,30 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
 
 def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     from broadcast import pipeline, report
+    from broadcast.ledger import masked_url
 
     as_json = options.pop("as_json")
     open_page = options.pop("open_page", False)
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
-    ledger = pipeline.open_ledger(options.get("ledger"), dry_run=True)
+    where = pipeline.ledger_url(options.get("ledger"), notice)
+    stray = pipeline.stray_ledger(notice, where, live=False, chosen=options.get("ledger"))
+    ledger = pipeline.open_ledger(where, dry_run=True)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
+    warnings += [stray] if stray else []
+    from broadcast.config import trust_problems
+
+    # what a live send would refuse (config.channel_settings), shown first
+    warnings += [pipeline.Caution("env file", f"{p}; a live send refuses this without --trust-env-file")
+                 for p in trust_problems(plan.channels)]
     page = pipeline.write_preview(
         plan, out_dir, warnings,
         sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
     )
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
-    report.previewed(plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"])
+    report.previewed(
+        plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"],
+        ledger=masked_url(where), ledger_found=ledger is not None,
+    )
     if not as_json:
         click.echo(f"Preview page: {page}", err=True)
     if open_page:
@@ -382,7 +413,7 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
 
 @main.command("status")
 @click.argument("notice_id")
-@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER].")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER; default: beside NOTICE_ID when it is the notice file, else ./.broadcast/ledger.db].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_reports_errors
 def status_command(notice_id: str, ledger: str | None, as_json: bool) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from broadcast.errors import ConfigError
 
@@ -22,6 +24,22 @@ SECRET_VARIABLES = (
     "X_BEARER_TOKEN",
 )
 HIDDEN = "<hidden>"
+
+#: the variable that says where each provider is reached, and the credentials sent there
+HOST_VARIABLES = {"email": "SENDGRID_API_HOST", "sms": "TWILIO_API_BASE_URL", "social": "X_API_BASE_URL"}
+CHANNEL_SECRETS = {
+    "email": ("SENDGRID_API_KEY",),
+    "sms": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"),
+    "social": ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET", "X_BEARER_TOKEN"),
+}
+#: URLs a provider is called at, or told to call us at; each must be a full http(s) URL
+URL_VARIABLES = (*HOST_VARIABLES.values(), "TWILIO_STATUS_CALLBACK")
+
+#: variables the env file set because the real environment did not have them: name → file
+ENV_FILE_SET: dict[str, str] = {}
+
+#: user:password@ in any URL (a proxy or database password); the scheme stays, so the URL still reads as one
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 
 
 class Secret:
@@ -49,26 +67,90 @@ def load_dotenv_file(path: str | Path | None = None) -> None:
     from dotenv import load_dotenv
 
     target = Path(path) if path else Path.cwd() / ".env"
+    ENV_FILE_SET.clear()
     if path and not target.is_file():
         raise ConfigError("env file not found", file=target, hint="pass an existing file to --env-file, or leave it out")
     if target.is_file():
+        before = set(os.environ)
         try:
             load_dotenv(target, override=False)
         except UnicodeDecodeError:
             raise ConfigError(
                 "the env file is not UTF-8 text", file=target, hint="save the env file as UTF-8 and run again"
             ) from None
+        # remembered so a provider address and its credentials from different sources can be caught (trust_problems)
+        ENV_FILE_SET.update((name, str(target)) for name in set(os.environ) - before)
 
 
 def mask(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace every secret value from the environment that appears in ``text`` with <hidden>."""
+    """Replace every secret value from the environment, and the user:password of any URL, in ``text`` with <hidden>."""
     env = os.environ if env is None else env
     for name in SECRET_VARIABLES:
         value = env.get(name, "")
         # very short values would mask ordinary words; real credentials are long
-        if len(value) >= 6 and value in text:
-            text = text.replace(value, HIDDEN)
-    return text
+        if len(value) < 6:
+            continue
+        # also as an error message quotes it: repr() escapes a line break or a quote inside the value
+        for form in {value, value.strip(), repr(value)[1:-1]}:
+            if len(form) >= 6 and form in text:
+                text = text.replace(form, HIDDEN)
+    return _USERINFO.sub(HIDDEN + "@", text)
+
+
+def _credential_problem(name: str, value: str) -> str | None:
+    """Why a credential cannot be sent in an HTTP header, without quoting any of it."""
+    for position, char in enumerate(value, 1):
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            what = "a line break" if char in "\r\n\u2028\u2029\x85" else f"a control character (U+{ord(char):04X})"
+            return (f"{name} contains {what} at character {position}: it was pasted with part of the next line, "
+                    "or the .env value spans lines; write it on one line")
+        if not char.isascii():
+            return (f"{name} contains a character that is not plain ASCII (U+{ord(char):04X}) at character {position}: "
+                    "usually a non-breaking space or smart quote from copying; paste the credential again")
+    return None
+
+
+def _url_problem(name: str, value: str) -> str | None:
+    """Why a provider URL cannot be used; the URL is quoted with any user:password hidden."""
+    shown = _USERINFO.sub(HIDDEN + "@", value)
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Zs") for c in value):
+        return f"{name} contains a space or a control character; write the URL on one line without spaces"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"{name}={shown!r} is not a URL ({exc}); write it like https://host:port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{name}={shown!r} is not a full URL: it needs https:// (or http:// for a local test server) and a host"
+    return None
+
+
+def trust_problems(channels: Iterable[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """Channels whose provider address and credentials come from different places (env file vs environment).
+
+    A ./.env in the folder you run from could otherwise point a provider at another host and receive
+    the real credentials from the environment; the person must say they trust the file (--trust-env-file).
+    """
+    env = os.environ if env is None else env
+    out = []
+    for channel in channels:
+        host = HOST_VARIABLES.get(channel)
+        if not host or not env.get(host, "").strip():
+            continue
+        secrets = [name for name in CHANNEL_SECRETS[channel] if env.get(name, "").strip()]
+        where = {name: ENV_FILE_SET.get(name) for name in (host, *secrets)}
+        mixed = [name for name in secrets if where[name] != where[host]]
+        if not mixed:
+            continue
+
+        def source(name: str) -> str:
+            return f"the env file {where[name]}" if where[name] else "the environment"
+
+        out.append(
+            f"{channel}: {host} comes from {source(host)}, but {', '.join(mixed)} from {source(mixed[0])}; "
+            f"a file could send your credentials to a host you did not choose"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,8 +198,13 @@ def channel_settings(
     env: Mapping[str, str] | None = None,
     sandbox: bool = False,
     web_dir: str | Path | None = None,
+    trust_env_file: bool = False,
 ) -> dict[str, Settings]:
-    """Settings for every channel picked for a live send; one ConfigError lists everything missing."""
+    """Settings for every channel picked for a live send; one ConfigError lists everything missing or wrong.
+
+    A provider address and its credentials from different sources (see trust_problems) are refused
+    unless ``trust_env_file``.
+    """
     env = os.environ if env is None else env
     missing: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -126,18 +213,32 @@ def channel_settings(
     def get(name: str) -> str:
         return env.get(name, "").strip()
 
+    channels = list(channels)
     for channel in channels:
         need: list[str] = []
+        for name in CHANNEL_SECRETS.get(channel, ()):
+            found = _credential_problem(name, get(name))
+            if found:
+                problems.append(found)
+        for name in URL_VARIABLES:
+            # a URL only matters to the channel that uses it: the status callback is Twilio's
+            if get(name) and (name == HOST_VARIABLES.get(channel) or (name == "TWILIO_STATUS_CALLBACK" and channel == "sms")):
+                found = _url_problem(name, get(name))
+                if found:
+                    problems.append(found)
         if channel == "email":
             need = [v for v in ("SENDGRID_API_KEY", "BROADCAST_EMAIL_FROM") if not get(v)]
-            sender = get("BROADCAST_EMAIL_FROM")
-            if sender and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", sender):
-                problems.append(f"BROADCAST_EMAIL_FROM={sender!r} is not an email address")
+            sender, sender_name = get("BROADCAST_EMAIL_FROM"), None
+            if sender:
+                sender_name, sender, wrong = email_sender(sender)
+                if wrong:
+                    problems.append(f"BROADCAST_EMAIL_FROM={get('BROADCAST_EMAIL_FROM')!r} {wrong}")
             if not need:
                 out[channel] = EmailSettings(
                     api_key=Secret(get("SENDGRID_API_KEY")),
                     sender=sender,
-                    sender_name=get("BROADCAST_EMAIL_FROM_NAME") or None,
+                    # BROADCAST_EMAIL_FROM_NAME, when set, names the sender over the name in BROADCAST_EMAIL_FROM
+                    sender_name=get("BROADCAST_EMAIL_FROM_NAME") or sender_name or None,
                     host=get("SENDGRID_API_HOST") or SENDGRID_HOST,
                     sandbox=sandbox,
                 )
@@ -176,6 +277,12 @@ def channel_settings(
             out[channel] = WebSettings(Path(web_dir or get("BROADCAST_WEB_DIR") or "web"))
         if need:
             missing[channel] = need
+    if not trust_env_file:
+        problems += [
+            f"{found}. Nothing was sent. If you trust that file, add --trust-env-file; "
+            "otherwise remove the line from it (see .env.example on the trust model)"
+            for found in trust_problems(channels, env)
+        ]
     if missing or problems:
         lines = [f"  - {channel}: {', '.join(names)}" for channel, names in missing.items()]
         lines += [f"  - {p}" for p in problems]
@@ -186,3 +293,19 @@ def channel_settings(
             "--channel, or preview with --dry-run. Nothing was sent.",
         )
     return out
+
+
+def email_sender(value: str) -> tuple[str, str, str | None]:
+    """(display name, address, what is wrong or None) for ``Name <addr>`` or a bare address."""
+    from email.utils import parseaddr
+
+    from email_validator import EmailNotValidError, validate_email
+
+    name, address = parseaddr(value)
+    if not address or "@" not in address:
+        return "", value, "is not an email address; write it as alerts@example.org or 'Alerts <alerts@example.org>'"
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return name, address, f"is not an email address: {exc}"
+    return name, address, None

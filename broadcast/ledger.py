@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from collections import Counter
@@ -12,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -19,6 +22,7 @@ from broadcast.channels.base import Message, Receipt
 from broadcast.errors import LedgerError
 from broadcast.processes import alive
 
+#: the ledger of a run from the working directory, before it moved beside the notice file (default_url)
 DEFAULT_URL = "sqlite:///.broadcast/ledger.db"
 #: rows per statement: large enough to be fast, small enough for SQLite's variable limit
 CHUNK = 500
@@ -33,19 +37,21 @@ metadata = sa.MetaData()
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("message_id", sa.String(512), primary_key=True),
-    sa.Column("notice", sa.String(80), nullable=False),
+    # Text wherever the width is not part of the meaning: a PostgreSQL VARCHAR(n) refuses a longer value, and
+    # a long host name, language tag or --web-dir path must not stop a send (see _widen)
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("notice", sa.Text, nullable=False),
     sa.Column("version", sa.String(32), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
-    sa.Column("recipient", sa.String(320), nullable=False),
-    sa.Column("contact", sa.String(330), nullable=False, default=""),
-    sa.Column("language", sa.String(35), nullable=False, default=""),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("contact", sa.Text, nullable=False, default=""),
+    sa.Column("language", sa.Text, nullable=False, default=""),
     # inflight → sent | failed | retry | unknown | previewed
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("provider_id", sa.String(200)),
+    sa.Column("provider_id", sa.Text),
     sa.Column("reason", sa.Text),
-    sa.Column("run_id", sa.String(64)),
+    sa.Column("run_id", sa.Text),
     sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
@@ -59,18 +65,18 @@ suppressions = sa.Table(
     "suppressions",
     metadata,
     sa.Column("channel", sa.String(16), primary_key=True),
-    sa.Column("recipient", sa.String(320), primary_key=True),
+    sa.Column("recipient", sa.Text, primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 runs = sa.Table(
     "runs",
     metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("notice", sa.String(80), nullable=False),
-    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("notice", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
@@ -106,23 +112,67 @@ class Decision:
     recorded: bool = False
 
 
-class Ledger:
-    """SQLAlchemy Core over SQLite (default, one file) or PostgreSQL (shared by several runners)."""
+def _database_errors(method: Any) -> Any:
+    """A database failure inside a ledger method becomes a LedgerError that names the ledger, never the SQL
+    (SQLAlchemy's message quotes the statement and its parameters: recipients' addresses)."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or os.environ.get("BROADCAST_LEDGER") or DEFAULT_URL
+    @functools.wraps(method)
+    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> Any:
         try:
-            self.engine = self._engine(self.url)
-            with self.engine.begin() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    # two runs starting at once on a new database must not both create the tables
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
-                metadata.create_all(conn)
+            return method(self, *args, **kwargs)
+        except (sa.exc.DBAPIError, sqlite3.Error) as exc:
+            raise self._failure(exc) from None
+
+    return wrapper
+
+
+class Ledger:
+    """SQLAlchemy Core over SQLite (default, one file) or PostgreSQL (shared by several runners).
+
+    ``read_only`` (status, preview) opens a SQLite file without writing to it, so a ledger on a read-only
+    disk or owned by another user can still be read; such a ledger records nothing.
+    """
+
+    def __init__(self, url: str | None = None, *, read_only: bool = False) -> None:
+        self.url = url or os.environ.get("BROADCAST_LEDGER") or DEFAULT_URL
+        self.read_only = read_only
+        if _in_memory(self.url):
+            raise LedgerError(
+                "an in-memory SQLite ledger (sqlite://) is forgotten when the run ends, so the next run would send "
+                "to everyone again",
+                hint="use a file, e.g. --ledger sqlite:///.broadcast/ledger.db, or leave --ledger out for the default",
+            )
+        try:
+            self.engine = self._engine(self.url, read_only=read_only)
+            if read_only and self.engine.dialect.name == "sqlite":
+                with self.engine.connect() as conn:
+                    if not sa.inspect(conn).has_table("deliveries"):
+                        raise LedgerError(
+                            "this SQLite file is not a broadcast ledger: it has no deliveries table",
+                            file=masked_url(self.url),
+                            hint="point --ledger / BROADCAST_LEDGER at the ledger broadcast wrote",
+                        )
+            else:
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        # two runs starting at once on a new database must not both create the tables
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
+                    metadata.create_all(conn)
+                    _widen(conn)
         except sa.exc.ArgumentError as exc:
             raise LedgerError(
                 f"not a database URL: {exc}", hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
             ) from None
-        except (sa.exc.DatabaseError, OSError) as exc:
+        except ValueError:
+            # the URL parser's words can quote a piece of the URL, password included: say which part instead
+            raise LedgerError(
+                f"not a database URL: the host or port of {masked_url(self.url)} cannot be read "
+                "(an IPv6 address needs its closing ], a port is a number)",
+                hint="write it like postgresql+psycopg://[::1]:5432/db (user and password before the host) or sqlite:///path/ledger.db",
+            ) from None
+        except (sa.exc.DatabaseError, sqlite3.Error) as exc:
+            raise self._failure(exc, opening=True) from None
+        except OSError as exc:
             raise LedgerError(
                 f"cannot open the ledger: {_first_line(exc)}",
                 hint="check --ledger / BROADCAST_LEDGER, that the database is reachable, and its permissions",
@@ -136,10 +186,36 @@ class Ledger:
         self._beat: threading.Event | None = None
         self._sql = _PerMessage(self.engine.dialect)
 
+    def _failure(self, exc: BaseException, *, opening: bool = False) -> LedgerError:
+        """What a database error means for the person: the ledger, the database's own first line, what to do."""
+        said = _first_line(exc)
+        where = masked_url(self.url)
+        damaged = ("restore it from a backup, or move it aside (mv it to ledger.db.damaged) to start a new one; "
+                   "a new ledger does not know who already got a notice, so check the providers' logs before a live send")
+        if "malformed" in said:
+            return LedgerError(f"the ledger is damaged: {said}", file=where, hint=damaged)
+        if "not a database" in said:
+            return LedgerError(
+                f"cannot {'open' if opening else 'use'} the ledger: {said}", file=where,
+                hint=f"check that --ledger / BROADCAST_LEDGER names the ledger broadcast wrote; if it does, it is damaged: {damaged}",
+            )
+        if self.read_only and ("readonly" in said or "unable to open" in said):
+            return LedgerError(
+                f"cannot read the ledger: {said}", file=where,
+                hint="check that you may read the ledger file and its folder (ls -l), or copy it somewhere you can",
+            )
+        return LedgerError(
+            f"cannot {'open' if opening else 'use'} the ledger: {said}",
+            file=where,
+            hint="check --ledger / BROADCAST_LEDGER, that the database is reachable, and its permissions",
+        )
+
     @staticmethod
-    def _engine(url: str) -> sa.Engine:
+    def _engine(url: str, *, read_only: bool = False) -> sa.Engine:
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
+            if read_only and path:
+                return _read_only_engine(path)
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 60})
@@ -173,6 +249,7 @@ class Ledger:
 
     # -- runs ----------------------------------------------------------------------------------
 
+    @_database_errors
     def start_run(self, notice: str) -> str:
         """Register this run and keep its heartbeat, so others can tell it from a crashed one."""
         self.run_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -180,7 +257,7 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(
                 runs.insert().values(
-                    run_id=self.run_id, notice=notice, host=socket.gethostname()[:255], pid=os.getpid(),
+                    run_id=self.run_id, notice=notice, host=socket.gethostname(), pid=os.getpid(),
                     started_at=stamp, heartbeat_at=stamp,
                 )
             )
@@ -196,6 +273,7 @@ class Ledger:
             except sa.exc.SQLAlchemyError:
                 continue  # a missed beat only makes this run look older; the next one catches up
 
+    @_database_errors
     def finish_run(self) -> None:
         if self._beat:
             self._beat.set()
@@ -206,7 +284,7 @@ class Ledger:
     def _live_runs(self, conn: sa.Connection) -> set[str]:
         """Runs still sending: unfinished, with a recent heartbeat, and (on this host) a living process."""
         cutoff = now() - STALE_AFTER
-        host = socket.gethostname()[:255]
+        host = socket.gethostname()
         rows = conn.execute(
             sa.select(runs.c.run_id, runs.c.heartbeat_at, runs.c.host, runs.c.pid).where(runs.c.finished_at.is_(None))
         )
@@ -218,6 +296,7 @@ class Ledger:
 
     # -- before sending ------------------------------------------------------------------------
 
+    @_database_errors
     def sent_versions(self, notice: str) -> dict[str, set[str]]:
         """channel → versions of this notice that reached at least one recipient."""
         out: dict[str, set[str]] = {}
@@ -231,6 +310,7 @@ class Ledger:
                 out.setdefault(channel, set()).add(version)
         return out
 
+    @_database_errors
     def has_rows(self, notice: str, channel: str, version: str) -> bool:
         """Whether any message of this notice version on this channel was ever claimed."""
         with self.engine.connect() as conn:
@@ -240,6 +320,7 @@ class Ledger:
                 ).limit(1)
             ).first() is not None
 
+    @_database_errors
     def suppressed(self) -> dict[str, set[str]]:
         """channel → recipients who must not be contacted (STOP replies and suppression files)."""
         out: dict[str, set[str]] = {}
@@ -248,8 +329,14 @@ class Ledger:
                 out.setdefault(channel, set()).add(recipient)
         return out
 
+    @_database_errors
     def suppress(self, entries: Iterable[tuple[str, str, str, str]]) -> int:
-        """Add (channel, recipient, reason, source) suppressions; existing ones are kept as they are."""
+        """Add (channel, recipient, reason, source) suppressions; existing ones are kept as they are.
+
+        A read-only ledger (a dry-run's) records none: the run applies its suppression files itself.
+        """
+        if self.read_only:
+            return 0
         rows = [dict(channel=c, recipient=r, reason=why, source=src, created_at=now()) for c, r, why, src in entries]
         for chunk in _chunks(rows):
             with self.engine.begin() as conn:
@@ -269,6 +356,21 @@ class Ledger:
         Suppressed recipients are skipped unless ``check_suppressions`` is off (pipeline.Triage applies them
         itself, with an emergency notice's override).
         """
+        try:
+            yield from self._triage(messages, resend_after, retry_unknown, check_suppressions)
+        except (sa.exc.DBAPIError, sqlite3.Error) as exc:
+            raise self._failure(exc) from None
+
+    @_database_errors
+    def has_notice(self, notice: str) -> bool:
+        """Whether any message of this notice, any version or channel, was ever recorded here."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(sa.literal(1)).where(deliveries.c.notice == notice).limit(1)).first()
+        return found is not None
+
+    def _triage(
+        self, messages: Iterable[Message], resend_after: timedelta | None, retry_unknown: bool, check_suppressions: bool
+    ) -> Iterator[Decision]:
         suppressed = self.suppressed() if check_suppressions else {}
         for chunk in _chunks(messages):
             ids = [m.id for m in chunk]
@@ -310,6 +412,7 @@ class Ledger:
 
     # -- sending -------------------------------------------------------------------------------
 
+    @_database_errors
     def claim(self, decisions: Sequence[Decision]) -> list[Message]:
         """Mark messages in flight for this run before the provider is called; return those this run owns.
 
@@ -357,6 +460,7 @@ class Ledger:
             ).scalars()
         )
 
+    @_database_errors
     def settle(self, receipts: Sequence[Receipt]) -> None:
         """Record what the provider said, in one transaction per chunk; learn suppressions from STOP replies."""
         stamp = now()
@@ -369,6 +473,7 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
 
+    @_database_errors
     def status(self, notice: str) -> dict[str, Any]:
         """Per channel and version: counts by status, failures by reason, and the last run's time."""
         with self.engine.connect() as conn:
@@ -485,12 +590,79 @@ class _Row:
     language: str
 
 
+def _in_memory(url: str) -> bool:
+    if not url.startswith("sqlite"):
+        return False
+    try:
+        path = sa.engine.make_url(url).database
+    except (sa.exc.ArgumentError, ValueError):
+        return False
+    return not path or path == ":memory:" or "mode=memory" in url
+
+
+def _read_only_engine(path: str) -> sa.Engine:
+    """SQLite opened with mode=ro: nothing is written, not even the WAL switch or a lock (status, dry-run)."""
+    target = f"file:{quote(os.path.abspath(path))}"
+
+    def connect() -> sqlite3.Connection:
+        if not Path(path).is_file():
+            # mode=ro would say only "unable to open database file"
+            raise sqlite3.OperationalError(f"no ledger file at {path}")
+        conn = sqlite3.connect(f"{target}?mode=ro", uri=True, timeout=60, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_CANTOPEN:
+                raise
+            # A WAL ledger whose folder we may not write: SQLite cannot make the -shm file a reader needs.
+            # Nobody can be writing through this folder either, so read the file as it is.
+            conn.close()
+            conn = sqlite3.connect(f"{target}?mode=ro&immutable=1", uri=True, timeout=60, check_same_thread=False)
+        return conn
+
+    return sa.create_engine("sqlite://", creator=connect, poolclass=sa.pool.NullPool)
+
+
+def _widen(conn: sa.Connection) -> None:
+    """A PostgreSQL ledger made before these columns were Text still has VARCHAR(n): widen them in place.
+
+    VARCHAR to TEXT changes no stored value and needs no table rewrite on PostgreSQL; create_all never alters
+    an existing table, so without this a long host name or --web-dir would fail every run on such a ledger.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        found = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            kind = found.get(column.name)
+            if isinstance(column.type, sa.Text) and isinstance(kind, sa.String) and getattr(kind, "length", None):
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ALTER COLUMN "{column.name}" TYPE TEXT'))
+
+
+def default_url(notice_path: str | Path) -> str:
+    """The ledger beside the notice file (NOTICE_FOLDER/.broadcast/ledger.db), whichever folder broadcast runs from."""
+    folder = Path(os.path.abspath(notice_path)).parent
+    return f"sqlite:///{folder / '.broadcast' / 'ledger.db'}"
+
+
+def masked_url(url: str) -> str:
+    """The ledger's URL as it may be printed: the password hidden."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        from broadcast.config import mask
+
+        return mask(url)
+
+
 def ledger_exists(url: str) -> bool:
     """Whether there is a ledger to read; only a SQLite file can be absent, a server URL always counts."""
     if not url.startswith("sqlite"):
         return True
     path = sa.engine.make_url(url).database
-    return bool(path) and (path == ":memory:" or Path(path).is_file())
+    # an in-memory URL "exists" so that opening it gives the same refusal a live send gets
+    return not path or path == ":memory:" or Path(path).is_file()
 
 
 def _takeover_from(decision: Decision) -> tuple[str, ...]:
@@ -519,7 +691,8 @@ def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).splitlines()[0]
+    lines = str(getattr(exc, "orig", exc)).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def parse_duration(text: str) -> timedelta:
@@ -530,5 +703,8 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f"{text!r} is not a duration; write it like 90s, 15m, 24h or 7d")
     value, unit = float(match.group(1)), match.group(2)
-    return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+    try:
+        return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+    except OverflowError:
+        raise ValueError(f"{text.strip()!r} is longer than any reminder could wait; write it like 30d or 365d") from None
 

@@ -76,7 +76,7 @@ def _capped(data: Any) -> Any:
     return data
 
 
-def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
+def checked(result: Checked, *, as_json: bool, force: bool = False, ledger: str | None = None) -> None:
     """What `check` found; an SMS over the limit without ``force`` is not OK (the caller then exits 2)."""
     from broadcast.pipeline import rendering_stats
 
@@ -90,6 +90,7 @@ def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
                 "ok": ok,
                 "languages": notice.languages,
                 "updated": result.updated,
+                "ledger": ledger,
                 "renderings": rows,
                 "sms_over_limit": result.sms_too_long,
                 "warnings": [str(w) for w in result.warnings],
@@ -99,6 +100,8 @@ def checked(result: Checked, *, as_json: bool, force: bool = False) -> None:
     console = _console()
     console.print(f"[bold]{_plain(notice.id)}[/] ({_plain(notice.severity)}) is valid: {len(notice.channels)} support channels, "
                   f"languages {_plain(', '.join(notice.languages))}")
+    if ledger:
+        console.print(f"Ledger: {_plain(ledger)}")
     if result.updated:
         console.print(f"A send now is an [bold]update[/] on {', '.join(result.updated)}: the ledger has an earlier "
                       "version; the counts below are for the update's wording.")
@@ -177,12 +180,14 @@ def _skipped(console: Any, plan: Plan) -> None:
 
 
 def previewed(
-    plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0
+    plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0,
+    ledger: str | None = None, ledger_found: bool = True,
 ) -> None:
     from broadcast.pipeline import summary
 
     if as_json:
         data = summary(plan_, outcome, dry_run=True, sms_segment_price=sms_segment_price)
+        data["ledger"], data["ledger_found"] = ledger, ledger_found
         data["out"] = str(out_dir)
         data["warnings"] = [str(c) for c in cautions]
         _json(data)
@@ -193,12 +198,18 @@ def previewed(
     console.print(
         f"[bold]Dry-run[/]: nothing was sent. {total} message(s) planned; renderings and plan.csv are in {_plain(out_dir)}/"
     )
+    if ledger:
+        console.print(f"Ledger: {ledger}" + ("" if ledger_found else " (not there yet: everyone is planned as a first send)"))
 
 
-def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
+def sent(
+    plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0,
+    ledger: str | None = None,
+) -> None:
     from broadcast.pipeline import summary
 
     data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
+    data["ledger"] = ledger
     if as_json:
         data["warnings"] = [str(c) for c in cautions]
         _json(data)
@@ -226,6 +237,8 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
     if outcome.failed_total > MAX_PROBLEMS:
         console.print(f"  … and {outcome.failed_total - MAX_PROBLEMS} more failures")
     _cautions(console, cautions)
+    if ledger:
+        console.print(f"Ledger: {ledger}")
 
 
 def status(data: dict[str, Any], *, as_json: bool) -> None:
@@ -236,6 +249,8 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
     from rich.table import Table
 
     console = _console()
+    if data.get("ledger"):
+        console.print(f"Ledger: {data['ledger']}")
     if not data["rows"]:
         console.print(f"The ledger has nothing for {_plain(data['notice'])} yet.")
         return

@@ -29,6 +29,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     # relative outputs (outbox/, preview/, web/, .env) land in the test's own folder
     monkeypatch.chdir(tmp_path)
+    # the default ledger sits beside the notice file, which for most tests is in the repository's examples/
+    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / '.broadcast' / 'ledger.db'}")
 
 
 def _free_port() -> int:

@@ -401,3 +401,15 @@ def test_cli_wrong_token_stops_sms_without_showing_it(
     assert data["channels"]["sms"]["sent"] == 0 and "TWILIO_AUTH_TOKEN" in data["stopped"]["sms"]
     assert fake.deliveries == []
     assert wrong not in result.output and credentials.TWILIO_ACCOUNT_SID not in result.output
+
+
+@pytest.mark.parametrize("base_url", ["127.0.0.1:{port}", "ftp://127.0.0.1:{port}", "http://[::1"])
+def test_a_base_url_requests_cannot_use_means_not_sent(fake: CodedTwilioFake, base_url: str) -> None:
+    """No connection was made, so the SMS cannot have left: retry (then failed), never 'may have been sent'."""
+    port = fake.url.rsplit(":", 1)[1]
+    adapter = TwilioChannel(settings(base_url.format(port=port)), timeout=CLIENT_TIMEOUT)
+
+    receipt = send_one(adapter)
+
+    assert receipt.status == "retry" and "nothing was sent" in receipt.reason
+    assert fake.requests == []

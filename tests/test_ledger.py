@@ -190,3 +190,74 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid += 1
+
+
+# -- long values: the same on SQLite and PostgreSQL ------------------------------------------------------
+
+LONG_HOST = "build-runner-" + "x" * 120 + ".internal.example"
+LONG_LANGUAGE = "sl-Latn-SI-" + "-".join(["nedis"] * 12)  # a valid BCP 47 shape, longer than 35 characters
+LONG_PATH = "/srv/" + "/".join(["very-long-folder-name"] * 14) + "/banner.sl.html"
+
+
+def test_long_host_language_and_paths_are_recorded_on_both_databases(ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: LONG_HOST)
+    book = Ledger(ledger_url)
+    try:
+        m = message(7)
+        m = Message(id=m.id, channel=m.channel, recipient=m.recipient, language=LONG_LANGUAGE, rendering=RENDERING,
+                    contact_key=m.contact_key, notice="water")
+        book.suppress([("sms", "+38641559999", "listed in a suppression file", LONG_PATH)])
+        book.start_run("water")
+        [owned] = book.claim([Decision(m, True)])
+        book.settle([Receipt(owned.id, "sms", owned.recipient, "sent", provider_id=LONG_PATH)])
+        book.finish_run()
+        assert book.status("water")["rows"][0]["sent"] == 1
+        assert next(book.triage([m])).reason == "already sent"
+        with book.engine.connect() as conn:
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.message_id == m.id)).one()
+            assert (row.language, row.provider_id) == (LONG_LANGUAGE, LONG_PATH)
+            assert conn.execute(sa.select(runs.c.host).where(runs.c.run_id == book.run_id)).scalar() == LONG_HOST
+    finally:
+        book.close()
+
+
+def test_a_postgresql_ledger_made_with_narrow_columns_is_widened_in_place(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tables as earlier versions of broadcast created them
+    old = sa.MetaData()
+    for table in metadata.sorted_tables:
+        narrow = {"message_id": 512, "notice": 80, "recipient": 320, "contact": 330, "language": 35,
+                  "provider_id": 200, "run_id": 64, "source": 200, "host": 255}
+        columns = [
+            sa.Column(c.name, sa.String(narrow[c.name]) if c.name in narrow else c.type, primary_key=c.primary_key,
+                      nullable=c.nullable)
+            for c in table.columns
+        ]
+        sa.Table(table.name, old, *columns)
+    engine = sa.create_engine(postgres_url)
+    metadata.drop_all(engine)
+    old.create_all(engine)
+    earlier = message(1)
+    with engine.begin() as conn:
+        conn.execute(deliveries.insert().values(
+            message_id=earlier.id, notice="water-earlier", version="v1", channel="sms", recipient=earlier.recipient,
+            contact=earlier.contact_key, language="en", status="sent", attempts=1, first_at=now(), last_at=now(),
+            sent_at=now(),
+        ))
+    assert sa.inspect(engine).get_columns("runs")[2]["type"].length == 255
+    engine.dispose()
+
+    test_long_host_language_and_paths_are_recorded_on_both_databases(postgres_url, monkeypatch)
+    engine = sa.create_engine(postgres_url)
+    try:
+        widths = {
+            (table, c["name"]): getattr(c["type"], "length", None)
+            for table in ("deliveries", "runs", "suppressions") for c in sa.inspect(engine).get_columns(table)
+        }
+        assert widths[("runs", "host")] is None and widths[("deliveries", "language")] is None
+        # what the earlier version recorded is still there, and still counts
+        book = Ledger(postgres_url)
+        assert next(book.triage([earlier])).reason == "already sent"
+        book.close()
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -412,3 +412,41 @@ def test_an_emergency_notice_still_honours_suppressions_and_stop_replies(fakes, 
     assert data["channels"]["email"]["sent"] == 1 and data["channels"]["email"]["overridden_suppressions"] == 1
     assert data["channels"]["sms"]["skipped_reasons"] == {"suppressed": 2, "already sent": 1} and data["channels"]["sms"]["sent"] == 0
     assert "email: override_suppressions: 1 recipient(s) who unsubscribed get this emergency notice" in data["warnings"]
+
+
+# -- 6b. secrets in the shapes a paste or a proxy gives them ------------------------------------------------
+
+#: the example's key, split by the line break a paste from a wrapped terminal leaves in it
+BROKEN_KEY = "SG.fake-sendgrid-secret\nkey.0123456789"
+PROXY_PASSWORD = "proxy-pass-0123456"
+
+
+def _scan(tmp_path: Path, result: Any, needles: tuple[str, ...]) -> dict[str, list[str]]:
+    """Where each needle (raw, or escaped as repr() writes it) shows up: stdout, stderr, every file written."""
+    forms = {form for needle in needles for form in (needle, repr(needle)[1:-1])}
+    places = {"stdout": result.stdout.encode(), "stderr": result.stderr.encode()}
+    places.update({str(p.relative_to(tmp_path)): p.read_bytes() for p in files_under(tmp_path) if p.name != "contacts.csv"})
+    return {where: [f for f in forms if f.encode() in data] for where, data in places.items() if any(f.encode() in data for f in forms)}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_key_with_a_line_break_is_refused_by_name_and_never_shown(fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+    sendgrid, _, _ = fakes
+    monkeypatch.setenv("SENDGRID_API_KEY", BROKEN_KEY)
+    result = run("--verbose", "send", EXAMPLE, "--contacts", tmp_path / "contacts.csv", "--channel", "email", "--yes", *LONG_SMS)
+    assert result.exit_code == 2, result.output
+    assert "SENDGRID_API_KEY contains a line break" in result.stderr and "Hint:" in result.stderr
+    assert "SENDGRID_API_HOST" not in result.output  # the host is fine; the key is not
+    assert _scan(tmp_path, result, tuple(BROKEN_KEY.split("\n"))) == {}
+    assert sendgrid.requests == []
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_proxy_password_in_a_host_url_is_masked_in_output_and_ledger(fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+    sendgrid, _, _ = fakes
+    host = sendgrid.url.replace("://", f"://relay:{PROXY_PASSWORD}@")
+    monkeypatch.setenv("SENDGRID_API_HOST", host)
+    result = run("--verbose", "send", EXAMPLE, "--contacts", tmp_path / "contacts.csv", "--channel", "email", "--yes", *LONG_SMS)
+    assert result.exit_code in (0, 1), result.output
+    assert _scan(tmp_path, result, (PROXY_PASSWORD,)) == {}
+    assert (tmp_path / "state" / "ledger.db").is_file()

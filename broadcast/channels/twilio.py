@@ -184,8 +184,10 @@ def _body_pattern(message: Message) -> re.Pattern[str] | None:
 
 
 def _never_sent(error: requests.RequestException) -> bool:
-    """True when the connection failed before the request went out: refused, no DNS answer, connect timeout."""
-    if isinstance(error, requests.ConnectTimeout):
+    """True when the connection failed before the request went out: refused, no DNS answer, connect timeout,
+    or a URL requests would not even try (no scheme, unknown scheme, bad host)."""
+    if isinstance(error, (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                          requests.exceptions.MissingSchema)):
         return True
     # requests wraps urllib3's MaxRetryError, whose reason says which step failed
     cause = error.args[0] if error.args else None

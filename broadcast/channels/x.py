@@ -382,7 +382,8 @@ def _wait(exc: tweepy.TooManyRequests) -> float | None:
 
 def _may_have_reached_x(exc: requests.RequestException) -> bool:
     """False only when the connection was never made, so X cannot have seen the post."""
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                        requests.exceptions.MissingSchema)):
         return False
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return not isinstance(reason, NewConnectionError)
