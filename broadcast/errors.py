@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
+
+#: the most of one user value an error message repeats: enough to recognise it, never a flood
+MAX_SHOWN = 200
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = MAX_SHOWN
+
+
+def shown(value: object, *, quote: bool = True) -> str:
+    """``value`` as an error quotes it (its repr, or the text itself without ``quote``), cut to about MAX_SHOWN.
+
+    The whole repr is never built: a 10 MB text or a YAML alias bomb costs no more to show than a short value.
+    """
+    if isinstance(value, str):
+        if len(value) <= MAX_SHOWN:
+            return repr(value) if quote else value
+        cut = value[:MAX_SHOWN]
+        return f"{repr(cut) if quote else cut}… ({len(value):,} characters)"
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
 
 
 class BroadcastError(Exception):
@@ -12,6 +33,8 @@ class BroadcastError(Exception):
     """
 
     exit_code: int = 2
+    #: what ``row`` counts: a CSV file's rows; text files such as YAML say line
+    unit: str = "row"
 
     def __init__(
         self,
@@ -26,7 +49,8 @@ class BroadcastError(Exception):
         self.message = message
         self.file = str(file) if file is not None else None
         self.row = row
-        self.field = field
+        # a field path is made of the user's own keys, which may be of any length
+        self.field = shown(field, quote=False) if field is not None else None
         self.hint = hint
 
     @property
@@ -35,7 +59,7 @@ class BroadcastError(Exception):
         if self.file:
             parts.append(self.file)
         if self.row is not None:
-            parts.append(f"row {self.row}")
+            parts.append(f"{self.unit} {self.row}")
         if self.field:
             parts.append(f"field '{self.field}'")
         return ", ".join(parts)
@@ -53,6 +77,8 @@ class InputError(BroadcastError):
 
 class NoticeError(InputError):
     """The notice file cannot be read or does not validate."""
+
+    unit = "line"
 
 
 class ContactsError(InputError):

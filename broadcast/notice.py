@@ -3,30 +3,58 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from broadcast.errors import NoticeError
+from broadcast.errors import NoticeError, shown
 
 #: a text that is the same in every language is stored under this key
 ANY_LANGUAGE = "*"
 
 SLUG = r"^[a-z0-9][a-z0-9._-]{0,79}$"
 LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+# Limits, documented in examples/README.md ("Limits"). Each is far above any real notice and far below what makes
+# check or send slow: a notice is read, rendered and sent in every language, so its size multiplies.
+#: bytes of the notice file
+MAX_NOTICE_BYTES = 1_000_000
+#: YAML values (mappings, lists, texts) once every alias (*name) is filled in: stops an alias bomb before it is built
+MAX_YAML_NODES = 100_000
+#: characters of one text in one language (a headline, a summary, a label ...)
+MAX_TEXT_CHARS = 5_000
+#: characters of a contact, a URL or the organization's website
+MAX_ADDRESS_CHARS = 2_000
+#: characters of a language code: BCP 47 asks implementations to allow 35
+MAX_LANGUAGE_CHARS = 35
+MAX_LANGUAGES = 30
+MAX_CHANNELS = 20
+MAX_ROUTES = 40
+MAX_RESOURCES = 20
+#: entries in options and in questions, each
+MAX_LIST_TEXTS = 20
+LIMITS_HINT = "examples/README.md lists the limits of a notice"
+
+#: support channel kinds whose contact is a web address
+URL_KINDS = ("chat", "web", "social")
 #: what render.placeholder makes of a contact field (%%name%%, %%name:html%%): broadcast fills these in per
 #: recipient after rendering, the HTML form escaped; in notice text one would put a raw name into the email HTML
 RESERVED_TOKEN = re.compile(r"%%[^%\s]*%%")
@@ -40,18 +68,179 @@ def _as_text(value: Any) -> Any:
         return {ANY_LANGUAGE: value}
     if isinstance(value, dict):
         for key in value:
-            if not isinstance(key, str) or (key != ANY_LANGUAGE and not LANGUAGE_TAG.match(key)):
-                raise ValueError(f"{key!r} is not a language code; use codes like en, sw, sl, pt-BR")
+            if not isinstance(key, str) or key != ANY_LANGUAGE:
+                _language_tag(key)
         return {k: str(v) if isinstance(v, (int, float)) else v for k, v in value.items()}
     raise ValueError("expected a text, or a mapping of language code to text (en: ..., sl: ...)")
 
 
-Text = Annotated[dict[str, Annotated[str, Field(min_length=1)]], BeforeValidator(_as_text)]
+def _problem(message: str, hint: str) -> PydanticCustomError:
+    """A field's problem with the hint that says what to write instead."""
+    return PydanticCustomError("notice_problem", "{message}", {"message": message, "hint": hint})
+
+
+def _language_tag(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_LANGUAGE_CHARS or not LANGUAGE_TAG.match(value):
+        too_long = isinstance(value, str) and len(value) > MAX_LANGUAGE_CHARS
+        raise _problem(
+            f"{shown(value)} is not a language code" + (f" (longer than {MAX_LANGUAGE_CHARS} characters)" if too_long else ""),
+            "use codes like en, sw, sl, pt-BR: two or three lowercase letters, then optional -parts such as a country",
+        )
+    return value
+
+
+def is_blank(text: str) -> bool:
+    """Whether a reader would see nothing: only whitespace and invisible characters (zero-width space, BOM, ...)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") for ch in text)
+
+
+def _visible(limit: int, what: str) -> Callable[[str], str]:
+    """A validator: the text must show something, and be at most ``limit`` characters."""
+
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise _problem(
+                f"this {what} is {len(value):,} characters; a notice allows at most {limit:,}",
+                f"shorten it; every message repeats it, in every language. {LIMITS_HINT}",
+            )
+        if is_blank(value):
+            raise _problem(
+                f"this {what} is blank: it holds only spaces or invisible characters, so people would see nothing",
+                f"write the {what} people should read, or remove the field if it is optional",
+            )
+        return value
+
+    return check
+
+
+def _at_most(limit: int, what: str) -> BeforeValidator:
+    """A list of at most ``limit`` entries, counted before any entry is validated."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list) and len(value) > limit:
+            raise _problem(
+                f"{len(value):,} {what}; a notice allows at most {limit}",
+                f"keep the {what} people need most; every message carries them, in every language. {LIMITS_HINT}",
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+def link_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with ``url`` as a link people will click, and a hint; None when it may become a link.
+
+    The one rule for every URL in a notice: an absolute https:// address (http:// is allowed, with a warning from
+    ``link_warnings``). Anything else (javascript:, data:, a bare wa.me/...) must never reach an email or the banner.
+    """
+    text = shown(url)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
+    if scheme is None or re.match(r"^[\w-]+(\.[\w-]+)+:\d", url):
+        if re.match(r"^[\w-]+(\.[\w-]+)+(:\d+)?([/?#]\S*)?$", url):
+            return (
+                f"{text} has no https:// in front, so it would not become a link",
+                f"write it in full: https://{shown(url, quote=False)}",
+            )
+        return f"{text} is not a web address", "write a full address starting with https://, e.g. https://example.org/help"
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in url):
+        return f"{text} contains a space or an invisible character", "write the address without spaces, as one word"
+    if scheme.group(1).lower() not in ("https", "http"):
+        return (
+            f"{text} is a {scheme.group(1).lower()}: address; only https:// (or http://) addresses may become links",
+            "write the https:// address of the page; for an email address or a phone number add a channel of kind "
+            "email, phone or sms",
+        )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or not url[len(scheme.group(0)):].startswith("//"):
+        return f"{text} names no website after {scheme.group(0)}//", "write the full address, e.g. https://example.org/help"
+    if "@" in parts.netloc:
+        # https://lakeside.example@elsewhere.example goes to elsewhere.example: the classic disguised link
+        return (
+            f"{text} has a user name before '@', which hides where the link really goes",
+            f"write the address without the part before '@', e.g. https://{host}",
+        )
+    return None
+
+
+def _link(value: str) -> str:
+    problem = link_problem(value)
+    if problem:
+        raise _problem(*problem)
+    return value
+
+
+Text = Annotated[
+    dict[str, Annotated[str, AfterValidator(_visible(MAX_TEXT_CHARS, "text"))]], BeforeValidator(_as_text)
+]
 Slug = Annotated[str, Field(pattern=SLUG)]
-Language = Annotated[str, Field(pattern=LANGUAGE_TAG.pattern)]
+Language = Annotated[str, AfterValidator(_language_tag)]
+Link = Annotated[str, AfterValidator(_visible(MAX_ADDRESS_CHARS, "address")), AfterValidator(_link)]
 
 ChannelKind = Literal["phone", "sms", "chat", "email", "web", "social", "in_person"]
 Severity = Literal["info", "advisory", "urgent", "emergency"]
+
+
+def _region(value: str) -> str:
+    import phonenumbers
+
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        hint = "use a two-letter country code such as KE, SI, GB" + (" (the United Kingdom is GB)" if value == "UK" else "")
+        raise _problem(f"{shown(value)} is not a country code phone numbers are known for", hint)
+    return value
+
+
+Region = Annotated[str, AfterValidator(_region)]
+
+
+def _phone_problem(contact: str, region: str | None) -> tuple[str, str] | str:
+    """The E.164 form of a support phone number, or what is wrong with it and a hint."""
+    import phonenumbers
+
+    example = _example_number(region)
+    if not contact.lstrip().startswith("+") and region is None:
+        return (
+            f"{shown(contact)} has no country code, so people abroad and phones that roam cannot call it",
+            f"write it internationally, e.g. {example}, or set `region:` at the top of the notice (e.g. region: KE) "
+            "to say which country numbers without + belong to",
+        )
+    try:
+        parsed = phonenumbers.parse(contact, region)
+    except phonenumbers.NumberParseException:
+        return f"{shown(contact)} is not a phone number", f"write it internationally, e.g. {example}"
+    if not phonenumbers.is_valid_number(parsed):
+        country = phonenumbers.region_code_for_country_code(parsed.country_code)
+        where = f"+{parsed.country_code}" if country == "ZZ" else f"{country} (+{parsed.country_code})"
+        example = example if country == "ZZ" else _example_number(country)
+        return (
+            f"{shown(contact)} is not a valid phone number for {where}: a digit is missing, extra or wrong",
+            f"check the number against your phone system and write it internationally, e.g. {example}",
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example_number(region: str | None) -> str:
+    import phonenumbers
+
+    number = phonenumbers.example_number(region or "SI")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL) if number else "+386 1 555 01 00"
+
+
+def _email_problem(contact: str) -> tuple[str, str] | None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        # offline: a DNS look-up would make check depend on the network, and fail during the very outage it announces
+        validate_email(contact, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return (
+            f"{shown(contact)} is not a valid email address: {str(exc).rstrip('.')}",
+            "write just the address, e.g. help@example.org",
+        )
+    return None
 
 
 def _problem_at(loc: tuple[str | int, ...], message: str, hint: str) -> PydanticCustomError:
@@ -63,13 +252,24 @@ def _problem_at(loc: tuple[str | int, ...], message: str, hint: str) -> Pydantic
     return PydanticCustomError("notice_reference", "{message}", {"message": message, "loc": loc, "hint": hint})
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeWarning:
+    """Something in the notice a person should look at before sending; shaped like pipeline.Caution."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Organization(_Strict):
     name: Text
-    website: str | None = None
+    website: Link | None = None
 
 
 class SupportChannel(_Strict):
@@ -78,20 +278,24 @@ class SupportChannel(_Strict):
     id: Slug
     kind: ChannelKind
     label: Text
-    contact: Annotated[str, Field(min_length=1)]
+    contact: Annotated[str, AfterValidator(_visible(MAX_ADDRESS_CHARS, "contact"))]
     hours: Text | None = None
+    #: a phone or SMS contact in E.164, set when the notice validates (it may need the notice's region)
+    _dial: str = PrivateAttr(default="")
 
     @property
     def href(self) -> str:
-        """A link a phone or browser can act on, derived so authors write each contact once."""
-        contact = self.contact.strip()
-        if self.kind in ("phone", "sms") and re.fullmatch(r"[+\d][\d\s().-]{3,}", contact):
-            digits = re.sub(r"[^\d+]", "", contact)
-            return f"{'tel' if self.kind == 'phone' else 'sms'}:{digits}"
-        if self.kind == "email" and "@" in contact and not contact.startswith("mailto:"):
-            return f"mailto:{contact}"
-        if re.match(r"^(https?|mailto|tel|sms):", contact):
-            return contact
+        """A link a phone or browser can act on, derived so authors write each contact once.
+
+        Only a contact the notice validated for its kind becomes a link: phone and SMS numbers in E.164, whatever
+        spacing the notice shows; email as mailto:; chat, web and social as their https:// (or http://) address.
+        """
+        if self.kind in ("phone", "sms"):
+            return f"{'tel' if self.kind == 'phone' else 'sms'}:{self._dial}" if self._dial else ""
+        if self.kind == "email":
+            return f"mailto:{self.contact.strip()}"
+        if self.kind in URL_KINDS and link_problem(self.contact) is None:
+            return self.contact
         return ""
 
 
@@ -102,7 +306,7 @@ class Route(_Strict):
 
 class Resource(_Strict):
     title: Text
-    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    url: Link
     kind: Literal["government", "community", "self_care", "other"] = "other"
     description: Text | None = None
 
@@ -121,17 +325,19 @@ class Notice(_Strict):
     #: Left out of model_dump, and so out of render's content version: it changes who gets the notice, not what it
     #: says, so turning it on for a notice already sent reaches the suppressed people without re-sending to everyone.
     override_suppressions: bool = Field(default=False, exclude=True)
-    languages: Annotated[list[Language], Field(min_length=1)]
+    languages: Annotated[list[Language], Field(min_length=1), _at_most(MAX_LANGUAGES, "languages")]
+    #: the country of phone numbers written without +country code (ISO 3166 code, as phonenumbers knows it)
+    region: Region | None = None
     organization: Organization
     headline: Text
     summary: Text
-    channels: Annotated[list[SupportChannel], Field(min_length=1)]
-    routing: Annotated[list[Route], Field(min_length=1)]
+    channels: Annotated[list[SupportChannel], Field(min_length=1), _at_most(MAX_CHANNELS, "support channels")]
+    routing: Annotated[list[Route], Field(min_length=1), _at_most(MAX_ROUTES, "routing entries")]
     reassurance: Text | None = None
     story: Text | None = None
-    options: list[Text] = []
-    questions: list[Text] = []
-    resources: list[Resource] = []
+    options: Annotated[list[Text], _at_most(MAX_LIST_TEXTS, "options")] = []
+    questions: Annotated[list[Text], _at_most(MAX_LIST_TEXTS, "questions")] = []
+    resources: Annotated[list[Resource], _at_most(MAX_RESOURCES, "resources")] = []
     social: SocialSettings = SocialSettings()
     #: "error": a missing translation stops the run; "default": use the default language's text
     fallback: Literal["error", "default"] = "error"
@@ -146,6 +352,32 @@ class Notice(_Strict):
         if twice:
             raise ValueError(f"listed twice: {', '.join(map(repr, twice))}; list each language once")
         return value
+
+    #: what a person should look at before sending (an http:// link); set by load_notice, never stops a run
+    _warnings: list[NoticeWarning] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _contacts(self) -> Notice:
+        # each kind's rule needs the notice's region (phone numbers), so it runs here and not on the channel
+        for i, channel in enumerate(self.channels):
+            contact = channel.contact
+            problem: tuple[str, str] | str | None = None
+            if channel.kind in ("phone", "sms"):
+                problem = _phone_problem(contact, self.region)
+                if isinstance(problem, str):
+                    channel._dial, problem = problem, None
+            elif channel.kind == "email":
+                problem = _email_problem(contact)
+            elif channel.kind in URL_KINDS:
+                problem = link_problem(contact)
+            if problem:
+                message, hint = problem
+                raise _problem_at(
+                    ("channels", i, "contact"),
+                    f"{message}; every message lists this {channel.kind} contact, and people would reach no one",
+                    hint,
+                )
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Notice:
@@ -197,9 +429,23 @@ class Notice(_Strict):
             )
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # the dump is part of every channel's content version (render.py): a notice without `region` must keep the
+        # version it had before the field existed, or upgrading would send every notice already sent again
+        data = handler(self)
+        if self.region is None:
+            data.pop("region", None)
+        return data
+
     @property
     def default_language(self) -> str:
         return self.languages[0]
+
+    @property
+    def warnings(self) -> list[NoticeWarning]:
+        """What check should show before sending: each http:// link, with file, line and field."""
+        return list(self._warnings)
 
     @property
     def social_languages(self) -> list[str]:
@@ -207,6 +453,33 @@ class Notice(_Strict):
 
     def channel(self, channel_id: str) -> SupportChannel:
         return next(c for c in self.channels if c.id == channel_id)
+
+
+def links(notice: Notice) -> Iterator[tuple[str, str]]:
+    """``(field path, URL)`` for every notice value that becomes a web link in an email or the banner."""
+    if notice.organization.website:
+        yield "organization.website", notice.organization.website
+    for i, channel in enumerate(notice.channels):
+        if channel.kind in URL_KINDS:
+            yield f"channels[{i}].contact", channel.contact
+    for i, resource in enumerate(notice.resources):
+        yield f"resources[{i}].url", resource.url
+
+
+def link_warnings(notice: Notice, path: str | Path, lines: dict[str, int]) -> list[NoticeWarning]:
+    """A warning for each http:// link: allowed, but anyone on the network can change the page people get."""
+    found = []
+    for field, url in links(notice):
+        if url.lower().startswith("http://"):
+            line = _nearest_line(field, lines)
+            found.append(
+                NoticeWarning(
+                    f"{path}{f', line {line}' if line else ''}, field '{field}'",
+                    f"{shown(url)} is an http:// link: unencrypted, so a network on the way can change or fake the "
+                    "page people open; write https:// if the site supports it",
+                )
+            )
+    return found
 
 
 def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
@@ -343,47 +616,50 @@ class _DuplicateKey(yaml.MarkedYAMLError):
         self.lines = (first.line + 1, second.line + 1)
 
 
-class _NoticeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key written twice in one mapping is an error.
+#: libyaml's parser when PyYAML was built with it: several times faster than the pure-Python one on a large notice,
+#: and it refuses nesting deeper than 1,000 levels by itself
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _refuse_duplicate_keys(root: Any) -> None:
+    """A key written twice in one mapping is an error, which PyYAML would settle by keeping the last without a word.
 
     A field pasted twice would otherwise replace the first silently: the notice goes out saying the later text.
-    Checked as the document is composed, where the keys are exactly as written; once constructed, ``<<`` merges
-    have mixed in keys that a mapping may rightly override.
+    Checked on the composed nodes, where the keys are exactly as written; once constructed, ``<<`` merges have mixed
+    in keys that a mapping may rightly override. Each node is checked once, however many aliases repeat it.
     """
+    seen: set[int] = set()
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        #: the field the composer is in, so a duplicate names its field path and not only its key
-        self._path: list[str | int] = []
+    def walk(node: Any, path: list[str | int]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, [*path, i])
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                walk(key, path)
+                walk(value, [*path, key.value if isinstance(key, yaml.ScalarNode) else "?"])
+            for key, _ in node.value:
+                # a list or mapping as a key is left for validation to report; `<<` merges may be overridden
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                earlier = first.setdefault((key.tag, key.value), key)
+                if earlier is not key:
+                    raise _DuplicateKey(_field_path([*path, key.value]), earlier.start_mark, key.start_mark)
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        # the composer passes a mapping value's key node or a sequence item's position; a key itself gets None
-        if index is None:
-            return super().compose_node(parent, index)
-        self._path.append(index if isinstance(index, int) else getattr(index, "value", "?"))
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._path.pop()
-
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        first: dict[tuple[str, str], yaml.Node] = {}
-        for key, _ in node.value:
-            # a list or mapping as a key is left for validation to report; `<<` merges may be overridden
-            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-                continue
-            earlier = first.setdefault((key.tag, key.value), key)
-            if earlier is not key:
-                raise _DuplicateKey(_field_path([*self._path, key.value]), earlier.start_mark, key.start_mark)
-        return node
+    walk(root, [])
 
 
 def load_notice(path: str | Path) -> Notice:
     """Read and validate a notice file; raise NoticeError naming file, line and field on any problem."""
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_NOTICE_BYTES + 1)
+        source = raw.decode("utf-8-sig")
     except FileNotFoundError:
         raise NoticeError("notice file not found", file=path, hint="check the path; examples/ has complete notices")
     except IsADirectoryError:
@@ -394,10 +670,20 @@ def load_notice(path: str | Path) -> Notice:
         raise NoticeError(
             f"the notice is not UTF-8 text (byte {exc.start})", file=path, hint="save the file as UTF-8 and run again"
         )
-    node = None
+    if len(raw) > MAX_NOTICE_BYTES:
+        raise NoticeError(
+            f"the notice file is larger than {MAX_NOTICE_BYTES:,} bytes; nothing was sent",
+            file=path,
+            hint=f"a notice is a page of text: look for something pasted in by mistake. {LIMITS_HINT}",
+        )
+    # parsed once, as nodes (for line numbers); duplicate keys and alias bombs are refused before data is built
+    loader, node = _Loader(source), None
     try:
-        node = yaml.compose(source, Loader=_NoticeLoader)
-        data = yaml.load(source, Loader=_NoticeLoader)
+        node = loader.get_single_node()
+        if node is not None:
+            _refuse_duplicate_keys(node)
+            _refuse_expansion(node, path)
+        data = loader.construct_document(node) if node is not None else None
     except _DuplicateKey as exc:
         first, second = exc.lines
         where = f"it appears at lines {first} and {second}" if first != second else f"both are on line {first}"
@@ -406,32 +692,27 @@ def load_notice(path: str | Path) -> Notice:
             file=path,
             row=second,
             field=exc.field,
-            hint=f"remove one of the two {exc.field.rsplit('.', 1)[-1]!r} entries; {where}",
+            hint=f"remove one of the two {shown(exc.field.rsplit('.', 1)[-1])} entries; {where}",
         ) from None
-    except RecursionError:
-        # the composer recurses once per level of nesting; no notice is more than a few levels deep
+    except (RecursionError, yaml.YAMLError) as exc:
+        if isinstance(exc, yaml.YAMLError) and "maximum nesting depth" not in str(exc):
+            raise _yaml_error(exc, path) from None
+        # libyaml stops at 1,000 levels of nesting, Python's recursion about there; no notice is more than a few deep
         raise NoticeError(
             "the notice is nested too deeply to read",
             file=path,
             hint="look for a long run of [ or { in the file; examples/boil-water.yaml shows the expected shape",
         ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise NoticeError(
-            f"not valid YAML: {problem}",
-            file=path,
-            row=mark.line + 1 if mark else None,
-            hint="check indentation and quoting near that line; quote texts that contain ': ' or start with a symbol",
-        )
     except (ValueError, TypeError, OverflowError) as exc:
         # PyYAML's constructors raise these, not YAMLError, for a value that does not fit its tag (`!!int x`)
         raise NoticeError(
-            f"a value does not fit its YAML type tag: {exc}",
+            f"a value does not fit its YAML type tag: {shown(str(exc), quote=False)}",
             file=path,
             row=_unfitting_line(node),
             hint="remove the !!tag there (for example !!int or !!float) or write a value of that type",
         ) from None
+    finally:
+        loader.dispose()
     if data is None:
         raise NoticeError("the notice file is empty", file=path, hint="start from examples/boil-water.yaml")
     if not isinstance(data, dict):
@@ -449,6 +730,7 @@ def load_notice(path: str | Path) -> Notice:
     tokens = reserved_tokens(notice)
     if tokens:
         raise _reserved_token_error(tokens, path, lines)
+    notice._warnings = link_warnings(notice, path, lines)
     if notice.fallback == "error":
         missing = missing_translations(notice)
         if missing:
@@ -476,7 +758,7 @@ def reserved_tokens(notice: Notice) -> list[tuple[str, str]]:
     for field, text in _walk(notice, "", strings=True):
         match = RESERVED_TOKEN.search(text)
         if match:
-            found.append((field, match.group()))
+            found.append((field, shown(match.group(), quote=False)))
     return found
 
 
@@ -502,10 +784,85 @@ def _reserved_token_error(tokens: list[tuple[str, str]], path: Path, lines: dict
 def field_line(path: str | Path, field: str) -> int | None:
     """The line of ``field`` (``labels.en.footer``) in a notice file already loaded, for errors found after loading."""
     try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8-sig"), Loader=_NoticeLoader)
+        node = yaml.compose(Path(path).read_text(encoding="utf-8-sig"), Loader=_Loader)
     except (OSError, yaml.YAMLError, ValueError, RecursionError):
         return None
     return _nearest_line(field, _line_index(node))
+
+
+def _refuse_expansion(root: Any, path: Path) -> None:
+    """Refuse a document that holds more than MAX_YAML_NODES values once its aliases are filled in.
+
+    An alias (*name) repeats a value without copying it, so ten lines can stand for a billion values (an "alias
+    bomb"), which validation and rendering would then walk one by one. Counted on the composed nodes, where each
+    alias is one shared node: the count takes one visit per node written.
+    """
+    if root is None:
+        return
+    # depth first without recursion; a node's size is known once, however many aliases repeat it
+    size: dict[int, int] = {}
+    open_ids = {id(root)}  # the nodes being counted: an alias to one of them is a loop
+    stack: list[list[Any]] = [[root, iter(_children(root)), 1]]
+    while stack:
+        top = stack[-1]
+        for child in top[1]:
+            if isinstance(child, yaml.ScalarNode):
+                top[2] += 1
+            elif id(child) in size:
+                top[2] += size[id(child)]
+            elif id(child) in open_ids:
+                raise NoticeError(
+                    "a YAML alias (*name) is used inside the value it names, so the value never ends",
+                    file=path,
+                    row=child.start_mark.line + 1,
+                    hint="write the value out, or point the alias at a value defined before it",
+                )
+            else:
+                open_ids.add(id(child))
+                stack.append([child, iter(_children(child)), 1])
+                break
+        else:
+            stack.pop()
+            open_ids.discard(id(top[0]))
+            size[id(top[0])] = top[2]
+            if stack:
+                stack[-1][2] += top[2]
+    if size[id(root)] <= MAX_YAML_NODES:
+        return
+    field, line = "", None
+    if isinstance(root, yaml.MappingNode) and root.value:
+        size.update((id(value), 1) for _, value in root.value if isinstance(value, yaml.ScalarNode))
+        # the last of the largest: an anchor (&name) comes before its aliases, and the field to fix is where one is used
+        largest = max(size[id(value)] for _, value in root.value)
+        key = [key for key, value in root.value if size[id(value)] == largest][-1]
+        field, line = str(key.value), key.start_mark.line + 1
+    raise NoticeError(
+        f"the notice holds {size[id(root)]:,} values once its YAML aliases (*name) are filled in; a notice allows "
+        f"at most {MAX_YAML_NODES:,}",
+        file=path,
+        row=line,
+        field=field or None,
+        hint=f"write the value out without aliases that repeat aliases. {LIMITS_HINT}",
+    )
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> NoticeError:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return NoticeError(
+        f"not valid YAML: {problem}",
+        file=path,
+        row=mark.line + 1 if mark else None,
+        hint="check indentation and quoting near that line; quote texts that contain ': ' or start with a symbol",
+    )
 
 
 def _unfitting_line(node: Any) -> int | None:
@@ -557,19 +914,25 @@ def _notice_error(exc: ValidationError, path: Path, lines: dict[str, int]) -> No
         context = err.get("ctx") or {}
         # a cross-field check raised by a model validator says in its context which field it is about
         loc = (*err["loc"], *context.get("loc", ()))
-        # pydantic puts union/validator names into loc; keep only the parts a person wrote
-        field = _field_path(p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "dict[")))
+        # pydantic puts union/validator names into loc; keep only the parts a person wrote (a text for every
+        # language is stored under ANY_LANGUAGE, which the person did not write)
+        field = _field_path(
+            p for p in loc if isinstance(p, int) or not (str(p).startswith(("function-", "dict[")) or p == ANY_LANGUAGE)
+        )
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field; check its spelling against examples/README.md"
         elif err["type"] == "missing":
             message = "this field is required"
         elif err["type"] == "literal_error":
-            message = f"{message}, got {err.get('input')!r}"
+            message = f"{message}, got {shown(err.get('input'))}"
         elif err["type"] == "string_pattern_mismatch" and field.endswith("id"):
-            message = "use lowercase letters, digits, '-', '_' or '.' (a slug such as boil-water-2026-03)"
+            message = (
+                "an id is lowercase letters, digits, '-', '_' or '.', starting with a letter or digit, at most 80 "
+                "characters (a slug such as boil-water-2026-03)"
+            )
         line = _nearest_line(field, lines)
-        problems.append((field or "(top)", line, message, context.get("hint")))
+        problems.append((shown(field, quote=False) or "(top)", line, message, context.get("hint")))
     if len(problems) == 1:
         field, line, message, hint = problems[0]
         return NoticeError(message, file=path, row=line, field=field, hint=hint or _hint(field))

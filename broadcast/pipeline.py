@@ -83,6 +83,8 @@ def check(
         sms_max_segments=max_sms_segments,
     )
     checked = Checked(notice, templates, renders, updated=updated)
+    # what loading found allowed but worth a look (an http:// link), shown by check, preview and send alike
+    checked.warnings.extend(Caution(w.where, w.message) for w in notice.warnings)
     if sms_transliterate and "sms" in renders.versions:
         plain = render_notice(
             notice, templates, channels=["sms"], updated=[c for c in updated if c == "sms"], sms_max_segments=max_sms_segments

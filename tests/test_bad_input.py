@@ -55,45 +55,45 @@ RENDER_CRASH = "Templates.render_file does not catch ArithmeticError, so a templ
 
 CASES = [
     # -- notices: malformed YAML --------------------------------------------------------------------
-    Case("notices/yaml_tab_indent.yaml", 2, ("row 9", "not valid YAML")),
-    Case("notices/yaml_unclosed_quote.yaml", 2, ("row 5", "not valid YAML")),
-    Case("notices/yaml_colon_in_text.yaml", 2, ("row 24", "quote texts that contain ': '")),
-    Case("notices/yaml_two_documents.yaml", 2, ("row 24", "another document")),
-    Case("notices/yaml_duplicate_key.yaml", 2, ("row 24", "field 'summary'", "lines 6 and 24")),
-    Case("notices/yaml_value_does_not_fit_tag.yaml", 2, ("row 2", "YAML type tag", "!!tag")),
+    Case("notices/yaml_tab_indent.yaml", 2, ("line 9", "not valid YAML")),
+    Case("notices/yaml_unclosed_quote.yaml", 2, ("line 5", "not valid YAML")),
+    Case("notices/yaml_colon_in_text.yaml", 2, ("line 24", "quote texts that contain ': '")),
+    Case("notices/yaml_two_documents.yaml", 2, ("line 24", "another document")),
+    Case("notices/yaml_duplicate_key.yaml", 2, ("line 24", "field 'summary'", "lines 6 and 24")),
+    Case("notices/yaml_value_does_not_fit_tag.yaml", 2, ("line 2", "YAML type tag", "!!tag")),
     Case("notices/empty.yaml", 2, ("empty",)),
     Case("notices/only_comments.yaml", 2, ("empty",)),
-    Case("notices/top_level_list.yaml", 2, ("row 1", "mapping")),
-    Case("notices/top_level_text.yaml", 2, ("row 1", "mapping")),
+    Case("notices/top_level_list.yaml", 2, ("line 1", "mapping")),
+    Case("notices/top_level_text.yaml", 2, ("line 1", "mapping")),
     Case("notices/binary.yaml", 2, ("not UTF-8",)),
     Case("notices/latin1.yaml", 2, ("not UTF-8", "byte")),
     # -- notices: wrong types and values ------------------------------------------------------------
     Case("notices/missing_id.yaml", 2, ("field 'id'", "required")),
-    Case("notices/id_not_a_slug.yaml", 2, ("row 1", "field 'id'")),
-    Case("notices/id_is_a_number.yaml", 2, ("row 1", "field 'id'")),
+    Case("notices/id_not_a_slug.yaml", 2, ("line 1", "field 'id'")),
+    Case("notices/id_is_a_number.yaml", 2, ("line 1", "field 'id'")),
     Case("notices/organization_missing.yaml", 2, ("field 'organization'", "required")),
-    Case("notices/languages_is_text.yaml", 2, ("row 3", "field 'languages'", "list")),
-    Case("notices/languages_empty.yaml", 2, ("row 3", "field 'languages'")),
-    Case("notices/languages_twice.yaml", 2, ("row 3", "field 'languages'", "twice")),
-    Case("notices/language_not_a_code.yaml", 2, ("row 3", "field 'languages[0]'")),
-    Case("notices/severity_unknown.yaml", 2, ("row 2", "field 'severity'", "catastrophic")),
-    Case("notices/channels_is_text.yaml", 2, ("row 7", "field 'channels'")),
-    Case("notices/channel_without_contact.yaml", 2, ("row 8", "field 'channels[0].contact'", "required")),
-    Case("notices/channel_kind_unknown.yaml", 2, ("row 9", "field 'channels[0].kind'", "pigeon")),
-    Case("notices/text_is_a_list.yaml", 2, ("row 5", "field 'headline'")),
-    Case("notices/text_language_key_wrong.yaml", 2, ("row 5", "field 'headline'", "english")),
-    Case("notices/empty_text.yaml", 2, ("row 5", "field 'headline.en'")),
+    Case("notices/languages_is_text.yaml", 2, ("line 3", "field 'languages'", "list")),
+    Case("notices/languages_empty.yaml", 2, ("line 3", "field 'languages'")),
+    Case("notices/languages_twice.yaml", 2, ("line 3", "field 'languages'", "twice")),
+    Case("notices/language_not_a_code.yaml", 2, ("line 3", "field 'languages[0]'")),
+    Case("notices/severity_unknown.yaml", 2, ("line 2", "field 'severity'", "catastrophic")),
+    Case("notices/channels_is_text.yaml", 2, ("line 7", "field 'channels'")),
+    Case("notices/channel_without_contact.yaml", 2, ("line 8", "field 'channels[0].contact'", "required")),
+    Case("notices/channel_kind_unknown.yaml", 2, ("line 9", "field 'channels[0].kind'", "pigeon")),
+    Case("notices/text_is_a_list.yaml", 2, ("line 5", "field 'headline'")),
+    Case("notices/text_language_key_wrong.yaml", 2, ("line 5", "field 'headline'", "english")),
+    Case("notices/empty_text.yaml", 2, ("line 5", "field 'headline.en'")),
     Case("notices/unknown_field.yaml", 2, ("line 5", "'hedline'", "unknown field")),
-    Case("notices/resource_url_not_http.yaml", 2, ("row 26", "field 'resources[0].url'")),
-    Case("notices/fallback_unknown.yaml", 2, ("row 24", "field 'fallback'", "maybe")),
-    Case("notices/text_has_name_token.yaml", 2, ("row 6", "field 'summary.en'", "%%name%%", "{{ contact.name }}")),
+    Case("notices/resource_url_not_http.yaml", 2, ("line 26", "field 'resources[0].url'")),
+    Case("notices/fallback_unknown.yaml", 2, ("line 24", "field 'fallback'", "maybe")),
+    Case("notices/text_has_name_token.yaml", 2, ("line 6", "field 'summary.en'", "%%name%%", "{{ contact.name }}")),
     # -- notices: references and translations -------------------------------------------------------
-    Case("notices/override_without_emergency.yaml", 2, ("row 3", "field 'override_suppressions'", "emergency")),
-    Case("notices/routing_unknown_channel.yaml", 2, ("whatsapp", "row 20", "field 'routing[0].channel'")),
-    Case("notices/channel_id_twice.yaml", 2, ("'hotline'", "row 13", "field 'channels[1].id'")),
-    Case("notices/social_language_not_listed.yaml", 2, ("'de'", "row 25", "field 'social.languages'")),
-    Case("notices/routing_empty.yaml", 2, ("row 18", "field 'routing'")),
-    Case("notices/missing_translation.yaml", 2, ("row 6", "field 'summary'", "summary × sl", "fallback: default")),
+    Case("notices/override_without_emergency.yaml", 2, ("line 3", "field 'override_suppressions'", "emergency")),
+    Case("notices/routing_unknown_channel.yaml", 2, ("whatsapp", "line 20", "field 'routing[0].channel'")),
+    Case("notices/channel_id_twice.yaml", 2, ("'hotline'", "line 13", "field 'channels[1].id'")),
+    Case("notices/social_language_not_listed.yaml", 2, ("'de'", "line 25", "field 'social.languages'")),
+    Case("notices/routing_empty.yaml", 2, ("line 18", "field 'routing'")),
+    Case("notices/missing_translation.yaml", 2, ("line 6", "field 'summary'", "summary × sl", "fallback: default")),
     # -- templates ----------------------------------------------------------------------------------
     Case("templates/syntax_error", 2, ("sms.txt.j2", "row 18", "syntax error")),
     Case("templates/unclosed_tag", 2, ("subject.txt.j2", "row 1", "syntax error")),
@@ -325,3 +325,33 @@ def test_a_yaml_alias_bomb_is_refused_quickly_and_in_little_memory(tmp_path: Pat
     except subprocess.TimeoutExpired:
         pytest.fail("still loading the notice after 20 s")
     _check(result.stdout + result.stderr, None, result.returncode, 2, ("alias_bomb.yaml", "options"), True)
+
+
+# -- notice rules added for issues 12 and 13: made at run time from the minimal notice ------------------------------
+
+_MINIMAL = NOTICE.read_text(encoding="utf-8")
+NOTICE_RULES = [
+    # (name, old text, new text, what the output must say)
+    ("short number", '"+386 1 555 0100"', '"+254 12"', ("line 11, field 'channels[0].contact'", "KE (+254)")),
+    ("local number", '"+386 1 555 0100"', '"020 765 4321"', ("line 11, field 'channels[0].contact'", "region:")),
+    ("bare wa.me", "contact: https://lakeside-water.example/portal", "contact: wa.me/254712345678",
+     ("line 16, field 'channels[1].contact'", "https://wa.me/254712345678")),
+    ("javascript website", "website: https://lakeside-water.example}", "website: 'javascript:alert(1)'}",
+     ("line 4, field 'organization.website'", "javascript:")),
+    ("data website", "website: https://lakeside-water.example}", "website: 'data:text/html,hi'}",
+     ("line 4, field 'organization.website'", "data:")),
+    ("blank headline", '{en: "Boil water before drinking"', '{en: "\u200b"', ("line 5, field 'headline.en'", "blank")),
+    ("long language tag", "languages: [en, sl]", "languages: [en, " + "sl-" + "-".join(["abcdefgh"] * 30) + "]",
+     ("line 3, field 'languages[1]'", "35 characters")),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "says"), [pytest.param(o, n, s, id=i) for i, o, n, s in NOTICE_RULES])
+def test_a_notice_breaking_a_rule_sends_nothing(old: str, new: str, says: tuple[str, ...], live, tmp_path: Path) -> None:  # noqa: ANN001
+    assert old in _MINIMAL
+    path = tmp_path / "notice.yaml"
+    path.write_text(_MINIMAL.replace(old, new, 1), encoding="utf-8")
+    result = CliRunner().invoke(main, ["send", str(path), "--contacts", str(tmp_path / "good.csv"), *LONG_SMS, "--yes"])
+    _check(result.output, result.exception, result.exit_code, 2, (str(path), *says), True)
+    assert "row" not in result.output
+    _nothing_sent(live, tmp_path)

@@ -100,3 +100,16 @@ def test_a_send_with_nothing_to_send_does_not_ask_to_send_zero_messages(live: Fa
     result = CliRunner().invoke(main, ["send", str(EXAMPLE), *map(str, contacts)])
     assert result.exit_code == 0, result.output
     assert "Send 0 messages" not in result.output
+
+
+def test_an_http_link_is_shown_by_check_preview_and_send_alike(live: Fakes, tmp_path: Path) -> None:
+    notice = tmp_path / "http.yaml"
+    notice.write_text(EXAMPLE.read_text(encoding="utf-8").replace("https://lakeside.example/chat", "http://lakeside.example/chat"),
+                      encoding="utf-8")
+    contacts = ("--contacts", tmp_path / "people.csv", "--channel", "sms")
+    outputs = [
+        CliRunner().invoke(main, [str(a) for a in args]).output
+        for args in (("check", notice), ("preview", notice, *contacts, "--out", tmp_path / "p"), ("send", notice, *contacts, "--yes"))
+    ]
+    for output in outputs:
+        assert "field 'channels[2].contact'" in output and "http:// link" in output, output

@@ -118,7 +118,7 @@ def test_an_unknown_label_is_an_error_naming_key_line_and_the_known_keys(tmp_pat
     result = run("check", notice)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert f"row {line_of(notice, 'hwo_to_reach')}" in result.output
+    assert f"line {line_of(notice, 'hwo_to_reach')}" in result.output
     assert "field 'labels.en.hwo_to_reach'" in result.output and "unknown label 'hwo_to_reach'" in result.output
     assert "known labels:" in result.output and "how_to_reach_intro" in result.output and "severity_urgent" in result.output
     # a send stops the same way, before anything is planned
@@ -130,7 +130,7 @@ def test_a_label_slot_the_template_does_not_fill_is_an_error(tmp_path: Path) -> 
     notice = with_labels(tmp_path, {"sl": {"footer": "Pošilja {organization}."}})
     result = run("check", notice)
     assert result.exit_code == 2, result.output
-    assert f"row {line_of(notice, 'footer')}" in result.output and "field 'labels.sl.footer'" in result.output
+    assert f"line {line_of(notice, 'footer')}" in result.output and "field 'labels.sl.footer'" in result.output
     assert "{organization}" in result.output and "{org}" in result.output
 
 
@@ -144,7 +144,7 @@ def test_labels_for_a_language_the_notice_does_not_ship_in_are_an_error(tmp_path
     notice = with_labels(tmp_path, {"fr": {"footer": "Envoyé par {org}."}})
     result = run("check", notice)
     assert result.exit_code == 2, result.output
-    assert f"row {line_of(notice, 'fr:')}" in result.output and "field 'labels.fr'" in result.output
+    assert f"line {line_of(notice, 'fr:')}" in result.output and "field 'labels.fr'" in result.output
     assert "'fr', which is not in languages (en, sw, sl)" in result.output
 
 

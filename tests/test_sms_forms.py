@@ -242,12 +242,19 @@ def words(lang: str, max_size: int, min_size: int = 1) -> st.SearchStrategy[str]
 def contact(draw: st.DrawFn, kind: str, shown: int) -> str:
     """A contact of the given kind that shows as ``shown`` characters in an SMS (a link without its https://)."""
     if kind == "phone":
-        return "+1" + draw(st.text("0123456789 ", min_size=shown - 3, max_size=shown - 3)) + "9"
+        # a number phonenumbers accepts (the notice checks support contacts), spaced out to the length wanted
+        digits = st.text("0123456789", min_size=8, max_size=8)
+        number = "+2547" + draw(digits) if shown >= 13 else "+3861" + draw(st.sampled_from("2345")) + draw(digits)[:6]
+        spaces = draw(st.lists(st.integers(4, len(number) - 1), min_size=shown - len(number), max_size=shown - len(number)))
+        for at in sorted(spaces, reverse=True):
+            number = number[:at] + " " + number[at:]
+        return number
     if kind == "web":
         path = draw(st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=shown - 11, max_size=shown - 11))
         return f"https://a.example/{path}x"
     if kind == "email":
-        local = draw(st.text("abcdefghijklmnopqrstuvwxyz0123456789.", min_size=shown - 11, max_size=shown - 11))
+        # no dots: a valid address (the notice checks it) never has two in a row or one before the @
+        local = draw(st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=shown - 11, max_size=shown - 11))
         return f"x{local}@b.example"
     street = draw(st.text(GSM_LETTERS + " ,0123456789", min_size=shown - 2, max_size=shown - 2))
     return f"A{street}1"
