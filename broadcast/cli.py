@@ -269,16 +269,17 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
+@click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, yes: bool, force: bool, sandbox: bool, web_dir: Path | None,
-    rates: tuple[str, ...], concurrency: tuple[str, ...], **options: Any,
+    rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if options.get("open_page") and not dry_run:
         raise click.UsageError("--open shows the dry-run preview page; add --dry-run")
     if dry_run:
-        return _dry_run(notice, out_dir, **options)
+        return _dry_run(notice, out_dir, brief_dir=brief_dir, **options)
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
     from broadcast.rate import gates, parse_concurrency, parse_rates
@@ -298,6 +299,9 @@ def send_command(
             hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
             "or add --force to pay for the longer SMS",
         )
+    if brief_dir is not None:
+        # written first, so the people who answer have it before the first customer reads the notice
+        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
     if not yes:
         if not sys.stdin.isatty():
             raise Aborted(
@@ -338,7 +342,7 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
+def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **options: Any) -> int:
     from broadcast import pipeline, report
 
     as_json = options.pop("as_json")
@@ -349,13 +353,45 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     page = pipeline.write_preview(
         plan, out_dir, warnings,
         sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
+        templates_dir=options.get("templates_dir"),
     )
+    if brief_dir is not None:
+        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
     report.previewed(plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"])
     if not as_json:
         click.echo(f"Preview page: {page}", err=True)
     if open_page:
         click.launch(str(page))
+    return 0
+
+
+@main.command("brief")
+@notice_argument
+@click.option("--out", "out_dir", default="brief", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where brief.html and brief.md are written.")
+@click.option("--language", "languages", multiple=True, metavar="xx", help="Only this notice language (repeatable; default: every notice language).")
+@click.option("--since", type=click.Path(dir_okay=False, path_type=Path), metavar="OLD_NOTICE", help="The earlier version of this notice file: the brief lists what changed, per field and language.")
+@templates_option
+@strict_option
+@_reports_errors
+def brief_command(
+    notice: Path, out_dir: Path, languages: tuple[str, ...], since: Path | None, templates_dir: Path | None, strict: bool
+) -> int:
+    """Write the staff brief for the people who answer the support channels: NOTICE in every language."""
+    from broadcast import brief
+
+    result = brief.make(
+        notice, out_dir=out_dir, languages=list(languages), since=since, templates_dir=templates_dir, strict=strict
+    )
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if result.changes is not None:
+        changed: dict[str, list[str]] = {}
+        for change in result.changes:
+            changed.setdefault(change.field, []).append(change.language)
+        listed = "; ".join(f"{name} ({', '.join(langs)})" for name, langs in changed.items())
+        click.echo(f"Changed since {since}: {listed or 'nothing'}")
+    click.echo(f"Staff brief ({', '.join(result.languages)}): {' and '.join(str(p) for p in result.paths)}")
     return 0
 
 
