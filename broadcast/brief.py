@@ -6,7 +6,7 @@ import html
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,11 @@ class Told:
     channel: str
     text: str
 
+    @property
+    def fence(self) -> str:
+        """A Markdown code fence longer than any run of backticks in the text, so the text cannot close it."""
+        return "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", self.text)), default=0))
+
 
 @dataclass(frozen=True)
 class Team:
@@ -170,10 +175,13 @@ def assemble(
             )
         )
     context = {"sections": sections, "notice": notice, "since": since, "has_changes": found is not None}
+    # Markdown has no autoescape: notice text goes in with its `<` escaped, so a helpdesk or wiki that renders
+    # HTML inside Markdown shows a notice's <script> as text; the messages sit in code blocks, inert already
+    inert = [replace(s, notice=_inert(s.notice), teams=_inert(s.teams), changes=_inert(s.changes)) for s in sections]
     brief = Brief(
         notice, languages,
         html=templates.render_file(TEMPLATE_FILES[HTML_FILE], context),
-        markdown=templates.render_file(TEMPLATE_FILES[MARKDOWN_FILE], context).strip() + "\n",
+        markdown=templates.render_file(TEMPLATE_FILES[MARKDOWN_FILE], {**context, "sections": inert}).strip() + "\n",
         changes=found,
     )
     brief.warnings = [f"notice field {path} × {lang}: missing, shown in {notice.default_language}"
@@ -184,6 +192,17 @@ def assemble(
         brief.warnings.extend(f"labels/{lang}.yaml: label '{key}' missing, shown in {shown_in}"
                               for key in catalog.borrowed if key.startswith("brief_"))
     return brief
+
+
+def _inert(value: Any) -> Any:
+    """``value`` with every string's ``<`` backslash-escaped, which CommonMark shows as a plain ``<``."""
+    if isinstance(value, str):
+        return value.replace("<", "\\<")
+    if isinstance(value, list):
+        return [_inert(item) for item in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _inert(getattr(value, f.name)) for f in fields(value)})
+    return value
 
 
 def _told_in(renders: RenderSet, lang: str) -> list[Told]:

@@ -171,7 +171,7 @@ transliterate_option = click.option(
     "--sms-transliterate", is_flag=True, help="Fold SMS text to GSM-7 (č→c, curly quotes → straight) to pay for fewer segments."
 )
 open_option = click.option("--open", "open_page", is_flag=True, help="Open the preview page (OUT/index.html) in a browser.")
-strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label) is an error.")
+strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label), or a notice without triage questions, reassurance or outside help, is an error.")
 
 
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -216,13 +216,21 @@ def test_a_templates_folder_from_before_the_brief_still_previews_with_the_shippe
 
 def test_notice_text_is_inert_in_the_brief(tmp_path: Path) -> None:
     def edit(data: dict) -> None:
-        data["summary"]["en"] = "<script>alert(1)</script> {{ 7*7 }} boil water."
+        data["summary"]["en"] = "<script>alert(1)</script> {{ 7*7 }} boil water.\n```\n<img src=x onerror=alert(2)>"
 
     result = run("brief", edited(tmp_path, EXAMPLE, edit), "--out", tmp_path / "b", "--language", "en")
     assert result.exit_code == 0, result.output
     page = (tmp_path / "b" / "brief.html").read_text(encoding="utf-8")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; {{ 7*7 }}" in page
     assert "49" not in text_of(page)
+    # Markdown keeps the text, with the `<` escaped, so a helpdesk rendering HTML in Markdown shows it as text
+    markdown = (tmp_path / "b" / "brief.md").read_text(encoding="utf-8")
+    assert "\\<script>alert(1)\\</script> {{ 7*7 }} boil water." in markdown
+    # outside the code blocks that hold the messages as customers get them (inert in Markdown), whose fence
+    # is longer than the ``` in the text, so the text cannot close it
+    assert "````text\n" in markdown and "\n````\n" in markdown
+    outside = re.sub(r"````text\n.*?\n````", "", markdown, flags=re.S).replace("\\<", "")
+    assert "<script>" not in outside and "<img" not in outside
 
 
 def test_the_preview_page_links_to_the_brief_written_beside_it(tmp_path: Path) -> None:
