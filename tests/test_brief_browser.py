@@ -55,10 +55,12 @@ def test_each_language_prints_on_at_most_two_a4_pages_with_everything_and_no_fet
         cells = [" ".join(c.split()) for c in rows.nth(i).locator("td").all_inner_texts()]
         assert cells == [route.need, route.channel.label, route.channel.contact, route.channel.hours or ""]
 
-    pdf = page.pdf(format="A4")
-    pages = pdf_pages(pdf)
-    print(f"\nbrief {example.stem} {lang}: {pages} A4 page(s)")
+    pages = pdf_pages(page.pdf(format="A4"))
+    # the print CSS sets margins only, so US Letter (wider, shorter) fits as well
+    letter = pdf_pages(page.pdf(format="Letter"))
+    print(f"\nbrief {example.stem} {lang}: {pages} A4 page(s), {letter} Letter page(s)")
     assert 1 <= pages <= 2, f"{example.stem} {lang}: {pages} A4 pages"
+    assert 1 <= letter <= 2, f"{example.stem} {lang}: {letter} Letter pages"
     if example == EXAMPLE and lang == "en":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
