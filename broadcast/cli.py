@@ -185,7 +185,7 @@ transliterate_option = click.option(
     "--sms-transliterate", is_flag=True, help="Fold SMS text to GSM-7 (č→c, curly quotes → straight) to pay for fewer segments."
 )
 open_option = click.option("--open", "open_page", is_flag=True, help="Open the preview page (OUT/index.html) in a browser.")
-strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label) is an error.")
+strict_option = click.option("--strict", is_flag=True, help="Any translation fallback (missing text or label), or a notice without triage questions, reassurance or outside help, is an error.")
 force_option = click.option(
     "--force", is_flag=True, help="Accept an SMS longer than --max-sms-segments (a live send refuses it otherwise)."
 )
@@ -297,17 +297,18 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
+@click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
 @click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None,
-    rates: tuple[str, ...], concurrency: tuple[str, ...], trust_env_file: bool = False, **options: Any,
+    rates: tuple[str, ...], concurrency: tuple[str, ...], trust_env_file: bool = False, brief_dir: Path | None = None, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     if options.get("open_page") and not dry_run:
         raise click.UsageError("--open shows the dry-run preview page; add --dry-run")
     if dry_run:
-        return _dry_run(notice, out_dir, **options)
+        return _dry_run(notice, out_dir, brief_dir=brief_dir, **options)
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
     from broadcast.ledger import masked_url
@@ -331,6 +332,9 @@ def send_command(
     pipeline.refuse_long_sms(
         pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
     )
+    if brief_dir is not None:
+        # written first, so the people who answer have it before the first customer reads the notice
+        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
     if not yes and plan.total:
         if not sys.stdin.isatty():
             raise Aborted(
@@ -373,7 +377,7 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
+def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **options: Any) -> int:
     from broadcast import pipeline, report
     from broadcast.ledger import masked_url
 
@@ -393,7 +397,10 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
     page = pipeline.write_preview(
         plan, out_dir, warnings,
         sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
+        templates_dir=options.get("templates_dir"),
     )
+    if brief_dir is not None:
+        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
     outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
     report.previewed(
         plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"],
@@ -408,6 +415,35 @@ def _dry_run(notice: Path, out_dir: Path, **options: Any) -> int:
         pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
         force=options["force"], sent="the preview shows it",
     )
+    return 0
+
+
+@main.command("brief")
+@notice_argument
+@click.option("--out", "out_dir", default="brief", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where brief.html and brief.md are written.")
+@click.option("--language", "languages", multiple=True, metavar="xx", help="Only this notice language (repeatable; default: every notice language).")
+@click.option("--since", type=click.Path(dir_okay=False, path_type=Path), metavar="OLD_NOTICE", help="The earlier version of this notice file: the brief lists what changed, per field and language.")
+@templates_option
+@strict_option
+@_reports_errors
+def brief_command(
+    notice: Path, out_dir: Path, languages: tuple[str, ...], since: Path | None, templates_dir: Path | None, strict: bool
+) -> int:
+    """Write the staff brief for the people who answer the support channels: NOTICE in every language."""
+    from broadcast import brief
+
+    result = brief.make(
+        notice, out_dir=out_dir, languages=list(languages), since=since, templates_dir=templates_dir, strict=strict
+    )
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if result.changes is not None:
+        changed: dict[str, list[str]] = {}
+        for change in result.changes:
+            changed.setdefault(change.field, []).append(change.language)
+        listed = "; ".join(f"{name} ({', '.join(langs)})" for name, langs in changed.items())
+        click.echo(f"Changed since {since}: {listed or 'nothing'}")
+    click.echo(f"Staff brief ({', '.join(result.languages)}): {' and '.join(str(p) for p in result.paths)}")
     return 0
 
 

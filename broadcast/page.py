@@ -499,6 +499,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <span>Versions {% for channel, version in versions %}<b class="mono">{{ channel }} {{ version }}</b>{% if not loop.last %} · {% endif %}{% endfor %}</span>
 </div>
 <span class="dry">Preview only: nothing has been sent</span>
+<a id="brief-link" href="brief.html" style="color:#93c5fd;font-size:13px;font-weight:600">Staff brief (for support agents)</a>
 </div>
 </header>
 

@@ -124,6 +124,18 @@ def check(
             hint="print every notice.channels entry (label and contact) in each template",
         )
     checked.warnings.extend(fallbacks)
+    # what the staff brief needs to help the people who answer (brief.support_gaps): warned, or with --strict refused
+    from broadcast.brief import support_gaps
+
+    gaps = support_gaps(notice)
+    if strict and gaps:
+        raise TemplateError(
+            f"--strict: {len(gaps)} part(s) of crisis support missing:\n" + "\n".join(f"  - {g.field}: {g.message}" for g in gaps),
+            file=notice_path,
+            field=gaps[0].field,
+            hint="add the listed fields (examples/README.md documents them), or run without --strict",
+        )
+    checked.warnings.extend(Caution(f"notice field {g.field}", g.message) for g in gaps)
     # a later send of an edited notice says it is an update, and that prefix may need a shorter form than fits now
     updates = (
         render_notice(
@@ -420,6 +432,7 @@ def write_preview(
     *,
     sms_segment_price: float = 0.0,
     max_sms_segments: int = 3,
+    templates_dir: str | Path | None = None,
 ) -> Path:
     """Write every rendering of the planned channels and the preview page (DIR/index.html); return the page."""
     from broadcast.page import write_page
@@ -429,9 +442,18 @@ def write_preview(
     for (channel, _, _), rendering in plan.renders.renderings.items():
         if channel in plan.channels:
             write_rendering(Path(directory), rendering)
+    # the page links to the staff brief: what the people who answer need, beside what customers will get
+    write_brief(plan, directory, templates_dir=templates_dir)
     return write_page(
         plan, cautions or [], Path(directory), sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments
     )
+
+
+def write_brief(plan: Plan, directory: str | Path, *, templates_dir: str | Path | None = None) -> list[Path]:
+    """The staff brief (brief.html, brief.md) of the planned notice, from the messages this run sends."""
+    from broadcast import brief
+
+    return brief.write(brief.assemble(plan.notice, brief.templates_for(templates_dir), renders=plan.renders), directory)
 
 
 def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:

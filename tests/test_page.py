@@ -152,8 +152,9 @@ def test_the_page_loads_nothing_from_the_network(tmp_path: Path) -> None:
         # and a policy that forbids any load, in case a user's template brings one
         policies = [e.attrs["content"] for e in document.elements if e.attrs.get("http-equiv") == "Content-Security-Policy"]
         assert policies and policies[0].startswith("default-src 'none'")
-    # the page's own links only jump within it; links a notice contains stay inside the messages
-    assert all(e.attrs["href"].startswith("#") for e in doc.having("href"))
+    # the page's own links only jump within it, or open the staff brief the preview writes beside it;
+    # links a notice contains stay inside the messages
+    assert all(e.attrs["href"].startswith("#") or e.attrs["href"] == "brief.html" for e in doc.having("href"))
     assert any(e.attrs["href"].startswith("https://") for d in inner for e in d.having("href") if e.tag == "a")
 
 
