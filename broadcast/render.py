@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 import re
 import sys
@@ -143,15 +144,6 @@ class Templates:
         )
         self.env.filters["fmt"] = _fmt
         self._catalogs: dict[str, Catalog] = {}
-
-    def source_digest(self) -> str:
-        """A hash of every template and catalog file: part of what makes a notice version."""
-        digest = hashlib.sha256()
-        for path in sorted(self.directory.rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(self.directory)).encode())
-                digest.update(path.read_bytes())
-        return digest.hexdigest()
 
     def catalog_languages(self) -> list[str]:
         return sorted(p.stem for p in (self.directory / "labels").glob("*.yaml"))
@@ -303,15 +295,7 @@ def render_notice(
     updated = set(updated)
     catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
     renderings: dict[tuple[str, str, str], Rendering] = {}
-    digest = templates.source_digest()
-    versions: dict[str, str] = {}
     for channel in channels:
-        version = hashlib.sha256(digest.encode())
-        version.update(notice.model_dump_json().encode())
-        version.update(channel.encode())
-        if channel == "sms" and sms_transliterate:
-            version.update(b"transliterated")
-        versions[channel] = version.hexdigest()[:12]
         languages = notice.social_languages if channel == "social" else notice.languages
         variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
         for lang in languages:
@@ -333,7 +317,26 @@ def render_notice(
 
                     rendering = replace(rendering, text=transliterate(rendering.text))
                 renderings[(channel, lang, variant)] = rendering
+    versions = {channel: content_version(r for (c, _, _), r in renderings.items() if c == channel) for channel in channels}
     return RenderSet(notice, renderings, catalogs, versions)
+
+
+def rendering_digest(rendering: Rendering) -> str:
+    """A hash of exactly what one rendering's recipients receive (placeholders unfilled)."""
+    # JSON keeps the parts apart: "ab" + "c" and "a" + "bc" must not hash alike
+    parts = [rendering.channel, rendering.language, rendering.variant, rendering.subject, rendering.html, rendering.text]
+    return hashlib.sha256(json.dumps([*parts, list(rendering.posts)], ensure_ascii=False).encode()).hexdigest()
+
+
+def content_version(renderings: Iterable[Rendering]) -> str:
+    """A channel's version: a hash of its renderings in every language and variant, and of nothing else.
+
+    Anything that does not change what recipients read (a stray file in the templates folder, a label
+    catalog for a language the notice does not use, a notice field no template prints) keeps the version,
+    so it never sends the notice again. The flags that change the text (--sms-transliterate) are in it.
+    """
+    digests = sorted(rendering_digest(r) for r in renderings)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:12]
 
 
 def _render_channel(templates: Templates, channel: str, lang: str, variant: str, context: dict[str, Any]) -> Rendering:
@@ -362,51 +365,85 @@ def _compact(text: str) -> str:
 
 def weighted_length(text: str) -> int:
     """X's weighted length: URLs count 23, CJK and emoji 2 (twitter-text rules)."""
+    if text.isascii():
+        # Exactly what parse_tweet counts, at a fraction of its cost (it tries its emoji pattern at every
+        # character): ASCII holds no emoji and every ASCII character weighs 1, so only links differ
+        from twitter_text import extract_urls_with_indices
+
+        text = text.replace("\r\n", "\n")
+        # a link needs a dot before its top-level domain, so most sentences never reach the link pattern
+        links = extract_urls_with_indices(text) if _DOT_LETTER.search(text) else []
+        return len(text) - sum(end - start for start, end in (u["indices"] for u in links)) + 23 * len(links)
     from twitter_text import parse_tweet
 
     return parse_tweet(text).weightedLength
 
 
+_DOT_LETTER = re.compile(r"\.[A-Za-z]")
+#: where a paragraph too long for one post is split, in order of preference: lines, sentences, words
+_SEPARATORS = ("\n", ". ", " ")
+
+
 def split_thread(text: str, limit: int = X_MAX_WEIGHT) -> tuple[str, ...]:
-    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)"."""
+    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)".
+
+    Every post is at most ``limit`` with its number. Packing adds up the weights of the pieces, each
+    measured once, so a long text costs time in proportion to its length (re-measuring each growing
+    post made a 1 MB headline take minutes); every post is measured once more at the end to be sure.
+    """
     if weighted_length(text) <= limit:
         return (text,)
-    # Reserve room for the numbering suffix; " (99/99)" is the widest we allow for
-    room = limit - len(" (99/99)")
-    pieces: list[str] = []
-    for paragraph in text.split("\n\n"):
-        pieces.extend(_fit(paragraph, room))
-    posts: list[str] = []
-    for piece in pieces:
-        candidate = f"{posts[-1]}\n\n{piece}" if posts else piece
-        if posts and weighted_length(candidate) <= room:
-            posts[-1] = candidate
+    digits, slack = 1, 0
+    while True:
+        # the suffix " (n/N)" is as wide as N, and N is what the packing decides: try widths until they agree
+        room = limit - len(f" ({'9' * digits}/{'9' * digits})") - slack
+        if room < 1:
+            raise ValueError(f"a thread post cannot hold any text within {limit} characters")
+        pieces = [piece for paragraph in text.split("\n\n") for piece in _fit(paragraph, room)]
+        posts = [post for post, _ in _pack(pieces, "\n\n", room)]
+        total = len(posts)
+        if len(str(total)) > digits:
+            digits = len(str(total))
+            continue
+        numbered = tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+        over = max(weighted_length(post) for post in numbered) - limit
+        if over <= 0:
+            return numbered
+        slack += over  # weights did not add up exactly (a link or emoji across a join): pack tighter
+
+
+def _pack(pieces: list[tuple[str, int]], join: str, room: int) -> list[tuple[str, int]]:
+    """Greedy packing by summed weights: pieces joined by ``join`` while they fit in ``room``."""
+    out: list[tuple[str, int]] = []
+    for piece, weight in pieces:
+        if out and out[-1][1] + len(join) + weight <= room:
+            out[-1] = (f"{out[-1][0]}{join}{piece}", out[-1][1] + len(join) + weight)
         else:
-            posts.append(piece)
-    total = len(posts)
-    return tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+            out.append((piece, weight))
+    return out
 
 
-def _fit(paragraph: str, room: int) -> list[str]:
-    """Split a paragraph that is too long for one post: by lines, then sentences, then words."""
-    if weighted_length(paragraph) <= room:
-        return [paragraph]
-    for separator in ("\n", ". ", " "):
+def _fit(paragraph: str, room: int, weight: int | None = None) -> list[tuple[str, int]]:
+    """Split a paragraph that is too long for one post: by lines, then sentences, then words; with weights."""
+    if weight is None:
+        weight = weighted_length(paragraph)
+    if weight <= room:
+        return [(paragraph, weight)]
+    for separator in _SEPARATORS:
         units = paragraph.split(separator)
         if len(units) == 1:
             continue
-        out: list[str] = []
-        for i, unit in enumerate(units):
-            unit = unit + (separator.rstrip() if separator == ". " and i < len(units) - 1 else "")
-            candidate = f"{out[-1]}{' ' if separator != chr(10) else chr(10)}{unit}" if out else unit
-            if out and weighted_length(candidate) <= room:
-                out[-1] = candidate
-            else:
-                out.extend(_fit(unit, room) if weighted_length(unit) > room else [unit])
-        return out
-    # a single unbroken run of text longer than a post: cut it by characters
+        if separator == ". ":
+            units = [unit + "." for unit in units[:-1]] + units[-1:]
+        join = " " if separator == ". " else separator
+        pieces: list[tuple[str, int]] = []
+        for unit in units:
+            unit_weight = weighted_length(unit)
+            pieces.extend(_fit(unit, room, unit_weight) if unit_weight > room else [(unit, unit_weight)])
+        return _pack(pieces, join, room)
+    # a single unbroken run of text longer than a post: cut it by characters (none weighs more than 2)
     cut = max(1, room // 2)
-    return [paragraph[i : i + cut] for i in range(0, len(paragraph), cut)]
+    return [(chunk, weighted_length(chunk)) for chunk in (paragraph[i : i + cut] for i in range(0, len(paragraph), cut))]
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -421,14 +458,9 @@ def missing_contacts(rendering: Rendering, notice: Notice) -> list[str]:
         texts.append(rendering.text)
     if rendering.posts:
         texts.append("\n".join(rendering.posts))
-    missing = []
-    for channel in notice.channels:
-        needle = _squash(channel.contact)
-        for text in texts:
-            if needle not in _squash(text):
-                missing.append(channel.id)
-                break
-    return missing
+    # squashed once, not once per support channel: a long notice made this the slowest part of check
+    squashed = [_squash(text) for text in texts]
+    return [channel.id for channel in notice.channels if any(_squash(channel.contact) not in text for text in squashed)]
 
 
 def _squash(text: str) -> str:
