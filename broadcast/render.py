@@ -8,6 +8,8 @@ import json
 import os
 import re
 import sys
+import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,12 +42,18 @@ def placeholder(name: str, *, html_part: bool = False) -> str:
     return f"%%{name}:html%%" if html_part else f"%%{name}%%"
 
 
+#: the token a contact field renders as when checking that a template prints it unchanged (see Templates.render_file)
+def _probe(name: str) -> str:
+    # differs from the field's name at both ends, so a slice of the token differs too
+    return f"~{name}~"
+
+
 class Placeholder(str):
     """A contact field at render time: prints as its token; in autoescaped HTML, as the HTML token."""
 
-    def __new__(cls, name: str) -> Placeholder:
-        obj = super().__new__(cls, placeholder(name))
-        obj.field = name  # type: ignore[attr-defined]
+    def __new__(cls, name: str, *, probe: bool = False) -> Placeholder:
+        obj = super().__new__(cls, placeholder(_probe(name) if probe else name))
+        obj.field = _probe(name) if probe else name  # type: ignore[attr-defined]
         return obj
 
     def __html__(self) -> str:
@@ -61,9 +69,12 @@ def personalize(rendering: Rendering, fields: Mapping[str, str]) -> Rendering:
         if "%%" not in text:
             return text
         for name, value in fields.items():
-            text = text.replace(placeholder(name), value)
             if html_part:
+                # render_file writes every token in HTML as the HTML token; escape a stray plain one all the same
                 text = text.replace(placeholder(name, html_part=True), html.escape(value))
+                text = text.replace(placeholder(name), html.escape(value))
+            else:
+                text = text.replace(placeholder(name), value)
         return text
 
     return replace(
@@ -125,7 +136,6 @@ class Templates:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         from jinja2 import FileSystemLoader, StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         self.directory = Path(directory) if directory else default_templates_dir()
         if not self.directory.is_dir():
@@ -135,7 +145,7 @@ class Templates:
                 hint="pass --templates DIR with email/, sms.txt.j2, social.txt.j2, web/ and labels/ inside",
             )
         # Sandboxed and immutable: templates may come from users (--templates) and must not reach Python internals
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _sandbox()(
             loader=FileSystemLoader(str(self.directory)),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
@@ -191,17 +201,81 @@ class Templates:
             raise TemplateError(
                 "label catalog must be a mapping of key: text", file=path, hint="copy labels/en.yaml and translate its texts"
             )
-        return data
+        # a label that shows nothing (" ", a zero-width space) is a missing translation: left out here, it is
+        # borrowed from the fallback language and reported like any other missing label (an error with --strict)
+        return {key: value for key, value in data.items() if not (isinstance(value, str) and _blank(value))}
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
-        """Render one template file, turning every Jinja2 failure into a TemplateError with file and line."""
+        """Render one template file, turning every Jinja2 failure into a TemplateError with file and line.
+
+        Contact fields must reach the output as their tokens, unchanged, so each recipient's value can be
+        filled in (and HTML-escaped in HTML): a template that changes one (``contact.name | upper``) is an error.
+        """
+        text = self._render(name, context)
+        contact = context.get("contact") or {}
+        probes = {f: Placeholder(f, probe=True) for f, v in contact.items() if isinstance(v, Placeholder)}
+        if probes:
+            # the same template with differently spelled tokens must give the same text, token for token
+            probed = self._render(name, {**context, "contact": {**contact, **probes}})
+            for field_name in probes:
+                for html_part in (False, True):
+                    probed = probed.replace(
+                        placeholder(_probe(field_name), html_part=html_part), placeholder(field_name, html_part=html_part)
+                    )
+            if probed != text:
+                raise TemplateError(
+                    "the template changes or tests contact.name (a filter, a slice or a comparison), so it cannot be "
+                    "filled in and escaped for each recipient; nothing was sent",
+                    file=self.directory / name,
+                    row=_line_using_contact(self.directory / name),
+                    hint="print it exactly as {{ contact.name }}; to test for a missing name use "
+                    "{% if contact.name %}, and correct names in the contacts file",
+                )
+        if name.endswith(".html.j2"):
+            # SendGrid fills a token the same in the text and HTML parts, so HTML carries only the HTML token,
+            # whose value is escaped: a filter that turned the field into a plain string must not undo that
+            for field_name in CONTACT_FIELDS:
+                text = text.replace(placeholder(field_name), placeholder(field_name, html_part=True))
+        return text
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
         from jinja2.exceptions import SecurityError
 
         path = self.directory / name
         try:
-            return self.env.get_template(name).render(context)
-        except TemplateNotFound:
+            template = self.env.get_template(name)
+            self.env.deadline = time.monotonic() + MAX_RENDER_SECONDS
+            out: list[str] = []
+            size = 0
+            chunks = template.generate(context)
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    # the template's own generator is paused at the line that wrote the last chunk
+                    inner = getattr(chunks, "gi_yieldfrom", None)
+                    frame = getattr(inner, "gi_frame", None)
+                    row = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
+                    raise _TooMuch(f"it writes more than {MAX_RENDERED_CHARS:,} characters", row)
+                out.append(chunk)
+            return "".join(out)
+        except TemplateNotFound as exc:
+            wanted = exc.name or name
+            if wanted != name and _outside(wanted):
+                raise TemplateError(
+                    f"the template includes {wanted!r}, which is outside the templates folder; templates may only "
+                    "include files inside it (nothing was sent)",
+                    file=path,
+                    row=_template_line(exc, path),
+                    hint=f"copy what you need into {self.directory} and include it by its path there",
+                )
+            if wanted != name:
+                raise TemplateError(
+                    f"the template includes {wanted!r}, which is not in the templates folder",
+                    file=path,
+                    row=_template_line(exc, path),
+                    hint=f"add {wanted} to {self.directory}, or remove the include",
+                )
             raise TemplateError(
                 "template file is missing", file=path, hint=f"every templates folder needs {name}; copy it from the defaults"
             )
@@ -220,6 +294,28 @@ class Templates:
                 hint="templates may use notice.*, contact.name, t.<label>, lang and dir; "
                 "a missing t.<label> must be added to every labels/*.yaml",
             )
+        except _TooMuch as exc:
+            raise TemplateError(
+                f"the template does too much work: {exc.args[0]}; a notice never needs that (nothing was sent)",
+                file=path,
+                row=exc.args[1] if len(exc.args) > 1 else _template_line(exc, path),
+                hint="look for loops inside loops, a large repeat (*) or power (**), or a growing string on that line; "
+                "if that line prints a notice text, the notice text is far too long for any message: shorten it",
+            )
+        except RecursionError as exc:
+            raise TemplateError(
+                "the template calls itself without end (a macro calling itself, or a file including itself); "
+                "nothing was sent",
+                file=path,
+                row=_template_line(exc, path, first=True),
+                hint="remove the recursive macro call or {% include %} of the same file",
+            )
+        except MemoryError:
+            raise TemplateError(
+                "the template builds a value too large for memory; nothing was sent",
+                file=path,
+                hint="look for a large width or count given to a filter (center, indent, wordwrap) or a large repeat",
+            )
         except SecurityError as exc:
             raise TemplateError(
                 f"template tried something the sandbox forbids: {exc}",
@@ -231,6 +327,79 @@ class Templates:
             raise TemplateError(
                 f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
             )
+
+
+#: most characters one template file may write for one rendering: a notice is far shorter (an email body is a
+#: few KB); a template that writes more is looping out of control
+MAX_RENDERED_CHARS = 1_000_000
+#: most seconds one template file may take to render once
+MAX_RENDER_SECONDS = 10.0
+
+
+def _sandbox() -> Any:
+    """Jinja2's immutable sandbox with limits on work, so a template cannot run forever or fill memory."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class LimitedSandbox(ImmutableSandboxedEnvironment):
+        # Jinja2 then routes these operators through call_binop instead of running them (or folding constants)
+        intercepted_binops = frozenset({"*", "**", "+"})
+        deadline = float("inf")
+
+        def _in_time(self) -> None:
+            if time.monotonic() > self.deadline:
+                raise _TooMuch(f"it ran for more than {MAX_RENDER_SECONDS:g} seconds")
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            self._in_time()
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_RENDERED_CHARS:
+                        raise _TooMuch(f"it repeats a value {count:,} times, more than {MAX_RENDERED_CHARS:,} characters")
+            if operator == "**" and isinstance(left, int) and isinstance(right, int):
+                if abs(left) > 1 and right * max(abs(left), 2).bit_length() > 10_000:
+                    raise _TooMuch(f"it raises {left} to the power {right:,}")
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            __self._in_time()
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            self._in_time()
+            return super().getattr(obj, attribute)
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            self._in_time()
+            return super().getitem(obj, argument)
+
+    return LimitedSandbox
+
+
+class _TooMuch(Exception):
+    """A template went over MAX_RENDERED_CHARS or MAX_RENDER_SECONDS."""
+
+
+def _blank(text: str) -> bool:
+    """True when a text shows nothing: only whitespace and invisible format characters (ZWSP, BOM, ...)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") for ch in text)
+
+
+def _outside(name: str) -> bool:
+    """True for a template path that leaves the templates folder: ``..`` or an absolute path."""
+    parts = name.replace("\\", "/").split("/")
+    return ".." in parts or name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name))
+
+
+def _line_using_contact(path: Path) -> int | None:
+    """The first line of a template that does more with contact.name than print it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        if re.search(r"contact\.name\s*(\||\[|==|!=|<|>|\bin\b|\.)|contact\[", line):
+            return number
+    return None
 
 
 @pass_environment
@@ -248,13 +417,18 @@ def _fmt(env: Any, label: str, **values: Any) -> str:
         raise ValueError(f"label {label!r} has a slot that fmt() was not given: {exc}") from None
 
 
-def _template_line(exc: BaseException, path: Path) -> int | None:
-    """Jinja2 rewrites tracebacks so template frames carry the template's file and line."""
+def _template_line(exc: BaseException, path: Path, *, first: bool = False) -> int | None:
+    """Jinja2 rewrites tracebacks so template frames carry the template's file and line.
+
+    ``first``: the outermost such line, where a recursion started, rather than the innermost.
+    """
     tb = exc.__traceback__
     line = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == str(path):
             line = tb.tb_lineno
+            if first:
+                return line
         tb = tb.tb_next
     return line
 

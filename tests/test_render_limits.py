@@ -57,13 +57,6 @@ def test_thread_of_over_a_hundred_posts_keeps_every_post_within_280_with_its_num
     assert words == text.split()
 
 
-def test_thread_numbering_fits_with_links_and_wide_characters() -> None:
-    sentence = "Vodo prekuhajte 沸かす 😀 more at https://lakeside-water.com/boil/notice/2026 now."
-    posts = split_thread(" ".join([sentence] * 400))
-    assert len(posts) >= 100 and numbered(posts)
-    assert max(parse_tweet(p).weightedLength for p in posts) <= 280
-
-
 @pytest.mark.parametrize(
     "text",
     ["plain words", "see lakeside-water.com/x and https://example.com/a.b now.", "a\r\nb\r\n", "x.y", "end.", ""],
@@ -136,3 +129,130 @@ def test_a_name_that_pushes_one_sms_over_1600_characters_fails_that_message_unse
         assert short.status == "sent" and long.status == "failed"
         assert "over Twilio's limit of 1,600" in (long.reason or "") and "Kovačič" not in (long.reason or "")
         assert [r.body["To"] for r in twilio.requests if r.method == "POST"] == ["+38641000000"]
+
+
+# -- contact fields in HTML ---------------------------------------------------------------------
+
+HOSTILE_NAME = '<img src=x onerror="alert(1)">'
+
+
+def hostile_contacts(tmp_path: Path) -> Path:
+    path = tmp_path / "contacts.csv"
+    path.write_text(f"name,email,language\n\"{HOSTILE_NAME.replace(chr(34), chr(34) * 2)}\",ana@example.com,en\n", encoding="utf-8")
+    return path
+
+
+def use_in_email_html(templates: Path, expression: str) -> None:
+    body = templates / "email" / "body.html.j2"
+    text = body.read_text(encoding="utf-8")
+    assert "{{ contact.name }}" in text
+    body.write_text(text.replace("{{ contact.name }}", expression), encoding="utf-8")
+
+
+def test_a_filtered_contact_name_still_reaches_sendgrid_html_escaped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, custom_templates: Path
+) -> None:
+    from tests.fakes import SendGridFake
+    from tests.fakes.fixtures import use_fakes
+
+    use_in_email_html(custom_templates, "{{ contact.name | trim }}")
+    assert check(EXAMPLE, "--templates", custom_templates)[0] == 0
+    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
+    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
+    with SendGridFake() as sendgrid:
+        use_fakes(monkeypatch, sendgrid=sendgrid)
+        result = CliRunner().invoke(
+            main, ["send", str(EXAMPLE), "--contacts", str(hostile_contacts(tmp_path)), "--channel", "email",
+                   "--templates", str(custom_templates), "--yes"],
+        )
+        assert result.exit_code == 0, result.output
+        [mail] = [r.body for r in sendgrid.requests if r.method == "POST"]
+    html_part = next(c["value"] for c in mail["content"] if c["type"] == "text/html")
+    subs = mail["personalizations"][0]["substitutions"]
+    # the HTML part names the field only by its HTML token, whose value is escaped
+    assert "%%name%%" not in html_part and "%%name:html%%" in html_part
+    assert subs["%%name:html%%"] == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+
+
+def test_outbox_fills_a_filtered_contact_name_escaped_in_html(tmp_path: Path, custom_templates: Path) -> None:
+    from broadcast.channels.base import Message
+    from broadcast.notice import load_notice
+    from broadcast.render import Templates, render_notice
+
+    use_in_email_html(custom_templates, "{{ contact.name | trim }}")
+    rendering = render_notice(load_notice(EXAMPLE), Templates(custom_templates), channels=["email"]).get("email", "en")
+    message = Message("m", "email", "ana@example.com", "en", rendering, fields={"name": HOSTILE_NAME})
+    assert HOSTILE_NAME not in message.personal().html and "&lt;img" in message.personal().html
+
+
+@pytest.mark.parametrize("expression", ["{{ contact.name | upper }}", "{{ contact.name[:3] }}", "{{ contact.name | replace('%', '') }}"])
+def test_check_fails_a_template_that_changes_the_contact_name(custom_templates: Path, expression: str) -> None:
+    use_in_email_html(custom_templates, expression)
+    code, output = check(EXAMPLE, "--templates", custom_templates)
+    assert code == 2 and "Traceback" not in output
+    assert "body.html.j2" in output and "changes or tests contact.name" in output
+    assert "{{ contact.name }}" in output  # what to write instead
+
+
+# -- the sandbox's limits -----------------------------------------------------------------------
+
+
+def break_sms(templates: Path, body: str) -> Path:
+    (templates / "sms.txt.j2").write_text(body, encoding="utf-8")
+    return templates / "sms.txt.j2"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{{ notice.headline }}\n{{ "x" * 3000000000 }}\n', "repeats a value"),
+        ("{{ notice.headline }}\n{{ 10 ** 100000000 }}\n", "to the power"),
+        ("{{ notice.headline }}\n{% for i in range(100000) %}{% for j in range(100000) %}{{ notice.headline }}{% endfor %}{% endfor %}\n",
+         "more than 1,000,000 characters"),
+        ('{{ notice.headline }}\n{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(1) }}\n', "calls itself"),
+        ('{{ notice.headline }}\n{% include "sms.txt.j2" %}\n', "calls itself"),
+    ],
+    ids=["repeat", "power", "nested-loops-output", "recursive-macro", "self-include"],
+)
+def test_a_runaway_template_is_an_input_error_at_its_line(custom_templates: Path, body: str, words: str) -> None:
+    path = break_sms(custom_templates, body)
+    code, output = check(EXAMPLE, "--templates", custom_templates)
+    assert code == 2, output
+    assert words in output and "Traceback" not in output
+    assert f"{path}, row 2" in output and "Hint:" in output
+
+
+def test_a_template_that_loops_without_writing_stops_at_the_time_limit(
+    monkeypatch: pytest.MonkeyPatch, custom_templates: Path
+) -> None:
+    import broadcast.render
+
+    monkeypatch.setattr(broadcast.render, "MAX_RENDER_SECONDS", 0.5)
+    path = break_sms(
+        custom_templates,
+        "{{ notice.headline }}\n{% for i in range(100000) %}{% for j in range(100000) %}{% if notice.id == 'x' %}x{% endif %}"
+        "{% endfor %}{% endfor %}\n",
+    )
+    started = time.monotonic()
+    code, output = check(EXAMPLE, "--templates", custom_templates)
+    assert code == 2 and "ran for more than 0.5 seconds" in output and f"{path}, row 2" in output
+    assert time.monotonic() - started < 30
+
+
+def test_an_include_outside_the_templates_folder_says_so(custom_templates: Path) -> None:
+    path = break_sms(custom_templates, '{{ notice.headline }}\n{% include "../../../etc/passwd" %}\n')
+    code, output = check(EXAMPLE, "--templates", custom_templates)
+    assert code == 2 and "outside the templates folder" in output and "missing" not in output
+    assert f"{path}, row 2" in output
+
+
+# -- blank labels -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("blank", ['" "', '"\\u200b"', '"\\u00a0\\ufeff\\t"'], ids=["space", "zero-width-space", "nbsp-bom-tab"])
+def test_a_blank_label_is_borrowed_from_english_and_reported(custom_templates: Path, blank: str) -> None:
+    sl = custom_templates / "labels" / "sl.yaml"
+    sl.write_text(sl.read_text(encoding="utf-8").replace("updated: Posodobitev", f"updated: {blank}"), encoding="utf-8")
+    code, output = check(EXAMPLE, "--templates", custom_templates)
+    assert code == 0 and "labels/sl.yaml: label 'updated' missing, shown in en" in output
+    assert check(EXAMPLE, "--templates", custom_templates, "--strict")[0] == 2
