@@ -124,6 +124,7 @@ def check(
             hint="print every notice.channels entry (label and contact) in each template",
         )
     checked.warnings.extend(fallbacks)
+    _check_sms_body_limit(renders, notice_path)
     # what the staff brief needs to help the people who answer (brief.support_gaps): warned, or with --strict refused
     from broadcast.brief import support_gaps
 
@@ -218,10 +219,12 @@ def render_as_sent(
     earlier = ledger.sent_versions(notice.id)
     updated = [c for c in channels if earlier.get(c, set()) - {renders.versions[c]}]
     if updated:
-        renders = render_notice(
+        # the update wording goes out under the version of the content: were the version a hash of the update
+        # wording, the next run would find a version the ledger never sent and send it again
+        renders = replace(render_notice(
             notice, templates, channels=channels, updated=updated, sms_transliterate=sms_transliterate,
             sms_max_segments=sms_max_segments,
-        )
+        ), versions=renders.versions)
     return renders, updated
 
 
@@ -236,6 +239,31 @@ def refuse_long_sms(too_long: dict[str, int], max_segments: int, *, force: bool,
         hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
         "or add --force to pay for the longer SMS",
     )
+
+
+def _check_sms_body_limit(renders: RenderSet, notice_path: str | Path) -> None:
+    """Twilio refuses a body over its limit whatever --max-sms-segments allows: refuse it here, before sending."""
+    from broadcast.channels.twilio import TwilioChannel
+    from broadcast.render import CONTACT_FIELDS, placeholder
+
+    limit = TwilioChannel.max_body
+    over = []
+    for rendering in renders.of("sms"):
+        # a contact's name adds to this; the adapter refuses the one message a long name pushes over
+        text = rendering.text
+        for name in CONTACT_FIELDS:
+            text = text.replace(placeholder(name), "")
+        line = f"  - sms ({rendering.language}): {len(text):,} characters"
+        if len(text) > limit and line not in over:  # the variant without a name is the same text, so one line
+            over.append(line)
+    if over:
+        raise TemplateError(
+            f"an SMS is longer than Twilio's limit of {limit:,} characters per message, so Twilio would refuse "
+            "it for every recipient (nothing was sent):\n" + "\n".join(over),
+            file=notice_path,
+            hint="shorten the notice texts the SMS template prints (headline, summary) or the SMS template itself; "
+            "--max-sms-segments cannot raise this limit",
+        )
 
 
 def _fallbacks(notice: Notice, renders: RenderSet) -> list[Caution]:

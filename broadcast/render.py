@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 import re
 import sys
+import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,12 +47,18 @@ def placeholder(name: str, *, html_part: bool = False) -> str:
     return f"%%{name}:html%%" if html_part else f"%%{name}%%"
 
 
+#: the token a contact field renders as when checking that a template prints it unchanged (see Templates.render_file)
+def _probe(name: str) -> str:
+    # differs from the field's name at both ends, so a slice of the token differs too
+    return f"~{name}~"
+
+
 class Placeholder(str):
     """A contact field at render time: prints as its token; in autoescaped HTML, as the HTML token."""
 
-    def __new__(cls, name: str) -> Placeholder:
-        obj = super().__new__(cls, placeholder(name))
-        obj.field = name  # type: ignore[attr-defined]
+    def __new__(cls, name: str, *, probe: bool = False) -> Placeholder:
+        obj = super().__new__(cls, placeholder(_probe(name) if probe else name))
+        obj.field = _probe(name) if probe else name  # type: ignore[attr-defined]
         return obj
 
     def __html__(self) -> str:
@@ -65,9 +74,12 @@ def personalize(rendering: Rendering, fields: Mapping[str, str]) -> Rendering:
         if "%%" not in text:
             return text
         for name, value in fields.items():
-            text = text.replace(placeholder(name), value)
             if html_part:
+                # render_file writes every token in HTML as the HTML token; escape a stray plain one all the same
                 text = text.replace(placeholder(name, html_part=True), html.escape(value))
+                text = text.replace(placeholder(name), html.escape(value))
+            else:
+                text = text.replace(placeholder(name), value)
         return text
 
     return replace(
@@ -129,7 +141,6 @@ class Templates:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         from jinja2 import FileSystemLoader, StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         self.directory = Path(directory) if directory else default_templates_dir()
         if not self.directory.is_dir():
@@ -139,7 +150,7 @@ class Templates:
                 hint="pass --templates DIR with email/, sms.txt.j2, social.txt.j2, web/ and labels/ inside",
             )
         # Sandboxed and immutable: templates may come from users (--templates) and must not reach Python internals
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = _sandbox()(
             loader=FileSystemLoader(str(self.directory)),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
@@ -149,15 +160,6 @@ class Templates:
         self.env.filters["fmt"] = _fmt
         self.env.filters["bare_url"] = bare_url
         self._catalogs: dict[str, Catalog] = {}
-
-    def source_digest(self) -> str:
-        """A hash of every template and catalog file: part of what makes a notice version."""
-        digest = hashlib.sha256()
-        for path in sorted(self.directory.rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(self.directory)).encode())
-                digest.update(path.read_bytes())
-        return digest.hexdigest()
 
     def catalog_languages(self) -> list[str]:
         return sorted(p.stem for p in (self.directory / "labels").glob("*.yaml"))
@@ -205,17 +207,84 @@ class Templates:
             raise TemplateError(
                 "label catalog must be a mapping of key: text", file=path, hint="copy labels/en.yaml and translate its texts"
             )
-        return data
+        # a label that shows nothing (" ", a zero-width space) is a missing translation: left out here, it is
+        # borrowed from the fallback language and reported like any other missing label (an error with --strict).
+        # An empty "" is different: the catalog says on purpose that nothing is printed unless the notice says it
+        return {
+            key: value for key, value in data.items() if not (isinstance(value, str) and value != "" and _blank(value))
+        }
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
-        """Render one template file, turning every Jinja2 failure into a TemplateError with file and line."""
+        """Render one template file, turning every Jinja2 failure into a TemplateError with file and line.
+
+        Contact fields must reach the output as their tokens, unchanged, so each recipient's value can be
+        filled in (and HTML-escaped in HTML): a template that changes one (``contact.name | upper``) is an error.
+        """
+        text = self._render(name, context)
+        contact = context.get("contact") or {}
+        probes = {f: Placeholder(f, probe=True) for f, v in contact.items() if isinstance(v, Placeholder)}
+        if probes:
+            # the same template with differently spelled tokens must give the same text, token for token
+            probed = self._render(name, {**context, "contact": {**contact, **probes}})
+            for field_name in probes:
+                for html_part in (False, True):
+                    probed = probed.replace(
+                        placeholder(_probe(field_name), html_part=html_part), placeholder(field_name, html_part=html_part)
+                    )
+            if probed != text:
+                raise TemplateError(
+                    "the template changes or tests contact.name (a filter, a slice or a comparison), so it cannot be "
+                    "filled in and escaped for each recipient; nothing was sent",
+                    file=self.directory / name,
+                    row=_line_using_contact(self.directory / name),
+                    hint="print it exactly as {{ contact.name }}; to test for a missing name use "
+                    "{% if contact.name %}, and correct names in the contacts file",
+                )
+        if name.endswith(".html.j2"):
+            # SendGrid fills a token the same in the text and HTML parts, so HTML carries only the HTML token,
+            # whose value is escaped: a filter that turned the field into a plain string must not undo that
+            for field_name in CONTACT_FIELDS:
+                text = text.replace(placeholder(field_name), placeholder(field_name, html_part=True))
+        return text
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
         from jinja2.exceptions import SecurityError
 
         path = self.directory / name
         try:
-            return self.env.get_template(name).render(context)
-        except TemplateNotFound:
+            template = self.env.get_template(name)
+            self.env.deadline = time.monotonic() + MAX_RENDER_SECONDS
+            out: list[str] = []
+            size = 0
+            chunks = template.generate(context)
+            for chunk in chunks:
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    # the template's own generator is paused at the line that wrote the last chunk
+                    inner = getattr(chunks, "gi_yieldfrom", None)
+                    frame = getattr(inner, "gi_frame", None)
+                    row = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
+                    raise _TooMuch(f"it writes more than {MAX_RENDERED_CHARS:,} characters", row)
+                out.append(chunk)
+            return "".join(out)
+        except TemplateNotFound as exc:
+            wanted = exc.name or name
+            if wanted != name and _outside(wanted):
+                raise TemplateError(
+                    f"the template includes {wanted!r}, which is outside the templates folder; templates may only "
+                    "include files inside it (nothing was sent)",
+                    file=path,
+                    row=_template_line(exc, path),
+                    hint=f"copy what you need into {self.directory} and include it by its path there",
+                )
+            if wanted != name:
+                raise TemplateError(
+                    f"the template includes {wanted!r}, which is not in the templates folder",
+                    file=path,
+                    row=_template_line(exc, path),
+                    hint=f"add {wanted} to {self.directory}, or remove the include",
+                )
             raise TemplateError(
                 "template file is missing", file=path, hint=f"every templates folder needs {name}; copy it from the defaults"
             )
@@ -234,6 +303,28 @@ class Templates:
                 hint="templates may use notice.*, contact.name, t.<label>, lang and dir; "
                 "a missing t.<label> must be added to every labels/*.yaml",
             )
+        except _TooMuch as exc:
+            raise TemplateError(
+                f"the template does too much work: {exc.args[0]}; a notice never needs that (nothing was sent)",
+                file=path,
+                row=exc.args[1] if len(exc.args) > 1 else _template_line(exc, path),
+                hint="look for loops inside loops, a large repeat (*) or power (**), or a growing string on that line; "
+                "if that line prints a notice text, the notice text is far too long for any message: shorten it",
+            )
+        except RecursionError as exc:
+            raise TemplateError(
+                "the template calls itself without end (a macro calling itself, or a file including itself); "
+                "nothing was sent",
+                file=path,
+                row=_template_line(exc, path, first=True),
+                hint="remove the recursive macro call or {% include %} of the same file",
+            )
+        except MemoryError:
+            raise TemplateError(
+                "the template builds a value too large for memory; nothing was sent",
+                file=path,
+                hint="look for a large width or count given to a filter (center, indent, wordwrap) or a large repeat",
+            )
         except SecurityError as exc:
             raise TemplateError(
                 f"template tried something the sandbox forbids: {exc}",
@@ -245,6 +336,79 @@ class Templates:
             raise TemplateError(
                 f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
             )
+
+
+#: most characters one template file may write for one rendering: a notice is far shorter (an email body is a
+#: few KB); a template that writes more is looping out of control
+MAX_RENDERED_CHARS = 1_000_000
+#: most seconds one template file may take to render once
+MAX_RENDER_SECONDS = 10.0
+
+
+def _sandbox() -> Any:
+    """Jinja2's immutable sandbox with limits on work, so a template cannot run forever or fill memory."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class LimitedSandbox(ImmutableSandboxedEnvironment):
+        # Jinja2 then routes these operators through call_binop instead of running them (or folding constants)
+        intercepted_binops = frozenset({"*", "**", "+"})
+        deadline = float("inf")
+
+        def _in_time(self) -> None:
+            if time.monotonic() > self.deadline:
+                raise _TooMuch(f"it ran for more than {MAX_RENDER_SECONDS:g} seconds")
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            self._in_time()
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_RENDERED_CHARS:
+                        raise _TooMuch(f"it repeats a value {count:,} times, more than {MAX_RENDERED_CHARS:,} characters")
+            if operator == "**" and isinstance(left, int) and isinstance(right, int):
+                if abs(left) > 1 and right * max(abs(left), 2).bit_length() > 10_000:
+                    raise _TooMuch(f"it raises {left} to the power {right:,}")
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            __self._in_time()
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            self._in_time()
+            return super().getattr(obj, attribute)
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            self._in_time()
+            return super().getitem(obj, argument)
+
+    return LimitedSandbox
+
+
+class _TooMuch(Exception):
+    """A template went over MAX_RENDERED_CHARS or MAX_RENDER_SECONDS."""
+
+
+def _blank(text: str) -> bool:
+    """True when a text shows nothing: only whitespace and invisible format characters (ZWSP, BOM, ...)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") for ch in text)
+
+
+def _outside(name: str) -> bool:
+    """True for a template path that leaves the templates folder: ``..`` or an absolute path."""
+    parts = name.replace("\\", "/").split("/")
+    return ".." in parts or name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name))
+
+
+def _line_using_contact(path: Path) -> int | None:
+    """The first line of a template that does more with contact.name than print it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        if re.search(r"contact\.name\s*(\||\[|==|!=|<|>|\bin\b|\.)|contact\[", line):
+            return number
+    return None
 
 
 @pass_environment
@@ -272,13 +436,18 @@ def bare_url(contact: str) -> str:
     return contact.removeprefix("https://").rstrip("/")
 
 
-def _template_line(exc: BaseException, path: Path) -> int | None:
-    """Jinja2 rewrites tracebacks so template frames carry the template's file and line."""
+def _template_line(exc: BaseException, path: Path, *, first: bool = False) -> int | None:
+    """Jinja2 rewrites tracebacks so template frames carry the template's file and line.
+
+    ``first``: the outermost such line, where a recursion started, rather than the innermost.
+    """
     tb = exc.__traceback__
     line = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == str(path):
             line = tb.tb_lineno
+            if first:
+                return line
         tb = tb.tb_next
     return line
 
@@ -326,16 +495,8 @@ def render_notice(
     # the notice's own words for a label win over the catalog's, in every channel of that language
     labels = {lang: {**catalogs[lang].labels, **notice.labels.get(lang, {})} for lang in notice.languages}
     renderings: dict[tuple[str, str, str], Rendering] = {}
-    digest = templates.source_digest()
-    versions: dict[str, str] = {}
     sms_alternatives: dict[str, dict[int, dict[str, Rendering]]] = {}
     for channel in channels:
-        version = hashlib.sha256(digest.encode())
-        version.update(notice.model_dump_json().encode())
-        version.update(channel.encode())
-        if channel == "sms" and sms_transliterate:
-            version.update(b"transliterated")
-        versions[channel] = version.hexdigest()[:12]
         languages = notice.social_languages if channel == "social" else notice.languages
         variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
         for lang in languages:
@@ -362,6 +523,15 @@ def render_notice(
                 }
                 rendering = _render_channel(templates, channel, lang, variant, context)
                 renderings[(channel, lang, variant)] = rendering
+    versions = {}
+    for channel in channels:
+        if channel == "sms":
+            # every form of every language: which form fits --max-sms-segments says nothing new to recipients, so
+            # changing the limit sends nothing again; a change to any form's wording is a new version
+            contents: Iterable[Rendering] = (r for forms in sms_alternatives.values() for f in forms.values() for r in f.values())
+        else:
+            contents = (r for (c, _, _), r in renderings.items() if c == channel)
+        versions[channel] = content_version(contents)
     return RenderSet(notice, renderings, catalogs, versions, sms_alternatives)
 
 
@@ -415,6 +585,24 @@ def sms_form(forms: Mapping[int, Mapping[str, Rendering]], max_segments: int | N
     return max(forms)
 
 
+def rendering_digest(rendering: Rendering) -> str:
+    """A hash of exactly what one rendering's recipients receive (placeholders unfilled)."""
+    # JSON keeps the parts apart: "ab" + "c" and "a" + "bc" must not hash alike
+    parts = [rendering.channel, rendering.language, rendering.variant, rendering.subject, rendering.html, rendering.text]
+    return hashlib.sha256(json.dumps([*parts, list(rendering.posts)], ensure_ascii=False).encode()).hexdigest()
+
+
+def content_version(renderings: Iterable[Rendering]) -> str:
+    """A channel's version: a hash of its renderings in every language and variant, and of nothing else.
+
+    Anything that does not change what recipients read (a stray file in the templates folder, a label
+    catalog for a language the notice does not use, a notice field no template prints) keeps the version,
+    so it never sends the notice again. The flags that change the text (--sms-transliterate) are in it.
+    """
+    digests = sorted(rendering_digest(r) for r in renderings)
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:12]
+
+
 def _render_channel(templates: Templates, channel: str, lang: str, variant: str, context: dict[str, Any]) -> Rendering:
     parts = {part: templates.render_file(name, context) for part, name in TEMPLATES[channel].items()}
     if channel == "email":
@@ -441,51 +629,85 @@ def _compact(text: str) -> str:
 
 def weighted_length(text: str) -> int:
     """X's weighted length: URLs count 23, CJK and emoji 2 (twitter-text rules)."""
+    if text.isascii():
+        # Exactly what parse_tweet counts, at a fraction of its cost (it tries its emoji pattern at every
+        # character): ASCII holds no emoji and every ASCII character weighs 1, so only links differ
+        from twitter_text import extract_urls_with_indices
+
+        text = text.replace("\r\n", "\n")
+        # a link needs a dot before its top-level domain, so most sentences never reach the link pattern
+        links = extract_urls_with_indices(text) if _DOT_LETTER.search(text) else []
+        return len(text) - sum(end - start for start, end in (u["indices"] for u in links)) + 23 * len(links)
     from twitter_text import parse_tweet
 
     return parse_tweet(text).weightedLength
 
 
+_DOT_LETTER = re.compile(r"\.[A-Za-z]")
+#: where a paragraph too long for one post is split, in order of preference: lines, sentences, words
+_SEPARATORS = ("\n", ". ", " ")
+
+
 def split_thread(text: str, limit: int = X_MAX_WEIGHT) -> tuple[str, ...]:
-    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)"."""
+    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)".
+
+    Every post is at most ``limit`` with its number. Packing adds up the weights of the pieces, each
+    measured once, so a long text costs time in proportion to its length (re-measuring each growing
+    post made a 1 MB headline take minutes); every post is measured once more at the end to be sure.
+    """
     if weighted_length(text) <= limit:
         return (text,)
-    # Reserve room for the numbering suffix; " (99/99)" is the widest we allow for
-    room = limit - len(" (99/99)")
-    pieces: list[str] = []
-    for paragraph in text.split("\n\n"):
-        pieces.extend(_fit(paragraph, room))
-    posts: list[str] = []
-    for piece in pieces:
-        candidate = f"{posts[-1]}\n\n{piece}" if posts else piece
-        if posts and weighted_length(candidate) <= room:
-            posts[-1] = candidate
+    digits, slack = 1, 0
+    while True:
+        # the suffix " (n/N)" is as wide as N, and N is what the packing decides: try widths until they agree
+        room = limit - len(f" ({'9' * digits}/{'9' * digits})") - slack
+        if room < 1:
+            raise ValueError(f"a thread post cannot hold any text within {limit} characters")
+        pieces = [piece for paragraph in text.split("\n\n") for piece in _fit(paragraph, room)]
+        posts = [post for post, _ in _pack(pieces, "\n\n", room)]
+        total = len(posts)
+        if len(str(total)) > digits:
+            digits = len(str(total))
+            continue
+        numbered = tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+        over = max(weighted_length(post) for post in numbered) - limit
+        if over <= 0:
+            return numbered
+        slack += over  # weights did not add up exactly (a link or emoji across a join): pack tighter
+
+
+def _pack(pieces: list[tuple[str, int]], join: str, room: int) -> list[tuple[str, int]]:
+    """Greedy packing by summed weights: pieces joined by ``join`` while they fit in ``room``."""
+    out: list[tuple[str, int]] = []
+    for piece, weight in pieces:
+        if out and out[-1][1] + len(join) + weight <= room:
+            out[-1] = (f"{out[-1][0]}{join}{piece}", out[-1][1] + len(join) + weight)
         else:
-            posts.append(piece)
-    total = len(posts)
-    return tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+            out.append((piece, weight))
+    return out
 
 
-def _fit(paragraph: str, room: int) -> list[str]:
-    """Split a paragraph that is too long for one post: by lines, then sentences, then words."""
-    if weighted_length(paragraph) <= room:
-        return [paragraph]
-    for separator in ("\n", ". ", " "):
+def _fit(paragraph: str, room: int, weight: int | None = None) -> list[tuple[str, int]]:
+    """Split a paragraph that is too long for one post: by lines, then sentences, then words; with weights."""
+    if weight is None:
+        weight = weighted_length(paragraph)
+    if weight <= room:
+        return [(paragraph, weight)]
+    for separator in _SEPARATORS:
         units = paragraph.split(separator)
         if len(units) == 1:
             continue
-        out: list[str] = []
-        for i, unit in enumerate(units):
-            unit = unit + (separator.rstrip() if separator == ". " and i < len(units) - 1 else "")
-            candidate = f"{out[-1]}{' ' if separator != chr(10) else chr(10)}{unit}" if out else unit
-            if out and weighted_length(candidate) <= room:
-                out[-1] = candidate
-            else:
-                out.extend(_fit(unit, room) if weighted_length(unit) > room else [unit])
-        return out
-    # a single unbroken run of text longer than a post: cut it by characters
+        if separator == ". ":
+            units = [unit + "." for unit in units[:-1]] + units[-1:]
+        join = " " if separator == ". " else separator
+        pieces: list[tuple[str, int]] = []
+        for unit in units:
+            unit_weight = weighted_length(unit)
+            pieces.extend(_fit(unit, room, unit_weight) if unit_weight > room else [(unit, unit_weight)])
+        return _pack(pieces, join, room)
+    # a single unbroken run of text longer than a post: cut it by characters (none weighs more than 2)
     cut = max(1, room // 2)
-    return [paragraph[i : i + cut] for i in range(0, len(paragraph), cut)]
+    return [(chunk, weighted_length(chunk)) for chunk in (paragraph[i : i + cut] for i in range(0, len(paragraph), cut))]
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -500,14 +722,14 @@ def missing_contacts(rendering: Rendering, notice: Notice) -> list[str]:
         texts.append(rendering.text)
     if rendering.posts:
         texts.append("\n".join(rendering.posts))
+    # squashed once, not once per support channel: a long notice made this the slowest part of check
+    squashed = [_squash(text) for text in texts]
     missing = []
     for channel in notice.channels:
         # a link may be shown without https:// (bare_url), which still takes a phone to it
         needles = (_squash(channel.contact), _squash(bare_url(channel.contact)))
-        for text in texts:
-            if not any(needle in _squash(text) for needle in needles):
-                missing.append(channel.id)
-                break
+        if any(not any(needle in text for needle in needles) for text in squashed):
+            missing.append(channel.id)
     return missing
 
 

@@ -165,10 +165,12 @@ def test_unreachable_numbers_fail_in_words(fake: CodedTwilioFake, code: int, wor
 
 
 def test_other_refusals_fail_with_twilios_message_and_code(fake: CodedTwilioFake) -> None:
-    receipt = send_one(channel(fake), sms(text="x" * 1601))
+    fake.refusals[TO] = (400, 30007)
+
+    receipt = send_one(channel(fake))
 
     assert receipt.status == "failed"
-    assert "21617" in receipt.reason and "1600 character limit" in receipt.reason
+    assert "30007" in receipt.reason and "Refused by Twilio with 30007" in receipt.reason
     assert fake.invalid == []
 
 

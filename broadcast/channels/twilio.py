@@ -6,7 +6,7 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -50,6 +50,8 @@ class TwilioChannel(Channel):
     name = "sms"
     max_batch = 1
     max_concurrency = 10
+    #: Twilio refuses a longer body (21617) however many segments it would be; check reads this
+    max_body: ClassVar[int] = 1600
 
     def __init__(self, settings: SmsSettings, *, timeout: float = TIMEOUT) -> None:
         self.settings = settings
@@ -97,6 +99,13 @@ class TwilioChannel(Channel):
 
     def _send_one(self, message: Message) -> Receipt:
         body = message.personal().text
+        if len(body) > self.max_body:
+            # check refuses a rendering over the limit; only a long name can get here, and Twilio would refuse it
+            return _receipt(
+                message, "failed",
+                reason=f"with this contact's name the SMS is {len(body):,} characters, over Twilio's limit of "
+                f"{self.max_body:,}; nothing was sent to Twilio",
+            )
         client = self._client()
         started = datetime.now(timezone.utc)
         try:
