@@ -87,6 +87,8 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
     console.print(
         f"Contacts: {book.read} read, {book.valid} valid, {book.rejected} rejected, {book.merged} merged as duplicates"
     )
+    if book.lost_channel:
+        console.print(f"  [yellow]{book.lost_channel} contact(s) lost a channel[/]: reached on fewer channels, see below")
     for problem in book.problems[:MAX_PROBLEMS]:
         colour = "red" if problem.rejected else "yellow"
         console.print(f"  [{colour}]{'rejected' if problem.rejected else 'warning'}[/] {problem}")
@@ -146,6 +148,13 @@ def sent(plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: boo
         )
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {reason}")
+    rejected = [problem for problem in plan_.book.problems if problem.rejected]
+    if rejected:
+        console.print(f"[red]{len(rejected)} contact row(s) rejected[/]: these people were not reached")
+    for problem in rejected[:MAX_PROBLEMS]:
+        console.print(f"  [red]rejected[/] {problem}")
+    if len(rejected) > MAX_PROBLEMS:
+        console.print(f"  … and {len(rejected) - MAX_PROBLEMS} more rejected rows")
     if outcome.interrupted:
         left = sum(outcome.not_started.values()) + sum(outcome.unread.values())
         console.print(
