@@ -619,6 +619,16 @@ def test_a_quoted_value_with_line_breaks_is_still_one_row_beside_a_stray_quote(t
     assert book.contacts[1].source.endswith(":4") and book.valid == 4
 
 
+@pytest.mark.parametrize("phone", ["+386 4I 555 OIO", "+254 712 555 OII", "+1 202 555 0143 ext 12", "041 555 O10"])
+def test_letters_in_a_phone_are_a_problem_never_a_keypad_digit(tmp_path: Path, phone: str) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + f"Ana,ana@mail.example,{phone},sl,,\n", encoding="utf-8")
+    book = read_contacts([path], default_region="SI")
+    assert where(book) == [(2, "phone", False)]
+    assert "contains a letter" in book.problems[0].message
+    assert book.contacts[0].phone is None and book.contacts[0].channels == {"email"}
+
+
 # -- warnings say what the person loses --------------------------------------------------------------
 
 
