@@ -60,6 +60,26 @@ class _Price(click.FloatRange):
         return number
 
 
+def _max_rejected(ctx: click.Context, param: click.Parameter, value: str):  # noqa: ANN202
+    from broadcast.contacts import parse_max_rejected
+    from broadcast.errors import ConfigError
+
+    try:
+        return parse_max_rejected(value)
+    except ConfigError as exc:
+        raise click.BadParameter(f"{exc.message}; {exc.hint}") from None
+
+
+def _number_types(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    from broadcast.contacts import parse_number_types
+    from broadcast.errors import ConfigError
+
+    try:
+        return parse_number_types([value] if value else [])
+    except ConfigError as exc:
+        raise click.BadParameter(f"{exc.message}; {exc.hint}") from None
+
+
 def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     """Turn BroadcastError into a short message and its exit code; never a traceback for user error."""
 
@@ -227,6 +247,16 @@ def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 help="Send a reminder to recipients whose last send is older than this (90m, 24h, 7d).",
             ),
             click.option("--retry-unknown", is_flag=True, help="Send again to recipients whose earlier outcome is unknown."),
+            click.option(
+                "--allow-number-types", envvar="BROADCAST_ALLOW_NUMBER_TYPES", callback=_number_types, metavar="TYPES",
+                help="Send SMS to these phone number types too, comma-separated: fixed_line, premium_rate, shared_cost, "
+                "pager, satellite (by default they get no SMS, with a warning) [env: BROADCAST_ALLOW_NUMBER_TYPES].",
+            ),
+            click.option(
+                "--max-rejected", default="10%", show_default=True, envvar="BROADCAST_MAX_REJECTED", callback=_max_rejected,
+                help="Refuse to send when more contact rows are rejected: a share (10%) or a number of rows (25); "
+                "100% accepts any [env: BROADCAST_MAX_REJECTED].",
+            ),
             templates_option,
             max_segments_option,
             transliterate_option,
@@ -353,7 +383,8 @@ def send_command(
     )
     if outcome.interrupted:
         return 130
-    return 1 if outcome.failures or outcome.stopped else 0
+    # rejected contact rows were not reached: listed in the report, and the run is not a clean success
+    return 1 if outcome.failures or outcome.stopped or plan.book.rejected else 0
 
 
 def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
@@ -374,6 +405,8 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
         "templates_dir": options.get("templates_dir"),
         "region": options.get("region"),
         "max_sms_segments": options.get("max_sms_segments", 3),
+        "max_rejected": options.get("max_rejected"),
+        "allow_number_types": options.get("allow_number_types"),
     }
 
 
@@ -415,7 +448,7 @@ def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **optio
         pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
         force=options["force"], sent="the preview shows it",
     )
-    return 0
+    return 1 if plan.book.rejected else 0  # what the live send would return for its contacts
 
 
 @main.command("brief")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
-import itertools
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
 import weakref
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ MAX_FIELD_LENGTH = 1000
 _DISPLAY_NAME_OPTION = {"allow_display_name": True}
 _CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # email_validator lowercases these
 _CHANNEL_SPELLINGS = {"email": "email", "e-mail": "email", "sms": "sms", "text": "sms"}
+_CHANNEL_NAMES = {"email": "email", "sms": "SMS"}
 _DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 # Only three channel sets exist; sharing them saves a frozenset per contact when there are a million.
@@ -42,9 +43,13 @@ _CHANNEL_SETS = {
 }
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
 _HEADER_PUNCTUATION = re.compile(r"[\s_-]+")
+#: RFC 5646 asks every implementation to take tags of at least 35 characters; longer ones are not in real use
+_MAX_LANGUAGE_TAG = 35
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 # A spreadsheet that stored a phone as a number exports it like 3.86155501E+11, and the lost digits cannot be recovered.
 _SCIENTIFIC = re.compile(r"\+?\d+(?:[.,]\d+)?[eE]\+?\d+")
+_LETTER = re.compile(r"[^\W\d_]")
+_DIGIT = re.compile(r"\d")
 _PARSE_ERRORS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no country code we know",
     phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short to be a phone number",
@@ -60,6 +65,12 @@ _SAVE_AS_UTF8 = (
     "in LibreOffice tick 'Edit filter settings' and choose 'Unicode (UTF-8)'"
 )
 _QUOTE_HINT = 'a double quote (") that is never closed joins the following lines into this field; check this row'
+_STRAY_QUOTE_HINT = (
+    'remove the stray double quote ("), or close the one that is never closed at the end of its value; '
+    "the rows after it were read as usual"
+)
+#: a quoted value may hold line breaks, but one that runs on for more lines than this is a quote never closed
+_MAX_RECORD_LINES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +97,20 @@ class Problem:
     message: str
     hint: str | None
     rejected: bool
+    #: the channel this contact lost to the problem (it is still reached on the others)
+    lost: str | None = None
 
-    def __str__(self) -> str:
+    @property
+    def where(self) -> str:
         where = self.file
         if self.row:
             where += f", row {self.row}"
         if self.field:
             where += f", field '{self.field}'"
-        text = f"{where}: {self.message}"
+        return where
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}"
         if self.hint:
             text += f"\n  Hint: {self.hint}"
         return text
@@ -136,9 +153,19 @@ class ContactBook:
     def rejected(self) -> int:
         return sum(1 for problem in self.problems if problem.rejected)
 
+    @property
+    def lost_channel(self) -> int:
+        """Contacts reached on fewer channels than they would be: a bad phone number means email only."""
+        return sum(1 for problem in self.problems if problem.lost)
 
-def read_contacts(paths: Sequence[str | Path], *, default_region: str | None = None) -> ContactBook:
+
+def read_contacts(
+    paths: Sequence[str | Path], *, default_region: str | None = None, allow_number_types: Iterable[str] = ()
+) -> ContactBook:
     """Read, normalize and de-duplicate contacts from CSV files, in order; the first row of a contact wins.
+
+    A phone number of a type that cannot take an SMS or costs extra (NUMBER_TYPES) is not used for SMS, with a
+    warning, unless its type is in ``allow_number_types``.
 
     Raises ContactsError only for a file that cannot be read at all (everything wrong inside a readable
     file is a Problem in the returned book), and ConfigError for a default_region that is not a region.
@@ -146,8 +173,9 @@ def read_contacts(paths: Sequence[str | Path], *, default_region: str | None = N
     if isinstance(paths, (str, Path)):
         paths = [paths]
     region = _region(default_region)
+    refused = NUMBER_TYPES.keys() - set(parse_number_types(allow_number_types))
     try:
-        reader = _BookReader(region)
+        reader = _BookReader(region, refused_types=frozenset(refused))
         # Far above MAX_FIELD_LENGTH on purpose: a runaway quote must become a row problem, not a csv.Error for the file.
         csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
         for path in paths:
@@ -159,6 +187,148 @@ def read_contacts(paths: Sequence[str | Path], *, default_region: str | None = N
             f"cannot stage the contacts on disk in {tempfile.gettempdir()}: {exc}",
             hint="free some space there, or set TMPDIR to a folder with room (about 200 bytes per contact)",
         ) from None
+
+
+#: phone number types that get no SMS unless --allow-number-types names them: they cannot take one, or cost the sender
+NUMBER_TYPES = {
+    "fixed_line": "a fixed-line number, which cannot take an SMS",
+    "premium_rate": "a premium-rate number, which costs extra to send to",
+    "shared_cost": "a shared-cost number, which costs extra to send to and rarely takes an SMS",
+    "pager": "a pager number, which cannot take an SMS",
+    "satellite": "a satellite phone number, which costs far more per SMS",
+}
+_PHONENUMBERS_TYPES = {
+    phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    phonenumbers.PhoneNumberType.SHARED_COST: "shared_cost",
+    phonenumbers.PhoneNumberType.PAGER: "pager",
+}
+# Inmarsat (+870) and the global mobile satellite systems (+881: Iridium, Globalstar); Thuraya is +882 16
+_SATELLITE_CODES = frozenset({870, 881})
+
+
+def parse_number_types(names: Iterable[str]) -> list[str]:
+    """--allow-number-types: comma-separated names from NUMBER_TYPES; ConfigError for any other name."""
+    found = [part.strip().lower().replace("-", "_") for name in names for part in name.split(",") if part.strip()]
+    unknown = [name for name in found if name not in NUMBER_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"--allow-number-types: {', '.join(map(repr, unknown))} is not a phone number type",
+            hint=f"use one or more of {','.join(NUMBER_TYPES)}, comma-separated",
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Suppressions:
+    """Addresses never to contact, read from suppression files, and what was wrong in them that lost no address."""
+
+    #: (channel, address as address_key gives it, "file:row")
+    entries: list[tuple[str, str, str]]
+    problems: list[Problem]
+
+
+#: suppression problems listed in the error that stops a run; the rest are counted
+MAX_LISTED = 20
+
+
+def address_key(channel: str, address: str) -> str:
+    """An address as suppressions compare it: One@X.example is one@x.example; phone numbers are already E.164."""
+    return address.casefold() if channel == "email" else address
+
+
+def read_suppressions(paths: Sequence[str | Path], *, default_region: str | None = None) -> Suppressions:
+    """Read suppression files exactly like contact files (same columns, same --region), without merging rows.
+
+    Suppressions fail closed: a file that is missing, or any row whose email or phone cannot be read, raises
+    ContactsError (nothing may be sent while someone who opted out could be contacted). Problems that lose no
+    address (an unknown column, a bad language tag) are returned to be shown.
+    """
+    region = _region(default_region)
+    reader = _SuppressionReader(region)
+    csv.field_size_limit(_CSV_FIELD_SIZE_LIMIT)
+    for path in paths:
+        try:
+            reader.read_file(path)
+        except ContactsError as exc:
+            raise ContactsError(
+                f"{exc.message} (a suppressions file); without it, people who opted out could be contacted, "
+                "so nothing was sent",
+                file=exc.file, row=exc.row, field=exc.field, hint=exc.hint,
+            ) from None
+    lost = [problem for problem in reader.problems if problem.rejected or problem.field in ("email", "phone")]
+    if lost:
+        listed = "\n".join(_listed(problem) for problem in lost[:MAX_LISTED])
+        if len(lost) > MAX_LISTED:
+            listed += f"\n  … and {len(lost) - MAX_LISTED} more"
+        files = sorted({problem.file for problem in lost})
+        raise ContactsError(
+            f"{len(lost)} address(es) in the suppressions file(s) could not be read, so these people could be "
+            f"contacted although they opted out; nothing was sent:\n{listed}",
+            file=files[0] if len(files) == 1 else None,
+            hint="correct each listed row (a phone number needs its country code, or give --region), "
+            "then run again; a suppressions file must be read completely before anything is sent",
+        )
+    entries = [(channel, address, source) for (channel, address), source in reader.entries.items()]
+    return Suppressions(entries, reader.problems)
+
+
+@dataclass(frozen=True)
+class RejectionLimit:
+    """--max-rejected: how many contact rows a run may lose to problems before it refuses, as a count or a percentage."""
+
+    text: str
+    count: int | None = None
+    percent: float | None = None
+
+    def allows(self, rejected: int, read: int) -> bool:
+        if self.count is not None:
+            return rejected <= self.count
+        return read == 0 or rejected * 100 <= self.percent * read
+
+
+#: what --max-rejected is unless given: a run that lost more than one row in ten refuses
+DEFAULT_MAX_REJECTED = "10%"
+_LIMIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*")
+
+
+def parse_max_rejected(text: str) -> RejectionLimit:
+    """'10%' (a share of the rows read) or '25' (rows); '100%' accepts any number. ConfigError otherwise."""
+    match = _LIMIT.fullmatch(text or "")
+    value = float(match[1]) if match else -1.0
+    if match is None or (match[2] and value > 100) or (not match[2] and not value.is_integer()):
+        raise ConfigError(
+            f"--max-rejected {text!r} is not a number of rows or a percentage",
+            hint="write a share of the rows read, e.g. 10% (the default) or 100% to accept any number, "
+            "or a number of rows, e.g. 25",
+        )
+    text = text.strip()
+    return RejectionLimit(text, percent=value) if match[2] else RejectionLimit(text, count=int(value))
+
+
+def refuse_rejected(book: ContactBook, limit: RejectionLimit) -> None:
+    """Raise ContactsError, listing the rejected rows, when more were rejected than ``limit`` allows.
+
+    One rule for a live send, a dry-run and a preview, so what a preview shows is what a send does.
+    """
+    if limit.allows(book.rejected, book.read):
+        return
+    rejected = [problem for problem in book.problems if problem.rejected]
+    listed = "\n".join(_listed(problem) for problem in rejected[:MAX_LISTED])
+    if len(rejected) > MAX_LISTED:
+        listed += f"\n  … and {len(rejected) - MAX_LISTED} more"
+    share = 100 * book.rejected / book.read
+    raise ContactsError(
+        f"{book.rejected} of {book.read} contact rows ({share:.0f}%) were rejected, more than --max-rejected "
+        f"{limit.text} allows: {book.rejected} people would not be reached, so nothing was sent:\n{listed}",
+        hint="correct the listed rows and run again (preview shows every problem); to send to the others anyway, "
+        "raise the limit, e.g. --max-rejected 100% accepts any number",
+    )
+
+
+def _listed(problem: Problem) -> str:
+    """One problem as a line of a list in an error, its hint indented below it."""
+    return "  - " + str(problem).replace("\n  Hint:", "\n      Hint:")
 
 
 def _region(default_region: str | None) -> str | None:
@@ -345,9 +515,11 @@ _STAGE_EVERY = 2000
 
 
 class _BookReader:
-    def __init__(self, region: str | None) -> None:
+    def __init__(self, region: str | None, *, staged: bool = True, refused_types: frozenset[str] = frozenset()) -> None:
         self.region = region
-        self.staging = _Staging()
+        self.refused_types = refused_types
+        # a suppression list never merges, so it needs no staging file
+        self.staging = _Staging() if staged else None
         # Rows wait here and are merged in groups, so finding duplicates on disk costs one query per group.
         self.queue: list[_Draft] = []
         # While a group merges: normalized address ("email:..." / "phone:...") -> position of its contact,
@@ -362,8 +534,8 @@ class _BookReader:
         self.merged = 0
 
     def problem(self, file: str, row: int, field: str | None, message: str, hint: str | None = None,
-                *, rejected: bool = False) -> None:
-        self.problems.append(Problem(file, row, field, message, hint, rejected))
+                *, rejected: bool = False, lost: str | None = None) -> None:
+        self.problems.append(Problem(file, row, field, message, hint, rejected, lost))
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -414,12 +586,20 @@ class _BookReader:
             return
 
         delimiter = _detect_delimiter(line)
-        reader = csv.reader(itertools.chain((line,), lines), delimiter=delimiter)
+        header_row = row
         rows_before = self.read
         try:
-            columns = self._columns(next(reader), file, row)
-            for row, record in enumerate(reader, start=row + 1):
-                if any(value.strip() for value in record):
+            columns = self._columns(next(csv.reader([line], delimiter=delimiter)), file, row)
+            records = _Records(lines, delimiter, columns.width, header_row + 1)
+            reader = csv.reader(records, delimiter=delimiter)
+            for row, record in enumerate(reader, start=header_row + 1):
+                if row in records.broken:
+                    self.read += 1
+                    self.problem(file, row, None,
+                                 f"has a double quote (\") that is never closed, so the row was skipped: "
+                                 f"{_show(records.broken.pop(row))}",
+                                 _STRAY_QUOTE_HINT, rejected=True)
+                elif any(value.strip() for value in record):
                     self.read += 1
                     self._read_row(record, columns, file, row, delimiter)
         except csv.Error as exc:  # not expected with the settings above; kept so a parser surprise names its row
@@ -465,7 +645,11 @@ class _BookReader:
         raw_email = record[columns.email].strip() if columns.email is not None else ""
         raw_phone = record[columns.phone].strip() if columns.phone is not None else ""
         email, email_error, display_name = self._email(raw_email) if raw_email else (None, None, "")
-        phone, phone_error = self._phone(raw_phone) if raw_phone else (None, None)
+        phone, phone_error, number = self._phone(raw_phone) if raw_phone else (None, None, None)
+        if number is not None and self.refused_types and _wants(record, columns, "sms"):
+            # a landline or a premium-rate number is a real number, but an SMS to it is lost or costs extra
+            if refusal := _sms_refusal(raw_phone, number, self.refused_types, self.region):
+                phone, phone_error = None, refusal
 
         if email is None and phone is None:
             # Extra values usually mean an unquoted delimiter inside a name, which shifts every later column.
@@ -477,10 +661,12 @@ class _BookReader:
                 row_hint = None
             self._reject(file, row, raw_email, email_error, raw_phone, phone_error, row_hint)
             return
-        if email_error:
-            self.problem(file, row, "email", *email_error)
-        if phone_error:
-            self.problem(file, row, "phone", *phone_error)
+        if email_error or phone_error:
+            # say what the person loses, not only what is wrong: "gets email only: '0712 345 001' has no country code"
+            lost, kept = ("email", "sms") if email_error else ("sms", "email")
+            message, hint = email_error or phone_error
+            consequence, lost_channel = _consequence(record, columns, lost, kept)
+            self.problem(file, row, "email" if email_error else "phone", consequence + message, hint, lost=lost_channel)
         if size > columns.width and any(value.strip() for value in record[columns.width:]):
             self.problem(file, row, None,
                          f"has {size} values but the header has {columns.width} columns; the extra values were ignored",
@@ -494,7 +680,10 @@ class _BookReader:
         language = self._language(self._cell(record, columns.language, file, row, "language"), file, row)
         wanted = self._channels(self._cell(record, columns.channels, file, row, "channels"), file, row)
         tags = _parse_tags(self._cell(record, columns.tags, file, row, "tags"))
-        self.queue.append(_Draft(name, email, phone, language, wanted, tags, file, row))
+        self._take(_Draft(name, email, phone, language, wanted, tags, file, row))
+
+    def _take(self, draft: _Draft) -> None:
+        self.queue.append(draft)
         if len(self.queue) >= _STAGE_EVERY:
             self._merge_queue()
 
@@ -536,17 +725,20 @@ class _BookReader:
             return None, (f"{_show(raw)} is not a valid email address: {str(exc).rstrip('.')}", hint), ""
         return checked.normalized, None, getattr(checked, "display_name", None) or ""
 
-    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None]:
+    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
         if len(raw) > MAX_FIELD_LENGTH:
-            return None, _too_long(raw)
+            return None, _too_long(raw), None
         return _normalize_phone(raw, self.region)
 
     def _language(self, raw: str, file: str, row: int) -> str:
         if not raw:
             return ""
         tag = _language_tag(raw)
-        if tag is None:
-            self.problem(file, row, "language", f"{_show(raw)} is not a language tag, so it was ignored",
+        if tag is None or len(tag) > _MAX_LANGUAGE_TAG:
+            too_long = f" (a tag is at most {_MAX_LANGUAGE_TAG} characters)" if tag else ""
+            self.problem(file, row, "language",
+                         f"{_show(raw)} is not a language tag{too_long}, so it was ignored: this contact gets the "
+                         "notice's default language",
                          "use a code such as en, sl, sl-SI, sw or sw-KE")
             return ""
         return tag
@@ -655,6 +847,41 @@ class _BookReader:
                            staging=self.staging)
 
 
+class _SuppressionReader(_BookReader):
+    """Every address in suppression files, each kept on its own: one person's two addresses are both suppressed."""
+
+    def __init__(self, region: str | None) -> None:
+        super().__init__(region, staged=False)
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def _take(self, draft: _Draft) -> None:
+        source = f"{draft.file}:{draft.row}"
+        if draft.email:
+            self.entries.setdefault(("email", address_key("email", draft.email)), source)
+        if draft.phone:
+            self.entries.setdefault(("sms", draft.phone), source)
+
+
+def _wants(record: list[str], columns: _Columns, channel: str) -> bool:
+    """Whether a row asks for this channel (an empty channels cell asks for every channel it has an address for)."""
+    cell = record[columns.channels].strip() if columns.channels is not None else ""
+    wanted = _parse_channels(cell)[0] if cell and len(cell) <= MAX_FIELD_LENGTH else frozenset()
+    return not wanted or channel in wanted
+
+
+def _consequence(record: list[str], columns: _Columns, lost: str, kept: str) -> tuple[str, str | None]:
+    """What a contact with one unusable address still gets, by the channels its row asks for: the words that
+    start its warning, and the channel it lost (None when it did not ask for that channel, or asked for nothing
+    else and is rejected for that)."""
+    cell = record[columns.channels].strip() if columns.channels is not None else ""
+    wanted = _parse_channels(cell)[0] if cell and len(cell) <= MAX_FIELD_LENGTH else frozenset()
+    if wanted and lost not in wanted:
+        return "", None
+    if wanted and kept not in wanted:
+        return "", None  # rejected below: it asks only for the channel it has no address for
+    return f"gets {_CHANNEL_NAMES[kept]} only: ", lost
+
+
 def _keys(draft: _Draft) -> tuple[str | None, str | None]:
     return (f"email:{draft.email.lower()}" if draft.email else None, f"phone:{draft.phone}" if draft.phone else None)
 
@@ -670,6 +897,82 @@ class _Columns:
     channels: int | None
     tags: int | None
     width: int
+
+
+class _Records:
+    """A file's lines for csv.reader, one record at a time, with a quote that is never closed cut off at its row.
+
+    csv.reader would read every line after a stray double quote into one field, so one character lost the rest
+    of the file. A record that spans lines is kept only when its quote closes within _MAX_RECORD_LINES lines,
+    no line inside the quoted value looks like a row of its own, and it has no more values than the header.
+    Otherwise its first line becomes a blank line for csv.reader, its row number and text go into ``broken``,
+    and reading goes on with the next line.
+    """
+
+    def __init__(self, lines: Iterable[str], delimiter: str, width: int, first_row: int) -> None:
+        self.lines = iter(lines)
+        self.delimiter = delimiter
+        self.width = width
+        self.row = first_row - 1
+        #: row number → the text of a row whose quote is never closed
+        self.broken: dict[int, str] = {}
+        self.pending: deque[str] = deque()
+        self.special = re.compile(f'["{re.escape(delimiter)}]')
+
+    def __iter__(self) -> Iterator[str]:
+        while (line := self._next()) is not None:
+            self.row += 1
+            if '"' not in line or not self._ends_quoted(line, False):
+                yield line
+                continue
+            record = [line]
+            quoted = True
+            while quoted and len(record) <= _MAX_RECORD_LINES and (more := self._next()) is not None:
+                record.append(more)
+                quoted = self._ends_quoted(more, True) if '"' in more else True
+            if not quoted and self._whole(record):
+                yield from record
+                continue
+            self.broken[self.row] = line.rstrip("\r\n")
+            self.pending.extendleft(reversed(record[1:]))
+            yield "\n"
+
+    def _next(self) -> str | None:
+        return self.pending.popleft() if self.pending else next(self.lines, None)
+
+    def _whole(self, record: list[str]) -> bool:
+        """A closed multi-line record that is one row, not a stray quote that swallowed the rows after it."""
+        row_width = max(self.width, 2)
+        # a line without quotes between the first and the last lies wholly inside the quoted value
+        if any('"' not in line and line.count(self.delimiter) + 1 >= row_width for line in record[1:-1]):
+            return False
+        return len(next(csv.reader(record, delimiter=self.delimiter), [])) <= self.width
+
+    def _ends_quoted(self, line: str, inside: bool) -> bool:
+        """Whether csv.reader (excel dialect, not strict) is inside a quoted value at the end of this line."""
+        state = _QUOTED if inside else _START
+        field_start, closed_at = 0, -1
+        for match in self.special.finditer(line):
+            at, char = match.start(), match.group()
+            if state == _AFTER_QUOTE:
+                if at == closed_at + 1:
+                    if char == '"':  # "" inside quotes is one quote character
+                        state = _QUOTED
+                    else:
+                        state, field_start = _START, at + 1
+                    continue
+                state = _FIELD  # characters after a closing quote stay in the value
+            if state == _QUOTED:
+                if char == '"':
+                    state, closed_at = _AFTER_QUOTE, at
+            elif char == self.delimiter:
+                state, field_start = _START, at + 1
+            else:  # a quote opens a value only as its first character; elsewhere it is an ordinary character
+                state = _QUOTED if state == _START and at == field_start else _FIELD
+        return state == _QUOTED
+
+
+_START, _FIELD, _QUOTED, _AFTER_QUOTE = range(4)
 
 
 def _detect_encoding(file: Path, shown: str) -> tuple[str, int]:
@@ -718,31 +1021,61 @@ def _header_name(cell: str) -> str:
     return _HEADER_PUNCTUATION.sub("", name)
 
 
-def _normalize_phone(raw: str, region: str | None) -> tuple[str | None, tuple[str, str] | None]:
+def _normalize_phone(
+    raw: str, region: str | None
+) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
+    """(E.164, None, the parsed number) for a valid number, else (None, (message, hint), None)."""
     number = raw.lstrip("'")  # a leading apostrophe is how spreadsheets are told "this is text"
     if number.startswith("00"):
         number = "+" + number[2:]
     if _SCIENTIFIC.fullmatch(number):
         return None, (f"{_show(raw)} was turned into a number by a spreadsheet, and digits are lost",
-                      "format the phone column as Text and type the numbers again, with the country code")
+                      "format the phone column as Text and type the numbers again, with the country code"), None
+    if _LETTER.search(number) and _DIGIT.search(number):
+        # phonenumbers reads letters as keypad digits, so '+386 4I 555 OIO' would be a real, different person's number
+        return None, (f"{_show(raw)} contains a letter; a phone number is digits only (is an O meant as 0, an I as 1?)",
+                      f"type the number again in digits, with the country code, e.g. {_example_number(region)}"), None
     if not number.startswith("+") and region is None:
         return None, (f"{_show(raw)} has no country code",
                       f"write it with the country code, e.g. {_example_number(region)}, "
-                      "or set the default region with --region or BROADCAST_DEFAULT_REGION (e.g. SI)")
+                      "or set the default region with --region or BROADCAST_DEFAULT_REGION (e.g. SI)"), None
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException as exc:
         what = _PARSE_ERRORS.get(exc.error_type, "is not a phone number")
-        return None, (f"{_show(raw)} {what}", f"write it with the country code, e.g. {_example_number(region)}")
+        return None, (f"{_show(raw)} {what}", f"write it with the country code, e.g. {_example_number(region)}"), None
     if not phonenumbers.is_valid_number(parsed):
+        example = _example_number(region)
         if number.startswith("+"):
-            where = phonenumbers.region_code_for_country_code(parsed.country_code)
-            where = f"+{parsed.country_code}" if where == "ZZ" else f"{where} (+{parsed.country_code})"
+            country = phonenumbers.region_code_for_country_code(parsed.country_code)
+            where = f"+{parsed.country_code}" if country == "ZZ" else f"{country} (+{parsed.country_code})"
+            # the number names its country: an example from there helps more than one from --region
+            example = example if country == "ZZ" else _example_number(country)
         else:
             where = f"region {region}"
         return None, (f"{_show(raw)} is not a valid phone number for {where}",
-                      f"write it with the country code, e.g. {_example_number(region)}")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+                      f"write it with the country code, e.g. {example}"), None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, parsed
+
+
+def _sms_refusal(
+    raw: str, number: phonenumbers.PhoneNumber, refused_types: frozenset[str], region: str | None
+) -> tuple[str, str] | None:
+    """(message, hint) when a number is of a type that gets no SMS (see NUMBER_TYPES), else None."""
+    kind = _number_type(number)
+    if kind not in refused_types:
+        return None
+    return (f"{_show(raw)} is {NUMBER_TYPES[kind]}",
+            f"give a mobile number, e.g. {_example_number(region)}; if this number does take SMS, "
+            f"add --allow-number-types {kind}")
+
+
+def _number_type(number: phonenumbers.PhoneNumber) -> str | None:
+    """The NUMBER_TYPES name of a valid number, or None for a number that can take an SMS."""
+    code, national = number.country_code, str(number.national_number)
+    if code in _SATELLITE_CODES or (code == 882 and national.startswith("16")):
+        return "satellite"
+    return _PHONENUMBERS_TYPES.get(phonenumbers.number_type(number))
 
 
 def _plain_email(raw: str) -> str | None:
@@ -770,7 +1103,9 @@ def _plain_domain(domain: str) -> str | None:
 
 @functools.cache
 def _example_number(region: str | None) -> str:
-    example = phonenumbers.example_number(region) if region else None
+    # a mobile number where there is one: the example is read by someone fixing a number to send an SMS to
+    example = (phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+               or phonenumbers.example_number(region)) if region else None
     if example is None:
         return _NO_REGION_EXAMPLE
     return phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

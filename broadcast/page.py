@@ -155,7 +155,7 @@ def render_page(
     rejected = sum(1 for p in problems if p.rejected)
     contact_warnings = len(problems) - rejected
     sms_panels = [p for lang in languages for p in lang.panels if p.channel == "sms"]
-    verdict = _verdict(len(cautions), rejected, contact_warnings, len(plan.unknowns), plan.total)
+    verdict = _verdict(len(cautions), rejected, contact_warnings, len(plan.unknowns), plan.total, lost=book.lost_channel)
     context = {
         "notice": notice,
         "plan": plan,
@@ -257,14 +257,17 @@ class Verdict:
     detail: str
 
 
-def _verdict(cautions: int, rejected: int, contact_warnings: int, unknown: int, planned: int) -> Verdict:
-    red = cautions + rejected
+def _verdict(cautions: int, rejected: int, contact_warnings: int, unknown: int, planned: int, lost: int = 0) -> Verdict:
+    # a person who lost a channel (a bad phone: email only) is not reached as planned, like a rejected row
+    red = cautions + rejected + lost
     if red:
         parts = []
         if cautions:
             parts.append(f"{cautions} warning{'s' if cautions != 1 else ''} about the messages")
         if rejected:
             parts.append(f"{rejected} rejected contact row{'s' if rejected != 1 else ''}")
+        if lost:
+            parts.append(f"{lost} contact{'s' if lost != 1 else ''} who lost a channel")
         return Verdict("stop", f"Check {red} problem{'s' if red != 1 else ''} before sending", " and ".join(parts) + ", listed below in red.")
     if planned == 0:
         return Verdict("review", "Nothing to send", "No message is planned: check the contacts, --channel and the ledger's skips below.")

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from broadcast.channels.base import Channel, Message, Receipt
 from broadcast.channels.outbox import Outbox, OutboxChannel, claim_folder, write_rendering
-from broadcast.contacts import read_contacts
+from broadcast.contacts import (
+    DEFAULT_MAX_REJECTED,
+    RejectionLimit,
+    address_key,
+    parse_max_rejected,
+    read_contacts,
+    read_suppressions,
+    refuse_rejected,
+)
 from broadcast.errors import InputError, TemplateError
 from broadcast.ledger import Decision, Ledger
 from broadcast.ledger import now as ledger_now
@@ -296,8 +304,12 @@ def prepare(
     retry_unknown: bool = False,
     sms_transliterate: bool = False,
     strict: bool = False,
+    max_rejected: RejectionLimit | None = None,
+    allow_number_types: list[str] | None = None,
 ) -> tuple[Plan, list[Caution]]:
     """Load, render and plan: everything before the first message leaves, and nothing that sends.
+
+    Raises ContactsError when more contact rows were rejected than ``max_rejected`` allows (default 10%).
 
     With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
     reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
@@ -309,9 +321,13 @@ def prepare(
     )
     renders = checked.renders
     chosen = channels or list(CHANNELS)
-    book = read_contacts(contact_paths, default_region=region)
+    book = read_contacts(contact_paths, default_region=region, allow_number_types=allow_number_types or ())
+    refuse_rejected(book, max_rejected or parse_max_rejected(DEFAULT_MAX_REJECTED))
     plan = build_plan(renders, book, chosen)
-    suppressed = read_suppressions(suppression_paths or [], region=region)
+    # read before the contacts' plan is used: a suppressions file that cannot be read completely stops the run
+    suppressions = read_suppressions(suppression_paths or [], default_region=region)
+    suppressed = suppressions.entries
+    checked.warnings.extend(Caution(f"suppressions {p.where}", p.message) for p in suppressions.problems)
     if ledger is not None and suppressed:
         ledger.suppress((channel, recipient, "listed in a suppression file", source) for channel, recipient, source in suppressed)
     # an emergency may reach people who unsubscribed from email, if the notice says so; STOP for SMS always holds
@@ -380,9 +396,10 @@ class Triage:
         self.resend_after = resend_after
         self.retry_unknown = retry_unknown
         #: (channel, recipient) never to contact: the suppression files and the ledger (STOP replies, earlier files)
-        self.blocked = set(listed)
+        # compared by address_key, so a STOP or a listed One@x.example also holds for one@x.example
+        self.blocked = {(c, address_key(c, r)) for c, r in listed}
         if ledger is not None:
-            self.blocked.update((c, r) for c, recipients in ledger.suppressed().items() for r in recipients)
+            self.blocked.update((c, address_key(c, r)) for c, recipients in ledger.suppressed().items() for r in recipients)
         #: channels whose suppressions this notice overrides (an emergency with override_suppressions: email)
         self.override = override
 
@@ -400,7 +417,7 @@ class Triage:
         )
         for decision in decisions:
             message = decision.message
-            if decision.send and (message.channel, message.recipient) in self.blocked:
+            if decision.send and (message.channel, address_key(message.channel, message.recipient)) in self.blocked:
                 if message.channel not in self.override:
                     decision = Decision(message, False, "suppressed")
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
@@ -438,19 +455,6 @@ def sms_over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
         if channel == "sms" and not variant and plan.counts["sms"][lang]
         and (info := count_segments(rendering.text)).segments > max_segments
     }
-
-
-def read_suppressions(paths: list[str | Path], *, region: str | None) -> list[tuple[str, str, str]]:
-    """(channel, recipient, source) for every address in the suppression files: they are never contacted."""
-    out = []
-    for path in paths:
-        book = read_contacts([path], default_region=region)
-        for contact in book.contacts:
-            if contact.email:
-                out.append(("email", contact.email, str(path)))
-            if contact.phone:
-                out.append(("sms", contact.phone, str(path)))
-    return out
 
 
 def write_preview(
@@ -686,7 +690,10 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
         "notice": plan.notice.id,
         "dry_run": dry_run,
         "versions": {name: plan.renders.versions[name] for name in plan.channels},
-        "contacts": {"read": book.read, "valid": book.valid, "rejected": book.rejected, "merged": book.merged},
+        "contacts": {
+            "read": book.read, "valid": book.valid, "rejected": book.rejected, "merged": book.merged,
+            "lost_channel": book.lost_channel,
+        },
         "fallbacks": [
             {"tag": tag, "language": lang, "how": how, "contacts": n} for (tag, lang, how), n in sorted(plan.fallbacks.items())
         ],

@@ -159,6 +159,8 @@ def _contacts(console: Any, plan: Plan) -> None:
     console.print(
         f"Contacts: {book.read} read, {book.valid} valid, {book.rejected} rejected, {book.merged} merged as duplicates"
     )
+    if book.lost_channel:
+        console.print(f"  [yellow]{book.lost_channel} contact(s) lost a channel[/]: reached on fewer channels, see below")
     for problem in book.problems[:MAX_PROBLEMS]:
         colour = "red" if problem.rejected else "yellow"
         console.print(f"  [{colour}]{'rejected' if problem.rejected else 'warning'}[/] {_message(problem)}")
@@ -226,6 +228,10 @@ def sent(
     _skipped(console, plan_)
     for name, reason in outcome.stopped.items():
         console.print(f"[red]{name} stopped[/]: {_message(reason)}")
+    rejected = plan_.book.rejected
+    if rejected:
+        # listed with the contact problems above; said again here because these people were not reached at all
+        console.print(f"[red]{rejected} contact row(s) rejected[/]: these people were not reached (rows listed above)")
     if outcome.interrupted:
         left = sum(outcome.not_started.values()) + sum(outcome.unread.values())
         console.print(

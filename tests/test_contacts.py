@@ -13,7 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broadcast.contacts import Contact, ContactBook, Problem, read_contacts
+from broadcast.contacts import NUMBER_TYPES, Contact, ContactBook, Problem, read_contacts
 from broadcast.errors import ConfigError, ContactsError
 
 DATA = Path(__file__).parent / "data" / "contacts"
@@ -21,8 +21,8 @@ EXAMPLE = Path(__file__).parent.parent / "contacts" / "example.csv"
 HEADER = "name,email,phone,language,channels,tags\n"
 
 
-def read(name: str, region: str | None = None) -> ContactBook:
-    book = read_contacts([DATA / name], default_region=region)
+def read(name: str, region: str | None = None, *, allow: tuple[str, ...] = ()) -> ContactBook:
+    book = read_contacts([DATA / name], default_region=region, allow_number_types=allow)
     assert book.read == book.valid + book.merged + book.rejected
     return book
 
@@ -47,7 +47,7 @@ def test_utf8_bom_is_not_part_of_the_first_column():
 
 
 def test_semicolon_delimiter_from_european_excel():
-    book = read("semicolon.csv", region="SI")
+    book = read("semicolon.csv", region="SI", allow=("fixed_line",))
     assert book.problems == []
     ana = by_name(book)["Novak, Ana"]
     assert ana.phone == "+38615550100"
@@ -120,7 +120,8 @@ def test_windows_1252_file_is_read_with_one_warning():
 
 
 def test_phone_formats_normalize_to_e164_with_a_default_region():
-    book = read("phone_formats.csv", region="SI")
+    # the numbers are fictional fixed lines: about formats, not number types
+    book = read("phone_formats.csv", region="SI", allow=tuple(NUMBER_TYPES))
     assert book.problems == []
     assert [(contact.name, contact.phone) for contact in book.contacts] == [
         ("International", "+38615550100"),
@@ -141,7 +142,7 @@ def test_phone_formats_normalize_to_e164_with_a_default_region():
 
 
 def test_us_numbers_with_region_us():
-    book = read("phone_us.csv", region="us")
+    book = read("phone_us.csv", region="us", allow=("fixed_line",))
     assert book.problems == []
     assert [contact.phone for contact in book.contacts] == [
         "+12025550143", "+12025550144", "+12025550145", "+12025550146", "+12025550147", "+38615550100",
@@ -149,11 +150,11 @@ def test_us_numbers_with_region_us():
 
 
 def test_without_a_region_a_number_needs_its_country_code():
-    book = read("phone_no_region.csv")
+    book = read("phone_no_region.csv", allow=("fixed_line",))
     assert [contact.phone for contact in book.contacts] == ["+38615550100", "+38615550101", None]
     assert where(book) == [(4, "phone", False)]
     problem = book.problems[0]
-    assert problem.message == "'(01) 555-0102' has no country code"
+    assert problem.message == "gets email only: '(01) 555-0102' has no country code"
     assert "--region" in problem.hint and "BROADCAST_DEFAULT_REGION" in problem.hint
 
 
@@ -163,13 +164,14 @@ def test_bad_phones_are_warnings_when_the_email_is_good():
     assert all(contact.phone is None and contact.channels == {"email"} for contact in book.contacts)
     assert where(book) == [(row, "phone", False) for row in range(2, 8)]
     assert [problem.message for problem in book.problems] == [
-        "'555 12' is not a valid phone number for region SI",
-        "'call me' is not a phone number",
-        "'+999 123 456' has no country code we know",
-        "'3.86155501E+11' was turned into a number by a spreadsheet, and digits are lost",
-        "'+386 1 555 01' is not a valid phone number for SI (+386)",
-        "'041 555 010 / 041 555 011' is not a valid phone number for region SI",
+        "gets email only: '555 12' is not a valid phone number for region SI",
+        "gets email only: 'call me' is not a phone number",
+        "gets email only: '+999 123 456' has no country code we know",
+        "gets email only: '3.86155501E+11' was turned into a number by a spreadsheet, and digits are lost",
+        "gets email only: '+386 1 555 01' is not a valid phone number for SI (+386)",
+        "gets email only: '041 555 010 / 041 555 011' is not a valid phone number for region SI",
     ]
+    assert book.lost_channel == 6
     assert book.problems[0].hint.startswith("write it with the country code, e.g. +386")
 
 
@@ -221,7 +223,8 @@ def test_bad_email_with_good_phone_is_an_sms_contact_and_a_warning():
         )
     ]
     assert where(book) == [(2, "email", False)]
-    assert book.problems[0].message.startswith("'grace@@mail.example' is not a valid email address")
+    assert book.problems[0].message.startswith("gets SMS only: 'grace@@mail.example' is not a valid email address")
+    assert book.lost_channel == 1
     assert book.rejected == 0
 
 
@@ -403,10 +406,13 @@ def test_empty_file_and_header_only_are_warnings():
 # -- the example data ------------------------------------------------------------------------------
 
 
-def test_example_contacts_read_cleanly_apart_from_their_two_demonstration_problems():
+def test_example_contacts_read_cleanly_apart_from_their_three_demonstration_problems():
     book = read_contacts([EXAMPLE])
     assert (book.read, book.valid, book.merged, book.rejected) == (16, 15, 1, 0)
-    assert where(book) == [(16, "email", False), (17, "name", False)]
+    # row 13 asks for any channel with a London landline: email only (Janez on row 3 asks for email only: no warning)
+    assert where(book) == [(13, "phone", False), (16, "email", False), (17, "name", False)]
+    assert book.problems[0].message == "gets email only: '+44 20 7946 0019' is a fixed-line number, which cannot take an SMS"
+    assert book.lost_channel == 2
     assert {contact.language for contact in book.contacts} == {"en", "sw", "sw-KE", "sl", "sl-SI", "", "de"}
     assert {contact.channels for contact in book.contacts} == {
         frozenset({"email"}), frozenset({"sms"}), frozenset({"email", "sms"}),
@@ -569,3 +575,95 @@ def test_a_staging_disk_that_cannot_be_written_is_a_contacts_error_with_a_hint(t
     with pytest.raises(ContactsError, match="cannot stage the contacts") as caught:
         read_contacts([path])
     assert "TMPDIR" in caught.value.hint
+
+
+# -- a stray quote loses one row, not the rest of the file -------------------------------------------
+
+ROWS = [f"Person {n},p{n}@mail.example,+38641{n:06d},sl,," for n in range(300)]
+
+
+def read_text(tmp_path: Path, rows: list[str]) -> ContactBook:
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    book = read_contacts([path])
+    assert book.read == book.valid + book.merged + book.rejected
+    return book
+
+
+STRAY_QUOTES = {
+    "opening the first value": ['"' + ROWS[0], *ROWS[1:]],
+    "opening the last value": [ROWS[0] + '"vip', *ROWS[1:]],
+    "closed by a quoted value 30 rows on": [ROWS[0] + '"vip', *ROWS[1:30], ROWS[30] + '"a;b"', *ROWS[31:]],
+    "closed by a quoted name on the next row": [ROWS[0] + '"vip', '"Novak, Ana",ana@mail.example,,sl,,', *ROWS[2:]],
+}
+
+
+@pytest.mark.parametrize("rows", STRAY_QUOTES.values(), ids=STRAY_QUOTES.keys())
+def test_a_stray_quote_on_row_2_rejects_that_row_and_reads_the_other_299(tmp_path: Path, rows: list[str]) -> None:
+    book = read_text(tmp_path, rows)
+    assert where(book) == [(2, None, True)]
+    assert "never closed" in book.problems[0].message and "rows after it were read" in book.problems[0].hint
+    assert (book.read, book.valid, book.rejected) == (300, 299, 1)
+    assert book.contacts[0].source.endswith(":3") and book.contacts[-1].source.endswith(":301")
+
+
+def test_a_quote_never_closed_near_the_end_rejects_only_its_row(tmp_path: Path) -> None:
+    book = read_text(tmp_path, [*ROWS[:9], '"' + ROWS[9], *ROWS[10:12]])
+    assert where(book) == [(11, None, True)] and book.valid == 11
+
+
+def test_a_quoted_value_with_line_breaks_is_still_one_row_beside_a_stray_quote(tmp_path: Path) -> None:
+    book = read_text(tmp_path, ['"Ana\nNovak",ana@mail.example,,sl,,"staff;\nfield team"', '"' + ROWS[1], *ROWS[2:5]])
+    assert where(book) == [(2, "name", False), (3, None, True)]
+    assert book.contacts[0].name == "Ana Novak" and book.contacts[0].tags == ("staff", "field team")
+    assert book.contacts[1].source.endswith(":4") and book.valid == 4
+
+
+@pytest.mark.parametrize("phone", ["+386 4I 555 OIO", "+254 712 555 OII", "+1 202 555 0143 ext 12", "041 555 O10"])
+def test_letters_in_a_phone_are_a_problem_never_a_keypad_digit(tmp_path: Path, phone: str) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + f"Ana,ana@mail.example,{phone},sl,,\n", encoding="utf-8")
+    book = read_contacts([path], default_region="SI")
+    assert where(book) == [(2, "phone", False)]
+    assert "contains a letter" in book.problems[0].message
+    assert book.contacts[0].phone is None and book.contacts[0].channels == {"email"}
+
+
+# -- warnings say what the person loses --------------------------------------------------------------
+
+
+def write_csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + text, encoding="utf-8")
+    return path
+
+
+def test_a_phone_without_country_code_says_the_person_gets_email_only(tmp_path: Path) -> None:
+    book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,0712 345 001,en,,\n")])
+    assert book.problems[0].message == "gets email only: '0712 345 001' has no country code"
+    assert book.problems[0].lost == "sms" and book.lost_channel == 1
+
+
+def test_a_bad_phone_of_a_contact_who_asked_for_email_only_loses_nothing(tmp_path: Path) -> None:
+    book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,0712 345 001,en,email,\n")])
+    assert book.problems[0].message == "'0712 345 001' has no country code"
+    assert book.lost_channel == 0
+
+
+def test_a_contact_who_asked_only_for_the_lost_channel_is_rejected_not_counted_twice(tmp_path: Path) -> None:
+    book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,0712 345 001,en,sms,\n")])
+    assert where(book) == [(2, "phone", False), (2, "channels", True)]
+    assert (book.rejected, book.lost_channel) == (1, 0)
+
+
+def test_hints_give_an_example_number_from_the_region_in_effect(tmp_path: Path) -> None:
+    book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,0712 345,en,,\nBo,bo@mail.example,0712 345 OO1,en,,\n")],
+                         default_region="KE")
+    assert [problem.hint.split("e.g. ")[1] for problem in book.problems] == ["+254 712 123456", "+254 712 123456"]
+    assert all("+386" not in problem.hint for problem in book.problems)
+
+
+def test_a_number_with_its_own_country_code_gets_an_example_from_that_country(tmp_path: Path) -> None:
+    book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,+386 1 555 01,en,,\n")], default_region="KE")
+    assert book.problems[0].message.endswith("is not a valid phone number for SI (+386)")
+    assert book.problems[0].hint.endswith("e.g. +386 31 234 567")

@@ -92,4 +92,4 @@ def test_fallback_counts_say_who_fell_back_and_to_what(sent) -> None:  # noqa: A
         ("sl-SI", "sl", "base"): 1,
         ("sw-KE", "sw", "base"): 1,
     }
-    assert data["contacts"] == {"read": 13, "valid": 13, "rejected": 0, "merged": 0}
+    assert data["contacts"] == {"read": 13, "valid": 13, "rejected": 0, "merged": 0, "lost_channel": 0}

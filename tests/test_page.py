@@ -226,8 +226,9 @@ def test_sms_shows_segments_and_cost_per_language(tmp_path: Path) -> None:
         assert "bad" in panel.attrs["class"].split()
         assert f"{segments} segments, over 1" in "".join(panel.text)
         assert panel.attrs["data-form"] == "6"
-    assert {lang: plan.counts["sms"][lang] for lang in plan.notice.languages} == {"en": 3, "sw": 4, "sl": 2, "ar": 0}
-    assert total == pytest.approx(2 * 3 * 0.25 + 2 * 4 * 0.25 + 3 * 2 * 0.25)
+    # en 2, not 3: the example's row 13 is a London landline, which gets no SMS
+    assert {lang: plan.counts["sms"][lang] for lang in plan.notice.languages} == {"en": 2, "sw": 4, "sl": 2, "ar": 0}
+    assert total == pytest.approx(2 * 2 * 0.25 + 2 * 4 * 0.25 + 3 * 2 * 0.25)
     assert f"est. cost {_money(total)}" in "".join(doc.by_id("counts").text)
 
 
@@ -258,23 +259,29 @@ def test_safe_to_send_comes_first_with_warnings_and_contact_problems(tmp_path: P
     order = [e.attrs.get("id") for e in doc.elements if e.attrs.get("id") in {"verdict", "counts", "warnings", "panel-email-en"}]
     assert order == ["verdict", "counts", "warnings", "panel-email-en"]
     verdict = doc.by_id("verdict")
-    assert "v-stop" in verdict.attrs["class"] and "Check 4 problems before sending" in "".join(verdict.text)
+    # 4 warnings about the messages, and 2 contacts who lost a channel (row 13: a landline, email only; row 16: a bad
+    # email, SMS only): people reached on fewer channels count too
+    assert "v-stop" in verdict.attrs["class"] and "Check 6 problems before sending" in "".join(verdict.text)
+    assert "2 contacts who lost a channel" in "".join(verdict.text)
     warnings = "".join(doc.by_id("warnings").text)
     assert "sms (sl)" in warnings and "3 segments (UCS-2, 180 characters) is over the limit of 1" in warnings
     problems = doc.by_id("contact-problems")
     rows = [e for e in _descendants(doc, problems) if e.tag == "tr" and e.attrs.get("class", "").startswith("p-")]
-    assert [r.attrs["class"] for r in rows] == ["p-warning", "p-warning"]
-    assert "contacts/example.csv" in "".join(rows[0].text) and "16" in rows[0].text and "email" in rows[0].text
+    assert [r.attrs["class"] for r in rows] == ["p-warning", "p-warning", "p-warning"]
+    assert "contacts/example.csv" in "".join(rows[0].text) and "13" in rows[0].text and "phone" in rows[0].text
+    assert "16" in rows[1].text and "email" in rows[1].text
     fallbacks = "".join(doc.by_id("fallbacks").text)
     assert "sw-KE" in fallbacks and "base language" in fallbacks
     counts = "".join(doc.by_id("counts").text)
-    assert "26" in counts and "15 of 16" in counts
+    assert "25" in counts and "15 of 16" in counts  # 25 messages: the landline on row 13 gets no SMS
 
 
 def test_rejected_rows_are_red(tmp_path: Path) -> None:
     contacts = tmp_path / "contacts.csv"
     contacts.write_text(
-        "name,email,phone,language,channels,tags\nAna,ana@example.org,,en,email,\nNobody,not-an-email,12,en,email,\n",
+        "name,email,phone,language,channels,tags\nAna,ana@example.org,,en,email,\nNobody,not-an-email,12,en,email,\n"
+        # nine more good rows: one rejected row in ten is within --max-rejected's default, so the page is written
+        + "".join(f"P{n},p{n}@example.org,,en,email,\n" for n in range(9)),
         encoding="utf-8",
     )
     path, _ = make_page(tmp_path, notice=EXAMPLE, contacts=contacts, max_sms_segments=20)

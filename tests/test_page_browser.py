@@ -138,7 +138,7 @@ def test_every_panel_shows_and_nothing_is_fetched(browser, proxy: RefusingProxy,
     for block in ("#verdict", "#counts"):
         box = page.locator(block).bounding_box()
         assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"]
-    assert "Check 4 problems before sending" in page.locator("#verdict").inner_text()
+    assert "Check 6 problems before sending" in page.locator("#verdict").inner_text()  # 4 warnings, 2 lost a channel
     assert page.locator("#panel-sms-sl .pill").first.inner_text() == "3 segments, over 1"
 
     # Chromium paints only frames near the viewport, so the full-page picture is taken at the page's own height
