@@ -82,6 +82,32 @@ def load_dotenv_file(path: str | Path | None = None) -> None:
         ENV_FILE_SET.update((name, str(target)) for name in set(os.environ) - before)
 
 
+#: seconds each provider request may take before its answer counts as lost (BROADCAST_PROVIDER_TIMEOUT)
+DEFAULT_PROVIDER_TIMEOUT = 30.0
+
+
+def provider_timeout(env: Mapping[str, str] | None = None) -> float:
+    """The provider request timeout: BROADCAST_PROVIDER_TIMEOUT seconds (0.1 to 600), or 30.
+
+    A lost answer's SMS is looked up again two timeouts after its attempt, so a shorter timeout also settles lost
+    answers sooner; a longer one suits a slow proxy.
+    """
+    env = os.environ if env is None else env
+    raw = env.get("BROADCAST_PROVIDER_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_PROVIDER_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 600:  # also false for nan
+        raise ConfigError(
+            f"BROADCAST_PROVIDER_TIMEOUT={raw[:40]!r} is not a number of seconds from 0.1 to 600; nothing was sent",
+            hint="write seconds, e.g. BROADCAST_PROVIDER_TIMEOUT=30, or leave it unset for 30",
+        )
+    return value
+
+
 def mask(text: str, env: Mapping[str, str] | None = None) -> str:
     """Replace every secret value from the environment, and the user:password of any URL, in ``text`` with <hidden>."""
     env = os.environ if env is None else env
@@ -214,6 +240,10 @@ def channel_settings(
         return env.get(name, "").strip()
 
     channels = list(channels)
+    try:
+        provider_timeout(env)  # read again by each adapter; a bad value stops here, before the ledger is touched
+    except ConfigError as exc:
+        problems.append(exc.message)
     for channel in channels:
         need: list[str] = []
         for name in CHANNEL_SECRETS.get(channel, ()):

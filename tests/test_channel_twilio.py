@@ -417,3 +417,27 @@ def test_a_base_url_requests_cannot_use_means_not_sent(fake: CodedTwilioFake, ba
 
     assert receipt.status == "retry" and "nothing was sent" in receipt.reason
     assert fake.requests == []
+
+
+class SlowToRecordTwilioFake(TwilioFake):
+    """Twilio under load: a create is queued ``delay`` seconds before it is recorded, while look-ups answer at once."""
+
+    delay = 0.8  # past the client's 0.5 s timeout, and before the adapter looks again (2 timeouts after the attempt)
+
+    def _service(self, request: RecordedRequest, verdict: Any) -> Reply:
+        if request.method == "POST":
+            import time
+
+            time.sleep(self.delay)
+        return super()._service(request, verdict)
+
+
+def test_a_lost_answer_whose_message_lands_late_is_found_not_sent_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SlowToRecordTwilioFake() as slow:
+        use_fakes(monkeypatch, twilio=slow)
+        outcome = deliver([sms()], {"sms": channel(slow)}, policy=NO_WAIT)
+        import time
+
+        time.sleep(slow.delay + 0.5)  # a second create, had there been one, has landed by now
+        assert [d.recipient for d in slow.deliveries] == [TO], "sent twice: absence right after the attempt was trusted"
+        assert outcome.counts["sms"]["sent"] == 1

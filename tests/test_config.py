@@ -155,3 +155,25 @@ def test_a_dry_run_warns_about_what_the_live_send_would_refuse(fakes, monkeypatc
     result = run("preview", EXAMPLE, "--contacts", tmp_path / "contacts.csv", "--channel", "email", *LONG_SMS)
     assert result.exit_code == 0, result.output
     assert "SENDGRID_API_HOST comes from the env file" in result.stdout and "--trust-env-file" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "soon", "1e9"])
+def test_a_provider_timeout_that_is_not_a_sane_number_of_seconds_stops_the_send(
+    fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str  # noqa: ANN001
+) -> None:
+    monkeypatch.setenv("BROADCAST_PROVIDER_TIMEOUT", value)
+    result = send(tmp_path, "--channel", "sms")
+    assert result.exit_code == 2, result.output
+    assert "BROADCAST_PROVIDER_TIMEOUT" in result.stderr and "Traceback" not in result.output
+    assert [len(f.requests) for f in fakes] == [0, 0, 0]
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_provider_timeout_sets_the_sms_adapters_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from broadcast.config import Secret, SmsSettings
+    from broadcast.channels.twilio import TwilioChannel
+
+    monkeypatch.setenv("BROADCAST_PROVIDER_TIMEOUT", "7.5")
+    settings = SmsSettings(Secret("AC" + "0" * 32), Secret("t" * 32), "+15005550006", None, None, None)
+    assert TwilioChannel(settings).timeout == 7.5
+    assert TwilioChannel(settings, timeout=2.0).timeout == 2.0

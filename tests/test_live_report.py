@@ -30,7 +30,7 @@ def live(fake_providers: Fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_the_live_report_lists_rejected_rows_warnings_and_skipped_reasons(live: Fakes, tmp_path: Path) -> None:
     args = ["send", str(EXAMPLE), "--contacts", str(tmp_path / "messy.csv"), "--channel", "email,sms", "--yes",
-            "--max-sms-segments", "20"]
+            "--max-sms-segments", "20", "--max-rejected", "100%"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code in (0, 1), first.output
     assert "messy.csv" in first.output

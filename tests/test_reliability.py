@@ -341,6 +341,9 @@ def test_sigkill_at_20_seeded_points_loses_nobody_and_sends_nothing_twice(
         monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
         monkeypatch.setenv("BROADCAST_LEDGER", ledger)
         monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
+        # a dead run's SMS absent from Twilio's list counts as never sent only two provider timeouts after its
+        # attempt (it may still be queued there); with the fakes' millisecond answers, 0.5 s is plenty
+        monkeypatch.setenv("BROADCAST_PROVIDER_TIMEOUT", "0.5")
         contacts = tmp_path / "contacts.csv"
         options = ["--channel", "email,sms,web", *LONG_SMS, "--yes", "--json"]
         kill_points: list[int] = []

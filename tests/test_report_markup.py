@@ -54,9 +54,10 @@ def test_preview_and_dry_run_print_brackets_in_headline_email_and_file_names_as_
     tmp_path: Path, command: str, headline: str
 ) -> None:
     out = tmp_path / "out[/]x"
-    args = [command, notice_with_headline(tmp_path, headline), "--contacts", contacts_with_brackets(tmp_path), "--out", out]
+    args = [command, notice_with_headline(tmp_path, headline), "--contacts", contacts_with_brackets(tmp_path), "--out", out,
+            "--max-rejected", "100%"]
     result = run(*args, *(["--dry-run"] if command == "send" else []))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the bracketed email's row is rejected: a live send would exit 1
     assert "Internal error" not in result.output
     assert f"subject: Urgent: {headline}" in result.output
     assert BAD_EMAIL in result.output
@@ -81,7 +82,7 @@ def test_live_send_prints_brackets_in_failure_reasons_and_status_as_written(
     web_dir = tmp_path / "blocker" / "site [/north]"
     result = run(
         "send", notice_with_headline(tmp_path, CLOSING), "--contacts", contacts_with_brackets(tmp_path),
-        "--yes", "--force", "--web-dir", web_dir,
+        "--yes", "--force", "--web-dir", web_dir, "--max-rejected", "100%",
     )
     assert result.exit_code == 1, result.output
     assert "Internal error" not in result.output

@@ -18,11 +18,10 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Rendering, Status
-from broadcast.config import EmailSettings, mask
+from broadcast.config import EmailSettings, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.render import placeholder
 
-TIMEOUT = 30.0
 #: SendGrid takes at most 1000 personalizations and 1000 recipients (to + cc + bcc) per request
 MAX_RECIPIENTS = 1000
 #: SendGrid's limit on the keys and values of one personalization's substitutions, in UTF-8 bytes
@@ -58,9 +57,9 @@ class SendGridChannel(Channel):
     max_batch: ClassVar[int] = MAX_RECIPIENTS
     max_concurrency: ClassVar[int] = 4
 
-    def __init__(self, settings: EmailSettings, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, settings: EmailSettings, *, timeout: float | None = None) -> None:
         self.settings = settings
-        self.timeout = timeout
+        self.timeout = provider_timeout() if timeout is None else timeout
         self._client = SendGridAPIClient(settings.api_key.reveal(), host=settings.host)
 
     def send(self, messages: Sequence[Message]) -> list[Receipt]:

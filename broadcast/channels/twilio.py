@@ -15,11 +15,10 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError
 
 from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
-from broadcast.config import SmsSettings, mask
+from broadcast.config import SmsSettings, mask, provider_timeout
 from broadcast.errors import ChannelError
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
-TIMEOUT = 30.0
 
 CREDENTIALS_HINT = "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (Twilio Console → Account → API keys & tokens)"
 
@@ -42,6 +41,9 @@ LOOKUP_LIMIT = 50
 #: ahead of Twilio's. A match from earlier in that window is the same text to the same number, so
 #: calling it sent is true either way; missing the real one would send it twice.
 CLOCK_SLACK = timedelta(minutes=10)
+#: a lost answer's message is taken as never sent only if Twilio's list still lacks it this many client
+#: timeouts after the attempt started (30 s timeouts: one minute); before that it may still be on its way in
+SETTLE_TIMEOUTS = 2
 
 
 class TwilioChannel(Channel):
@@ -53,9 +55,9 @@ class TwilioChannel(Channel):
     #: Twilio refuses a longer body (21617) however many segments it would be; check reads this
     max_body: ClassVar[int] = 1600
 
-    def __init__(self, settings: SmsSettings, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, settings: SmsSettings, *, timeout: float | None = None) -> None:
         self.settings = settings
-        self.timeout = timeout
+        self.timeout = provider_timeout() if timeout is None else timeout
         # Twilio accepts exactly one of From and MessagingServiceSid; config.py refuses both being set
         if settings.messaging_service_sid:
             self._sender: dict[str, Any] = {"messaging_service_sid": settings.messaging_service_sid}
@@ -161,12 +163,32 @@ class TwilioChannel(Channel):
         return _receipt(message, "failed", reason=f"Twilio refused the message (code {code}): {said}")
 
     def _reconcile(self, client: Client, message: Message, body: str, started: datetime, lost: str) -> Receipt:
-        """The answer to a create was lost: look for the message in Twilio's list before deciding."""
+        """The answer to a create was lost: look for the message in Twilio's list before deciding.
+
+        Absence right after the attempt proves nothing: a request whose answer was lost may still be queued at
+        Twilio and land a moment later, and sending it again then delivers it twice. So the message counts as
+        never sent only when it is still absent SETTLE_TIMEOUTS client timeouts after the attempt started.
+        """
+        found = self._look_up(client, message, body, started)
+        wait = (started + timedelta(seconds=self.timeout * SETTLE_TIMEOUTS) - datetime.now(timezone.utc)).total_seconds()
+        if found is None and wait > 0:
+            stop = self.stop or threading.Event()
+            if stop.wait(wait):
+                return _receipt(message, "unknown", reason=f"{lost}; not looked up again: interrupted (Ctrl-C)")
+            found = self._look_up(client, message, body, started)
+        if found is None:
+            return _receipt(
+                message, "retry", reason=f"{lost}; Twilio has no record of the message, so sending it again is safe"
+            )
+        return found
+
+    def _look_up(self, client: Client, message: Message, body: str, started: datetime) -> Receipt | None:
+        """The message in the recipient's newest messages: sent, unknown (Twilio could not be asked), or None."""
         sender = {"from_": self.settings.sender} if "from_" in self._sender else {}
         try:
             with self.request() as go:
                 if not go:
-                    return _receipt(message, "unknown", reason=f"{lost}; not looked up: interrupted (Ctrl-C)")
+                    return _receipt(message, "unknown", reason="answer lost; not looked up: interrupted (Ctrl-C)")
                 recent = client.messages.list(to=message.recipient, **sender, limit=LOOKUP_LIMIT)
         # a failed list page raises the plain TwilioException, not TwilioRestException
         except (TwilioException, requests.RequestException):
@@ -179,9 +201,7 @@ class TwilioChannel(Channel):
                 continue
             if found.body == body or (shape is not None and shape.fullmatch(found.body)):
                 return _receipt(message, "sent", provider_id=found.sid)
-        return _receipt(
-            message, "retry", reason=f"{lost}; Twilio has no record of the message, so sending it again is safe"
-        )
+        return None
 
 
 def _body_pattern(message: Message) -> re.Pattern[str] | None:

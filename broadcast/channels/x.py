@@ -18,13 +18,12 @@ from twitter_text import extract_urls_with_indices, parse_tweet
 from urllib3.exceptions import NewConnectionError
 
 from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
-from broadcast.config import HIDDEN, SocialSettings, mask
+from broadcast.config import HIDDEN, SocialSettings, mask, provider_timeout
 from broadcast.errors import ChannelError, ConfigError
 
 #: the host tweepy.Client hard-codes for every request
 X_HOST = "https://api.twitter.com"
 MAX_WEIGHTED_LENGTH = 280
-TIMEOUT = 30.0
 #: posts asked for when looking up one X refused as duplicate content: the most one timeline page holds
 LOOKUP_PAGE = 100
 
@@ -83,7 +82,8 @@ class XChannel(Channel):
     # one language after another, so an account's followers see whole threads, not interleaved ones
     max_concurrency: ClassVar[int] = 1
 
-    def __init__(self, settings: SocialSettings, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, settings: SocialSettings, *, timeout: float | None = None) -> None:
+        timeout = provider_timeout() if timeout is None else timeout
         oauth1 = (settings.consumer_key, settings.consumer_secret, settings.access_token, settings.access_token_secret)
         self._user_auth = all(oauth1)
         if not self._user_auth and not settings.bearer_token:
