@@ -222,10 +222,10 @@ def test_sms_shows_segments_and_cost_per_language(tmp_path: Path) -> None:
         inside = {id(e) for e in _descendants(doc, panel)}
         shown = [e for e in doc.classed("sms-cost") if id(e) in inside]
         assert ["".join(e.text) for e in shown] == [_money(cost)]
-        # each panel is flagged red, and says it is the shortest form
+        # each panel is over the limit even in the shortest form, and flagged red
         assert "bad" in panel.attrs["class"].split()
         assert f"{segments} segments, over 1" in "".join(panel.text)
-        assert panel.attrs["data-form"] == "6"
+        assert panel.attrs["data-form"] == "7"
     # en 2, not 3: the example's row 13 is a London landline, which gets no SMS
     assert {lang: plan.counts["sms"][lang] for lang in plan.notice.languages} == {"en": 2, "sw": 4, "sl": 2, "ar": 0}
     assert total == pytest.approx(2 * 2 * 0.25 + 2 * 4 * 0.25 + 3 * 2 * 0.25)
@@ -264,7 +264,7 @@ def test_safe_to_send_comes_first_with_warnings_and_contact_problems(tmp_path: P
     assert "v-stop" in verdict.attrs["class"] and "Check 6 problems before sending" in "".join(verdict.text)
     assert "2 contacts who lost a channel" in "".join(verdict.text)
     warnings = "".join(doc.by_id("warnings").text)
-    assert "sms (sl)" in warnings and "3 segments (UCS-2, 180 characters) is over the limit of 1" in warnings
+    assert "sms (sl)" in warnings and "3 segments (UCS-2, 167 characters) is over the limit of 1" in warnings
     problems = doc.by_id("contact-problems")
     rows = [e for e in _descendants(doc, problems) if e.tag == "tr" and e.attrs.get("class", "").startswith("p-")]
     assert [r.attrs["class"] for r in rows] == ["p-warning", "p-warning", "p-warning"]
