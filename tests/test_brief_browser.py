@@ -30,7 +30,7 @@ def pdf_pages(pdf: bytes) -> int:
 
 @pytest.mark.parametrize(("example", "lang"), CASES)
 def test_each_language_prints_on_at_most_two_a4_pages_with_everything_and_no_fetch(
-    browser, proxy: RefusingProxy, tmp_path: Path, example: Path, lang: str  # noqa: ANN001
+    browser, proxy: RefusingProxy, tmp_path: Path, example: Path, lang: str  # noqa: ANN001, F811
 ) -> None:
     written = brief.make(example, out_dir=tmp_path, languages=[lang])
     path = tmp_path / brief.HTML_FILE
@@ -72,7 +72,7 @@ def test_each_language_prints_on_at_most_two_a4_pages_with_everything_and_no_fet
     assert [host for host in hosts if host in source] == []
 
 
-def test_the_page_counter_counts_pages(browser, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_page_counter_counts_pages(browser, tmp_path: Path) -> None:  # noqa: ANN001, F811
     """The control for the page count: a page three A4 sheets tall is counted as three."""
     tall = tmp_path / "tall.html"
     tall.write_text('<!DOCTYPE html><div style="height:700mm">x</div>', encoding="utf-8")

@@ -23,12 +23,9 @@ def run(*args: object) -> tuple[int, str]:
 
 
 @pytest.fixture()
-def live(fake_providers: Fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Fakes:
-    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
-    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
+def live(live_send: Fakes, tmp_path: Path) -> Fakes:
     (tmp_path / "people.csv").write_text(CONTACTS, encoding="utf-8")
-    return fake_providers
+    return live_send
 
 
 def predicted(notice: Path, *extra: object) -> dict[str, int]:

@@ -20,12 +20,9 @@ MESSY = (
 
 
 @pytest.fixture()
-def live(fake_providers: Fakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Fakes:
-    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
-    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
+def live(live_send: Fakes, tmp_path: Path) -> Fakes:
     (tmp_path / "messy.csv").write_text(MESSY, encoding="utf-8")
-    return fake_providers
+    return live_send
 
 
 def test_the_live_report_lists_rejected_rows_warnings_and_skipped_reasons(live: Fakes, tmp_path: Path) -> None:

@@ -16,16 +16,12 @@ from click.testing import CliRunner
 
 from broadcast.cli import main
 from tests.conftest import CONTACTS, EXAMPLE
-from tests.fakes.fixtures import use_fakes
+from tests.fakes.fixtures import Fakes
 
 
 @pytest.fixture()
-def fakes(monkeypatch: pytest.MonkeyPatch, sendgrid_fake, twilio_fake, x_fake, tmp_path: Path):  # noqa: ANN001, ANN201
-    use_fakes(monkeypatch, sendgrid=sendgrid_fake, twilio=twilio_fake, x=x_fake)
-    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
-    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
-    return sendgrid_fake, twilio_fake, x_fake
+def fakes(live_send: Fakes) -> Fakes:
+    return live_send
 
 
 def send(*args: object) -> dict:

@@ -14,18 +14,14 @@ from broadcast.contacts import read_suppressions
 from broadcast.errors import ContactsError
 from broadcast.ledger import Ledger
 from tests.conftest import EXAMPLE
-from tests.fakes.fixtures import use_fakes
+from tests.fakes.fixtures import Fakes
 
 HEADER = "name,email,phone,language,channels,tags\n"
 
 
 @pytest.fixture()
-def fakes(monkeypatch: pytest.MonkeyPatch, sendgrid_fake, twilio_fake, x_fake, tmp_path: Path):  # noqa: ANN001, ANN201
-    use_fakes(monkeypatch, sendgrid=sendgrid_fake, twilio=twilio_fake, x=x_fake)
-    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
-    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
-    return sendgrid_fake, twilio_fake, x_fake
+def fakes(live_send: Fakes) -> Fakes:
+    return live_send
 
 
 def write(path: Path, text: str) -> Path:

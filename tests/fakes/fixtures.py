@@ -76,3 +76,13 @@ def fake_providers(
     """All three fakes running, with the environment pointing at them."""
     use_fakes(monkeypatch, sendgrid=sendgrid_fake, twilio=twilio_fake, x=x_fake)
     return Fakes(sendgrid_fake, twilio_fake, x_fake)
+
+
+@pytest.fixture
+def live_send(monkeypatch: pytest.MonkeyPatch, fake_providers: Fakes, tmp_path) -> Fakes:  # noqa: ANN001
+    """The fakes, and what a live send needs besides credentials: a sender, and a ledger and a web folder of the
+    test's own."""
+    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
+    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("BROADCAST_WEB_DIR", str(tmp_path / "web"))
+    return fake_providers
