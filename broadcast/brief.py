@@ -13,7 +13,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from broadcast.errors import InputError, TemplateError
-from broadcast.notice import ANY_LANGUAGE, LocalChannel, LocalNotice, Notice, load_notice, localize, missing_translations, pick
+from broadcast.notice import (
+    ANY_LANGUAGE,
+    LocalChannel,
+    LocalNotice,
+    Notice,
+    load_notice,
+    localize,
+    missing_translations,
+    pick,
+)
 from broadcast.render import NO_NAME, TEMPLATES, Labels, RenderSet, Templates, render_notice
 
 HTML_FILE = "brief.html"

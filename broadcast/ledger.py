@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from broadcast.channels.base import Message, Receipt
 from broadcast.errors import LedgerError
+from broadcast.message import Decision, Message, Receipt
 from broadcast.processes import alive
 
 #: the ledger of a run from the working directory, before it moved beside the notice file (default_url)
@@ -93,23 +93,6 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the ledger says about one planned message: send it, or skip it and why."""
-
-    message: Message
-    send: bool
-    reason: str = ""
-    #: the previous attempt's outcome is not known (a crash or a lost answer)
-    unknown: bool = False
-    #: when the previous attempt was made, for asking the provider about an unknown
-    since: datetime | None = None
-    #: the language the previous attempt was written in: the contact's may have been corrected since
-    language: str = ""
-    #: the ledger has a row for this message (an earlier attempt, or another run's claim)
-    recorded: bool = False
 
 
 def _database_errors(method: Any) -> Any:

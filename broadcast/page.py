@@ -13,9 +13,9 @@ from typing import Protocol
 
 from markupsafe import Markup, escape
 
-from broadcast.channels.base import Rendering
 from broadcast.channels.outbox import PAGE_FILE, write_file
 from broadcast.display import MESSAGE_LIMIT, clip
+from broadcast.message import Rendering
 from broadcast.notice import localize
 from broadcast.plan import Plan
 from broadcast.render import X_MAX_WEIGHT, weighted_length

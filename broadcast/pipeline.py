@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broadcast.channels.base import Channel, Message, Receipt
+from broadcast.channels.base import Channel
 from broadcast.channels.outbox import Outbox, OutboxChannel, claim_folder, write_rendering
 from broadcast.contacts import (
     DEFAULT_MAX_REJECTED,
@@ -22,8 +22,9 @@ from broadcast.contacts import (
     refuse_rejected,
 )
 from broadcast.errors import InputError, TemplateError
-from broadcast.ledger import Decision, Ledger
+from broadcast.ledger import Ledger
 from broadcast.ledger import now as ledger_now
+from broadcast.message import Decision, Message, Receipt
 from broadcast.notice import Notice, load_notice, missing_translations
 from broadcast.plan import CHANNELS, Plan, build_plan
 from broadcast.render import RenderSet, Templates, label_problems, missing_contacts, render_notice, weighted_length
@@ -252,7 +253,8 @@ def refuse_long_sms(too_long: dict[str, int], max_segments: int, *, force: bool,
 def _check_sms_body_limit(renders: RenderSet, notice_path: str | Path) -> None:
     """Twilio refuses a body over its limit whatever --max-sms-segments allows: refuse it here, before sending."""
     from broadcast.channels.twilio import TwilioChannel
-    from broadcast.render import CONTACT_FIELDS, placeholder
+    from broadcast.message import placeholder
+    from broadcast.render import CONTACT_FIELDS
 
     limit = TwilioChannel.max_body
     over = []
@@ -748,7 +750,6 @@ def rendering_stats(
 def status(notice: str, url: str | None) -> dict[str, Any]:
     """The ledger's view of a notice; ``notice`` may be its id or the notice file."""
     from broadcast.errors import LedgerError
-
     from broadcast.ledger import masked_url
 
     path = None

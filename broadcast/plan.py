@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from broadcast.channels.base import Message
 from broadcast.contacts import ContactBook
+from broadcast.message import Message
 from broadcast.notice import resolve_language
 from broadcast.render import CONTACT_FIELDS, PERSONAL_CHANNELS, RenderSet, variant_for
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from jinja2 import pass_environment
 
-from broadcast.channels.base import Rendering
 from broadcast.errors import TemplateError
+from broadcast.message import Rendering, personalize, placeholder
 from broadcast.notice import LocalNotice, Notice, localize
 
 #: the channels that carry a rendering, and the template files each one uses
@@ -42,11 +42,6 @@ LONG_NAME = "x" * 30
 X_MAX_WEIGHT = 280
 
 
-def placeholder(name: str, *, html_part: bool = False) -> str:
-    """The token a contact field renders as; the HTML form differs so a provider can substitute an escaped value."""
-    return f"%%{name}:html%%" if html_part else f"%%{name}%%"
-
-
 #: the token a contact field renders as when checking that a template prints it unchanged (see Templates.render_file)
 def _probe(name: str) -> str:
     # differs from the field's name at both ends, so a slice of the token differs too
@@ -63,32 +58,6 @@ class Placeholder(str):
 
     def __html__(self) -> str:
         return placeholder(self.field, html_part=True)  # type: ignore[attr-defined]
-
-
-def personalize(rendering: Rendering, fields: Mapping[str, str]) -> Rendering:
-    """Fill a rendering's placeholders with one recipient's fields (HTML-escaped in the HTML part)."""
-    if not fields:
-        return rendering
-
-    def fill(text: str, *, html_part: bool = False) -> str:
-        if "%%" not in text:
-            return text
-        for name, value in fields.items():
-            if html_part:
-                # render_file writes every token in HTML as the HTML token; escape a stray plain one all the same
-                text = text.replace(placeholder(name, html_part=True), html.escape(value))
-                text = text.replace(placeholder(name), html.escape(value))
-            else:
-                text = text.replace(placeholder(name), value)
-        return text
-
-    return replace(
-        rendering,
-        subject=fill(rendering.subject),
-        html=fill(rendering.html, html_part=True),
-        text=fill(rendering.text),
-        posts=tuple(fill(p) for p in rendering.posts),
-    )
 
 
 def variant_for(fields: Mapping[str, str]) -> str:

@@ -13,8 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt
+from broadcast.channels.base import Channel
 from broadcast.errors import ChannelError
+from broadcast.message import INTERRUPTED, Message, Receipt
 from broadcast.plan import by_channel
 
 if TYPE_CHECKING:

@@ -9,10 +9,11 @@ from typing import get_args
 import pytest
 
 from broadcast.channels import LIVE_ADAPTERS, live_channel
-from broadcast.channels.base import Channel, Message, Status
+from broadcast.channels.base import Channel
 from broadcast.channels.outbox import Outbox, OutboxChannel
 from broadcast.config import channel_settings
 from broadcast.contacts import read_contacts
+from broadcast.message import Message, Status
 from broadcast.notice import load_notice
 from broadcast.plan import CHANNELS, build_plan
 from broadcast.render import Templates, render_notice
@@ -85,7 +86,7 @@ def test_after_ctrl_c_no_request_starts_without_a_rate_gate(channel: tuple[str, 
     """Ctrl-C sets the channel's stop event; a request not yet started must not start, gate or no gate."""
     import threading
 
-    from broadcast.channels.base import INTERRUPTED
+    from broadcast.message import INTERRUPTED
 
     name, adapter = channel
     if not type(adapter).live or name == "web":

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broadcast.channels.base import Message, Receipt, Rendering
 from broadcast.channels.sendgrid import ANSWER_LOST, SANDBOX_REASON, SendGridChannel
 from broadcast.cli import main
 from broadcast.config import EmailSettings, Secret
 from broadcast.errors import ChannelError
+from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver
 from tests.conftest import CONTACTS, EXAMPLE
 from tests.fakes import Faults, SendGridFake, credentials

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broadcast.channels.base import Message, Receipt, Rendering
 from broadcast.channels.twilio import TwilioChannel
 from broadcast.cli import main
 from broadcast.config import Secret, SmsSettings
 from broadcast.errors import ChannelError
+from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver
 from tests.conftest import CONTACTS, EXAMPLE
 from tests.fakes import Faults, RecordedRequest, TwilioFake, credentials

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from broadcast.channels import live_channel
-from broadcast.channels.base import Message, Rendering
 from broadcast.channels.web import WebChannel
 from broadcast.cli import main
 from broadcast.config import WebSettings
+from broadcast.message import Message, Rendering
 from tests.conftest import CONTACTS, STORM
 
 HEADLINES = {"en": "Boil your tap water", "sw": "Chemsha maji", "ar": "اغلوا ماء الصنبور"}

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from broadcast.channels import live_channel
-from broadcast.channels.base import Message, Receipt, Rendering
 from broadcast.channels.x import XChannel
 from broadcast.cli import main
 from broadcast.config import Secret, SocialSettings
 from broadcast.errors import ChannelError
+from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver
 from tests.conftest import CONTACTS, EXAMPLE
 from tests.fakes import credentials

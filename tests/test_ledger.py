@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from broadcast.channels.base import Message, Receipt, Rendering
 from broadcast.errors import LedgerError
-from broadcast.ledger import now
-from broadcast.ledger import Decision, Ledger, deliveries, metadata, parse_duration, runs
+from broadcast.ledger import Ledger, deliveries, metadata, now, parse_duration, runs
+from broadcast.message import Decision, Message, Receipt, Rendering
 
 RENDERING = Rendering("sms", "en", text="Boil water before drinking.")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcast.channels.base import Receipt
+from broadcast.message import Receipt
 from broadcast.plan import build_plan
 from broadcast.report import progress
 from tests.conftest import EXAMPLE, REPO

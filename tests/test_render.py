@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broadcast.channels.base import Rendering
 from broadcast.errors import TemplateError
+from broadcast.message import Rendering
 from broadcast.notice import load_notice
 from broadcast.render import (
     NO_NAME,

@@ -108,9 +108,9 @@ def test_live_send_of_an_sms_over_1600_characters_sends_nothing(monkeypatch: pyt
 
 
 def test_a_name_that_pushes_one_sms_over_1600_characters_fails_that_message_unsent() -> None:
-    from broadcast.channels.base import Message, Rendering
     from broadcast.channels.twilio import TwilioChannel
     from broadcast.config import Secret, SmsSettings
+    from broadcast.message import Message, Rendering
     from tests.fakes import TwilioFake, credentials
 
     text = "x" * (TwilioChannel.max_body - 10) + " %%name%%"
@@ -175,7 +175,7 @@ def test_a_filtered_contact_name_still_reaches_sendgrid_html_escaped(
 
 
 def test_outbox_fills_a_filtered_contact_name_escaped_in_html(tmp_path: Path, custom_templates: Path) -> None:
-    from broadcast.channels.base import Message
+    from broadcast.message import Message
     from broadcast.notice import load_notice
     from broadcast.render import Templates, render_notice
 

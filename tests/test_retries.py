@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from broadcast.channels.base import INTERRUPTED, Message, Rendering
 from broadcast.channels.sendgrid import SendGridChannel
 from broadcast.channels.twilio import TwilioChannel
 from broadcast.config import EmailSettings, Secret, SmsSettings
+from broadcast.message import INTERRUPTED, Message, Rendering
 from broadcast.send import RetryPolicy, deliver
 from tests.fakes import SendGridFake, TwilioFake, credentials
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from broadcast.cli import main
-from broadcast.channels.base import Rendering
+from broadcast.message import Rendering
 from broadcast.notice import load_notice
 from broadcast.render import missing_contacts
 from broadcast.segments import count_segments

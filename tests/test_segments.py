@@ -245,7 +245,7 @@ _BILLING_TEXTS = [
     names=st.lists(st.text(alphabet=st.sampled_from("abcXYZ €{}čšžÄ😀éñ-'"), max_size=40), min_size=1, max_size=6),
 )
 def test_billing_by_name_shape_equals_counting_every_message(text: str, names: list[str]) -> None:
-    from broadcast.channels.base import Message, Rendering
+    from broadcast.message import Message, Rendering
     from broadcast.pipeline import SmsBilling
 
     billing = SmsBilling()  # shared across names, so a memo from one name serves the next of its shape

@@ -7,8 +7,9 @@ from typing import ClassVar
 
 import pytest
 
-from broadcast.channels.base import Channel, Message, Receipt, Rendering
+from broadcast.channels.base import Channel
 from broadcast.errors import LedgerError
+from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, batches, deliver
 
 

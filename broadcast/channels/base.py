@@ -4,80 +4,15 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
+
+from broadcast.message import Message, Receipt
 
 if TYPE_CHECKING:  # rate.py is imported only when a send sets limits
     from broadcast.rate import Gate
-
-#: What happened to one message. ``retry`` means a transient failure the sender may try again;
-#: ``unknown`` means the request may or may not have reached the provider (a crash or a lost answer);
-#: ``previewed`` is the outbox's answer in a dry-run: written to disk, sent to nobody.
-Status = Literal["sent", "failed", "retry", "unknown", "skipped", "previewed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Rendering:
-    """One channel's text in one language, shared by every recipient of that variant.
-
-    Per-recipient fields appear as placeholders (see render.PLACEHOLDER) and are filled by
-    ``Message.personal()``, or by the provider itself where it supports substitutions.
-    """
-
-    channel: str
-    language: str
-    variant: str = ""
-    subject: str = ""
-    html: str = ""
-    text: str = ""
-    posts: tuple[str, ...] = ()
-    #: which of the SMS template's forms this is (1 = full; see templates/sms.txt.j2); 0 for other channels
-    form: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One rendering addressed to one recipient; ``id`` is its stable key in the ledger."""
-
-    id: str
-    channel: str
-    recipient: str
-    language: str
-    rendering: Rendering
-    fields: Mapping[str, str] = field(default_factory=dict)
-    contact_key: str = ""
-    #: the notice id, for providers that tag messages (SendGrid custom_args) so events match the ledger
-    notice: str = ""
-
-    def personal(self) -> Rendering:
-        """The rendering with this recipient's fields filled in."""
-        from broadcast.render import personalize
-
-        return personalize(self.rendering, self.fields)
-
-
-#: the reason on a receipt for a message not sent because the person pressed Ctrl-C
-INTERRUPTED = "not sent: interrupted (Ctrl-C); the next run sends it"
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What a channel says about one message: the ledger records exactly this."""
-
-    message_id: str
-    channel: str
-    recipient: str
-    status: Status
-    provider_id: str | None = None
-    reason: str | None = None
-    #: the recipient asked not to be contacted (Twilio 21610, STOP): suppress on every later run
-    suppress: bool = False
-    #: seconds the provider asked us to wait before trying again (Retry-After and friends)
-    retry_after: float | None = None
-
 
 class Channel(ABC):
     """A way to deliver messages. Limits are class attributes so render and plan can ask them."""

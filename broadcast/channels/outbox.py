@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import ClassVar, TextIO
 
 from broadcast.channels import LIVE_ADAPTERS
-from broadcast.channels.base import Channel, Message, Receipt, Rendering
+from broadcast.channels.base import Channel
 from broadcast.display import clip, csv_row
 from broadcast.errors import InputError
+from broadcast.message import Message, Receipt, Rendering
 
 PLAN_FILE = "plan.csv"
 PLAN_COLUMNS = ("channel", "language", "recipient", "contact", "variant", "message_id")

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Rendering, Status
+from broadcast.channels.base import Channel
 from broadcast.config import EmailSettings, mask, provider_timeout
 from broadcast.errors import ChannelError
-from broadcast.render import placeholder
+from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status, placeholder
 
 #: SendGrid takes at most 1000 personalizations and 1000 recipients (to + cc + bcc) per request
 MAX_RECIPIENTS = 1000

@@ -14,9 +14,10 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError
 
-from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
+from broadcast.channels.base import Channel
 from broadcast.config import SmsSettings, mask, provider_timeout
 from broadcast.errors import ChannelError
+from broadcast.message import INTERRUPTED, Message, Receipt, Status
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
 

@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from broadcast.channels.base import Channel, Message, Receipt, Status
+from broadcast.channels.base import Channel
 from broadcast.config import WebSettings
+from broadcast.message import Message, Receipt, Status
 
 INDEX_FILE = "banner.json"
 RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur"})

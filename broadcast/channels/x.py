@@ -17,9 +17,10 @@ from requests.adapters import HTTPAdapter
 from twitter_text import extract_urls_with_indices, parse_tweet
 from urllib3.exceptions import NewConnectionError
 
-from broadcast.channels.base import INTERRUPTED, Channel, Message, Receipt, Status
+from broadcast.channels.base import Channel
 from broadcast.config import HIDDEN, SocialSettings, mask, provider_timeout
 from broadcast.errors import ChannelError, ConfigError
+from broadcast.message import INTERRUPTED, Message, Receipt, Status
 
 #: the host tweepy.Client hard-codes for every request
 X_HOST = "https://api.twitter.com"
