@@ -91,7 +91,7 @@ def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = command(*args, **kwargs) or 0
         except BroadcastError as exc:
-            click.echo(mask(f"Error: {exc}"), err=True)
+            click.echo(mask(_capped_lines(f"Error: {exc}")), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -107,6 +107,14 @@ def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
         sys.exit(code)
 
     return wrapper
+
+
+def _capped_lines(text: str) -> str:
+    """Each line of an error at most MESSAGE_LIMIT characters: an error may quote a runaway value (a megabyte
+    header cell) and must still fit on a screen; a list of rows keeps every row."""
+    from broadcast.display import MESSAGE_LIMIT, clip
+
+    return "\n".join(clip(line, MESSAGE_LIMIT) for line in text.split("\n"))
 
 
 class _MaskingFormatter(logging.Formatter):
@@ -175,7 +183,7 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
     Then send for real (credentials from the environment or .env):
       broadcast send examples/boil-water.yaml --contacts contacts/example.csv --yes
     """
-    from broadcast.config import load_dotenv_file
+    from broadcast.config import load_dotenv_file, mask
 
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
@@ -186,7 +194,7 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
     try:
         load_dotenv_file(env_file)
     except BroadcastError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(mask(_capped_lines(f"Error: {exc}")), err=True)
         ctx.exit(exc.exit_code)
 
 

@@ -53,3 +53,18 @@ def test_clip_keeps_short_values_and_says_how_long_a_cut_one_was() -> None:
     assert clip("Boil your tap water") == "Boil your tap water"
     assert clip("x" * VALUE_LIMIT) == "x" * VALUE_LIMIT
     assert clip("x" * 5000) == "x" * VALUE_LIMIT + "… (5,000 characters)"
+
+
+def test_an_error_quoting_a_huge_value_is_capped_line_by_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from broadcast.cli import main
+
+    huge = "x" * 3_000_000
+    # a suppressions file that cannot be read stops the run; its error quotes the file's bad cell
+    (tmp_path / "people.csv").write_text("name,email\nAna,ana@mail.example\n", encoding="utf-8")
+    (tmp_path / "stop.csv").write_text(f"name,email\nBad,{huge}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["preview", str(EXAMPLE), "--contacts", str(tmp_path / "people.csv"),
+                                       "--suppressions", str(tmp_path / "stop.csv"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output[:2000]
+    assert "stop.csv" in result.output and len(result.output) < 20_000
