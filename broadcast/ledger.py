@@ -547,7 +547,7 @@ class _PerMessage:
         when = self._to_db(stamp)
         values: list[Any] = []
         for m in messages:
-            values += (m.id, m.notice, _version(m), m.channel, m.recipient, m.contact_key, m.language, "inflight", 1,
+            values += (m.id, m.notice_id, m.version, m.channel, m.recipient, m.contact_key, m.language, "inflight", 1,
                        run_id, when, when)
         sql = self._insert.format(rows=", ".join([self._row] * len(messages)))
         return {row[0] for row in conn.exec_driver_sql(sql, tuple(values))}
@@ -655,11 +655,6 @@ def _takeover_from(decision: Decision) -> tuple[str, ...]:
     if decision.unknown:
         return ("inflight", "unknown")
     return ("retry", "previewed")
-
-
-def _version(message: Message) -> str:
-    # message ids are notice/channel/version/recipient (plan.message_id)
-    return message.id.split("/", 3)[2]
 
 
 def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:

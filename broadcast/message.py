@@ -70,17 +70,27 @@ def personalize(rendering: Rendering, fields: Mapping[str, str]) -> Rendering:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One rendering addressed to one recipient; ``id`` is its stable key in the ledger."""
+    """One rendering addressed to one recipient.
 
-    id: str
+    Its ledger key, ``id``, is made of the notice, channel, version and recipient it carries as fields: the same
+    recipient, channel and notice version is the same message. The id is derived, never parsed back.
+    """
+
+    notice_id: str
     channel: str
+    version: str
     recipient: str
     language: str
     rendering: Rendering
     fields: Mapping[str, str] = field(default_factory=dict)
     contact_key: str = ""
-    #: the notice id, for providers that tag messages (SendGrid custom_args) so events match the ledger
-    notice: str = ""
+    #: the recipient as the ledger keys it when that differs from the address: an email, lower-cased
+    key: str = ""
+    id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # built once: the id is read at every claim, settle and receipt
+        object.__setattr__(self, "id", f"{self.notice_id}/{self.channel}/{self.version}/{self.key or self.recipient}")
 
     def personal(self) -> Rendering:
         """The rendering with this recipient's fields filled in."""

@@ -16,11 +16,6 @@ from broadcast.render import CONTACT_FIELDS, PERSONAL_CHANNELS, RenderSet, varia
 CHANNELS = ("email", "sms", "social", "web")
 
 
-def message_id(notice_id: str, channel: str, version: str, recipient: str) -> str:
-    """The ledger key of one message: the same recipient, channel and notice version is the same message."""
-    return f"{notice_id}/{channel}/{version}/{recipient}"
-
-
 @dataclass
 class Plan:
     """Everything that would be sent, before anything is: the input of send and of every preview.
@@ -122,8 +117,6 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
     """Each contact's message on each personal channel it is reached on, in reading order."""
     notice = renders.notice.id
     languages = _LanguageCache(renders.notice.languages)
-    # everything per channel is looked up once, not per message
-    prefix = {channel: message_id(notice, channel, renders.versions[channel], "") for channel in channels}
     for key, name, email, phone, tag, reachable in book.addresses():
         lang = languages(tag)[0]
         fields = dict(zip(CONTACT_FIELDS, (name,), strict=True))  # the one contact field templates see is the name
@@ -133,14 +126,16 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
                 continue
             address = email if channel == "email" else phone
             yield Message(
-                id=prefix[channel] + (address.lower() if channel == "email" else address),
+                notice_id=notice,
                 channel=channel,
+                version=renders.versions[channel],
                 recipient=address,
                 language=lang,
                 rendering=renders.renderings[(channel, lang, variant)],
                 fields=fields if variant == "" else {},
                 contact_key=key,
-                notice=notice,
+                # the ledger keys an email case-folded: One@x and one@x are one person
+                key=address.lower() if channel == "email" else "",
             )
 
 
@@ -151,13 +146,13 @@ def _shared_messages(renders: RenderSet, channel: str) -> Iterator[Message]:
     for lang in languages:
         recipient = f"{'x' if channel == 'social' else 'web'}:{lang}"
         yield Message(
-            id=message_id(notice.id, channel, renders.versions[channel], recipient),
+            notice_id=notice.id,
             channel=channel,
+            version=renders.versions[channel],
             recipient=recipient,
             language=lang,
             rendering=renders.get(channel, lang),
             contact_key=recipient,
-            notice=notice.id,
         )
 
 

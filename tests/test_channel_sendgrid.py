@@ -45,13 +45,13 @@ def messages(count: int, *, name: str | None = "Ana <Novak> & \"Co\"", rendering
     rendering = rendering or (NAMED if name else UNNAMED)
     return [
         Message(
-            id=f"msg-{rendering.variant}{i}",
+            notice_id="boil-water-2026-03",
             channel="email",
+            version=f"v{rendering.variant}",
             recipient=f"person{i}@example.org",
             language=rendering.language,
             rendering=rendering,
             fields={"name": name} if name else {},
-            notice="boil-water-2026-03",
         )
         for i in range(count)
     ]
@@ -350,7 +350,7 @@ def test_a_lost_answer_is_unknown_and_never_sent_twice(fake: SendGridFake, fault
 def test_random_faults_never_deliver_twice_and_sent_means_delivered(fake: SendGridFake) -> None:
     fake.faults = Faults(seed=1, error_rate=0.2, rate_limit_rate=0.1, burst=2, drop_before_rate=0.1, drop_after_rate=0.1)
     batch = [m for i in range(12) for m in messages(10, name=f"Name {i}", rendering=Rendering("email", f"l{i}", subject="s", html="<p>h</p>", text="t"))]
-    batch = [Message(f"{m.id}-{m.language}", m.channel, f"{m.language}.{m.recipient}", m.language, m.rendering, m.fields, notice="n") for m in batch]
+    batch = [Message("n", m.channel, m.version, f"{m.language}.{m.recipient}", m.language, m.rendering, m.fields) for m in batch]
     received: list[Receipt] = []
     deliver(batch, {"email": channel(fake)}, policy=policy(attempts=8), on_receipts=received.extend)
 

@@ -72,7 +72,7 @@ def channel(fake: TwilioFake, **changes: Any) -> TwilioChannel:
 
 def sms(recipient: str = TO, name: str = "Ana", text: str = "Boil water before drinking, %%name%%.") -> Message:
     rendering = Rendering("sms", "en", text=text)
-    return Message(f"notice-1:sms:{recipient}", "sms", recipient, "en", rendering, fields={"name": name})
+    return Message("notice-1", "sms", "v1", recipient, "en", rendering, fields={"name": name})
 
 
 def send_one(adapter: TwilioChannel, message: Message | None = None) -> Receipt:

@@ -31,8 +31,8 @@ def message(lang: str, *, notice: str = "boil-water", html: str | None = None) -
     )
     recipient = f"web:{lang}"
     return Message(
-        id=f"{notice}/web/v1/{recipient}", channel="web", recipient=recipient, language=lang, rendering=rendering,
-        contact_key=recipient, notice=notice,
+        notice_id=notice, channel="web", version="v1", recipient=recipient, language=lang, rendering=rendering,
+        contact_key=recipient,
     )
 
 

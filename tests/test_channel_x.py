@@ -40,12 +40,12 @@ def settings(fake: XFake | None, *, bearer: bool = False, base_url: str | None =
     return SocialSettings(**secrets, base_url=base_url or (fake.url if fake else None))
 
 
-def message(*posts: str, lang: str = "en", key: str = "") -> Message:
+def message(*posts: str, lang: str = "en", version: str = "v1") -> Message:
     rendering = Rendering(channel="social", language=lang, posts=posts)
     recipient = f"x:{lang}"
     return Message(
-        id=key or f"notice-1/social/v1/{recipient}", channel="social", recipient=recipient, language=lang,
-        rendering=rendering, contact_key=recipient, notice="notice-1",
+        notice_id="notice-1", channel="social", version=version, recipient=recipient, language=lang,
+        rendering=rendering, contact_key=recipient,
     )
 
 
@@ -217,7 +217,7 @@ def test_a_thread_already_on_x_is_skipped_with_its_ids(channel: XChannel, x_fake
     # the same posts under a new notice version: every post is refused as duplicate content and found
     channel.send([thread_of(2)])
     ids = [d.payload["id"] for d in x_fake.deliveries]
-    [receipt] = channel.send([replace(thread_of(2), id="notice-1/social/v2/x:en")])
+    [receipt] = channel.send([replace(thread_of(2), version="v2")])
     assert receipt.status == "skipped" and receipt.provider_id == ids[0]
     assert receipt.reason == f"already posted on X (duplicate content): thread of 2 posts: {', '.join(ids)}"
     assert len(x_fake.tweets) == 2 and lookups(x_fake) == [None, ids[0]]
@@ -225,7 +225,7 @@ def test_a_thread_already_on_x_is_skipped_with_its_ids(channel: XChannel, x_fake
 
 def test_a_single_post_already_on_x_is_skipped(channel: XChannel, x_fake: XFake) -> None:
     channel.send([message("Boil your tap water.")])
-    [receipt] = channel.send([message("Boil your tap water.", key="notice-1/social/v2/x:en")])
+    [receipt] = channel.send([message("Boil your tap water.", version="v2")])
     assert receipt.status == "skipped" and receipt.reason == "already posted on X (duplicate content)"
     assert receipt.provider_id == x_fake.deliveries[0].payload["id"] and len(x_fake.tweets) == 1
 
@@ -392,7 +392,7 @@ def test_a_lost_answer_on_the_last_post_that_cannot_be_looked_up_is_sent_with_th
 def test_a_post_duplicating_one_from_another_thread_fails_the_thread(channel: XChannel, x_fake: XFake) -> None:
     # an earlier notice version's thread; the new one changes post 1, so X refuses its unchanged post 2
     channel.send([message("Boil water advisory (1/2)", "Boil until further notice (2/2)")])
-    new = message("Boil water advisory, updated (1/2)", "Boil until further notice (2/2)", key="notice-1/social/v2/x:en")
+    new = message("Boil water advisory, updated (1/2)", "Boil until further notice (2/2)", version="v2")
     [receipt] = channel.send([new])
     new_id = x_fake.deliveries[-1].payload["id"]
     assert receipt.status == "failed" and receipt.provider_id == new_id and len(x_fake.tweets) == 3

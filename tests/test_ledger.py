@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import multiprocessing
 import os
 from datetime import timedelta
@@ -20,8 +22,8 @@ RENDERING = Rendering("sms", "en", text="Boil water before drinking.")
 def message(n: int, version: str = "v1", channel: str = "sms") -> Message:
     recipient = f"+3864155{n:04d}"
     return Message(
-        id=f"water/{channel}/{version}/{recipient}", channel=channel, recipient=recipient, language="en",
-        rendering=RENDERING, contact_key=f"phone:{recipient}", notice="water",
+        notice_id="water", channel=channel, version=version, recipient=recipient, language="en",
+        rendering=RENDERING, contact_key=f"phone:{recipient}",
     )
 
 
@@ -203,8 +205,7 @@ def test_long_host_language_and_paths_are_recorded_on_both_databases(ledger_url:
     book = Ledger(ledger_url)
     try:
         m = message(7)
-        m = Message(id=m.id, channel=m.channel, recipient=m.recipient, language=LONG_LANGUAGE, rendering=RENDERING,
-                    contact_key=m.contact_key, notice="water")
+        m = replace(m, language=LONG_LANGUAGE)
         book.suppress([("sms", "+38641559999", "listed in a suppression file", LONG_PATH)])
         book.start_run("water")
         [owned] = book.claim([Decision(m, True)])

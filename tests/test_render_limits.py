@@ -121,7 +121,7 @@ def test_a_name_that_pushes_one_sms_over_1600_characters_fails_that_message_unse
         )
         rendering = Rendering("sms", "en", text=text)
         messages = [
-            Message(f"n:sms:+3864100000{i}", "sms", f"+3864100000{i}", "en", rendering, fields={"name": name})
+            Message("n", "sms", "v1", f"+3864100000{i}", "en", rendering, fields={"name": name})
             for i, name in enumerate(["Ana", "Ana-Marija Novak Kovačič"])
         ]
         with TwilioChannel(settings) as adapter:
@@ -181,7 +181,7 @@ def test_outbox_fills_a_filtered_contact_name_escaped_in_html(tmp_path: Path, cu
 
     use_in_email_html(custom_templates, "{{ contact.name | trim }}")
     rendering = render_notice(load_notice(EXAMPLE), Templates(custom_templates), channels=["email"]).get("email", "en")
-    message = Message("m", "email", "ana@example.com", "en", rendering, fields={"name": HOSTILE_NAME})
+    message = Message("n", "email", "v1", "ana@example.com", "en", rendering, fields={"name": HOSTILE_NAME})
     assert HOSTILE_NAME not in message.personal().html and "&lt;img" in message.personal().html
 
 

@@ -36,12 +36,12 @@ class FakeClock:
 
 def sms(n: int) -> Message:
     rendering = Rendering("sms", "en", text="Boil water before drinking.")
-    return Message(f"notice-1:sms:{n}", "sms", f"+3864055501{n}", "en", rendering)
+    return Message("notice-1", "sms", "v1", f"+3864055501{n}", "en", rendering)
 
 
 def email(n: int) -> Message:
     rendering = Rendering("email", "en", subject="Boil water", html="<p>Boil water.</p>", text="Boil water.")
-    return Message(f"notice-1:email:{n}", "email", f"person{n}@example.org", "en", rendering)
+    return Message("notice-1", "email", "v1", f"person{n}@example.org", "en", rendering)
 
 
 @pytest.fixture

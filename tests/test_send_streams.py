@@ -28,7 +28,7 @@ class Recorder(Channel):
 
 
 def message(n: int, lang: str = "en") -> Message:
-    return Message(f"n/email/v/{n}", "email", f"p{n}@mail.example", lang, Rendering("email", lang))
+    return Message("n", "email", "v", f"p{n}@mail.example", lang, Rendering("email", lang))
 
 
 def test_batches_leave_as_soon_as_they_fill_and_share_one_rendering() -> None:

@@ -197,7 +197,7 @@ def _personalization(message: Message, substitutions: dict[str, str]) -> dict[st
     # custom_args go here rather than at the top level: each recipient's message id is its own
     personalization: dict[str, Any] = {
         "to": [{"email": message.recipient}],
-        "custom_args": {"broadcast_notice": message.notice, "broadcast_message": message.id},
+        "custom_args": {"broadcast_notice": message.notice_id, "broadcast_message": message.id},
     }
     if substitutions:
         personalization["substitutions"] = substitutions

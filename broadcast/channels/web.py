@@ -78,7 +78,7 @@ class WebChannel(Channel):
         return [receipts[m.id] for m in messages]
 
     def _update_index(self, path: Path, messages: Sequence[Message]) -> None:
-        notice = messages[0].notice
+        notice = messages[0].notice_id
         index = _read_index(path)
         if index.get("notice") != notice:
             index = {}
