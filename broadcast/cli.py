@@ -350,7 +350,9 @@ def send_command(
     from broadcast import pipeline, report
     from broadcast.config import channel_settings
     from broadcast.ledger import masked_url
+    from broadcast.plan import sms_over_limit
     from broadcast.rate import gates, parse_concurrency, parse_rates
+    from broadcast.send import execute, live_channels
 
     as_json = options.pop("as_json")
     limits = gates(parse_rates(rates), parse_concurrency(concurrency))
@@ -368,7 +370,7 @@ def send_command(
     ledger = pipeline.open_ledger(where, dry_run=False)
     plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
     pipeline.refuse_long_sms(
-        pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
+        sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
     )
     if brief_dir is not None:
         # written first, so the people who answer have it before the first customer reads the notice
@@ -382,10 +384,10 @@ def send_command(
         report.plan(plan, warnings, as_json=False, sms_segment_price=options["sms_segment_price"])
         if not click.confirm(f"Send {plan.total} messages on {', '.join(plan.channels)} now?", err=True):
             raise Aborted("cancelled; nothing was sent")
-    channels = pipeline.live_channels(plan, settings)
+    channels = live_channels(plan, settings)
     # progress bars only for a person watching: never in CI logs or with --json
     with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
-        outcome = pipeline.execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
+        outcome = execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
     report.sent(
         plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"], ledger=masked_url(where)
     )
@@ -421,6 +423,8 @@ def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
 def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **options: Any) -> int:
     from broadcast import pipeline, report
     from broadcast.ledger import masked_url
+    from broadcast.plan import sms_over_limit
+    from broadcast.send import dry_run_channels, execute
 
     as_json = options.pop("as_json")
     open_page = options.pop("open_page", False)
@@ -442,7 +446,7 @@ def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **optio
     )
     if brief_dir is not None:
         pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
-    outcome = pipeline.execute(plan, pipeline.dry_run_channels(plan, out_dir))
+    outcome = execute(plan, dry_run_channels(plan, out_dir))
     report.previewed(
         plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"],
         ledger=masked_url(where), ledger_found=ledger is not None,
@@ -453,7 +457,7 @@ def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **optio
         click.launch(str(page))
     # the preview is written either way; its exit code is the one a live send of the same input would have
     pipeline.refuse_long_sms(
-        pipeline.sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
+        sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
         force=options["force"], sent="the preview shows it",
     )
     return 1 if plan.book.rejected else 0  # what the live send would return for its contacts

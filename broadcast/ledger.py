@@ -336,7 +336,7 @@ class Ledger:
     ) -> Iterator[Decision]:
         """Decide per message from its ledger row: new or transiently failed → send; the rest → skip with why.
 
-        Suppressed recipients are skipped unless ``check_suppressions`` is off (pipeline.Triage applies them
+        Suppressed recipients are skipped unless ``check_suppressions`` is off (plan.Triage applies them
         itself, with an emergency notice's override).
         """
         try:

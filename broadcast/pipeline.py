@@ -1,21 +1,17 @@
-"""One function per command, wiring the data path in order: load → render → plan → send → record."""
+"""Before anything is sent: check a notice, prepare a plan (load → render → plan), find the ledger, write previews."""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broadcast.channels.base import Channel
-from broadcast.channels.outbox import Outbox, OutboxChannel, claim_folder, write_rendering
+from broadcast.channels.outbox import claim_folder, write_rendering
 from broadcast.contacts import (
     DEFAULT_MAX_REJECTED,
     RejectionLimit,
-    address_key,
     parse_max_rejected,
     read_contacts,
     read_suppressions,
@@ -23,20 +19,15 @@ from broadcast.contacts import (
 )
 from broadcast.errors import InputError, TemplateError
 from broadcast.ledger import Ledger
-from broadcast.ledger import now as ledger_now
-from broadcast.message import Decision, Message, Receipt
 from broadcast.notice import Notice, load_notice, missing_translations
-from broadcast.plan import CHANNELS, Plan, build_plan
-from broadcast.render import RenderSet, Templates, label_problems, missing_contacts, render_notice, weighted_length
-from broadcast.segments import count_segments, name_shape
-from broadcast.send import Outcome, RetryPolicy, deliver
+from broadcast.plan import CHANNELS, Plan, Triage, build_plan, count_plan
+from broadcast.render import RenderSet, Templates, label_problems, missing_contacts, render_notice
+from broadcast.segments import count_segments
 
 if TYPE_CHECKING:
-    from broadcast.rate import Gate
+    pass
 
 
-#: --json lists at most this many contact problems (problems_total counts them all)
-MAX_JSON_PROBLEMS = 1000
 
 
 @dataclass
@@ -338,125 +329,13 @@ def prepare(
         ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
         resend_after=resend_after, retry_unknown=retry_unknown, override=override,
     )
-    _count(plan, ledger)
+    count_plan(plan, ledger)
     plan.sms_saved = checked.sms_saved
     for channel, n in plan.overridden.items():
         checked.warnings.append(
             Caution(channel, f"override_suppressions: {n} recipient(s) who unsubscribed get this emergency notice")
         )
     return plan, checked.warnings
-
-
-def _count(plan: Plan, ledger: Ledger | None) -> None:
-    """One pass over every planned message: what goes out, what is skipped and why, what is unknown, SMS billed.
-
-    Sending streams and triages the messages again, so none is held between the two.
-    """
-    billing = SmsBilling()
-    decisions = (
-        decision
-        for channel in plan.channels
-        # a version of the notice the ledger has no row of on this channel needs no look-up per message
-        for decision in plan.decide(
-            plan.messages(channel),
-            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, plan.renders.versions[channel]),
-        )
-    )
-    for decision in decisions:
-        message = decision.message
-        if decision.recorded:
-            plan.recorded[message.channel] += 1
-        if decision.send:
-            plan.to_send[message.channel] += 1
-            if decision.reason == OVERRIDDEN:
-                plan.overridden[message.channel] += 1
-            if message.channel == "sms":
-                plan.billed[message.language] += billing(message)
-        elif decision.unknown:
-            plan.unknowns.append(decision)
-        else:
-            plan.skipped[message.channel][decision.reason] += 1
-
-
-#: the reason on a send decision that reaches a suppressed recipient because an emergency notice says so
-OVERRIDDEN = "suppression overridden: emergency notice with override_suppressions"
-
-
-class Triage:
-    """The ledger's and the suppression files' verdict on each planned message, applied as messages stream by."""
-
-    def __init__(
-        self,
-        ledger: Ledger | None,
-        listed: set[tuple[str, str]],
-        *,
-        resend_after: timedelta | None = None,
-        retry_unknown: bool = False,
-        override: frozenset[str] = frozenset(),
-    ) -> None:
-        self.ledger = ledger
-        self.resend_after = resend_after
-        self.retry_unknown = retry_unknown
-        #: (channel, recipient) never to contact: the suppression files and the ledger (STOP replies, earlier files)
-        # compared by address_key, so a STOP or a listed One@x.example also holds for one@x.example
-        self.blocked = {(c, address_key(c, r)) for c, r in listed}
-        if ledger is not None:
-            self.blocked.update((c, address_key(c, r)) for c, recipients in ledger.suppressed().items() for r in recipients)
-        #: channels whose suppressions this notice overrides (an emergency with override_suppressions: email)
-        self.override = override
-
-    def __call__(self, messages: Iterable[Message], *, recorded: bool = True) -> Iterator[Decision]:
-        """Decisions in message order. ``recorded=False`` says the ledger holds no row for any of these
-        messages (checked by an earlier pass), so only suppressions are looked at; a run that starts
-        meanwhile is still kept out by the claim.
-        """
-        decisions = (
-            self.ledger.triage(
-                messages, resend_after=self.resend_after, retry_unknown=self.retry_unknown, check_suppressions=False
-            )
-            if self.ledger is not None and recorded
-            else (Decision(m, True) for m in messages)
-        )
-        for decision in decisions:
-            message = decision.message
-            if decision.send and (message.channel, address_key(message.channel, message.recipient)) in self.blocked:
-                if message.channel not in self.override:
-                    decision = Decision(message, False, "suppressed")
-                elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
-                    decision = Decision(message, True, OVERRIDDEN)
-            yield decision
-
-
-class SmsBilling:
-    """Segments billed per SMS, counted once per rendering and name shape rather than once per recipient."""
-
-    def __init__(self) -> None:
-        self.memo: dict[tuple[str, str, tuple[str, int]], int] = {}
-
-    def __call__(self, message: Message) -> int:
-        if "%%" not in message.rendering.text:
-            shape: tuple[str, int] | None = ("", 0)
-        else:
-            shape = name_shape(message.fields.get("name", ""))
-            if shape is None:  # extension characters or emoji: their position matters, so count this one
-                return count_segments(message.personal().text).segments
-        key = (message.language, message.rendering.variant, shape)
-        found = self.memo.get(key)
-        if found is None:
-            found = self.memo[key] = count_segments(message.personal().text).segments
-        return found
-
-
-def sms_over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
-    """Language → segments, for planned SMS renderings longer than the limit."""
-    if "sms" not in plan.channels:
-        return {}
-    return {
-        lang: info.segments
-        for (channel, lang, variant), rendering in plan.renders.renderings.items()
-        if channel == "sms" and not variant and plan.counts["sms"][lang]
-        and (info := count_segments(rendering.text)).segments > max_segments
-    }
 
 
 def write_preview(
@@ -488,125 +367,6 @@ def write_brief(plan: Plan, directory: str | Path, *, templates_dir: str | Path 
     from broadcast import brief
 
     return brief.write(brief.assemble(plan.notice, brief.templates_for(templates_dir), renders=plan.renders), directory)
-
-
-def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:
-    """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
-    outbox = Outbox(directory)
-    return {name: OutboxChannel(name, outbox) for name in plan.channels}
-
-
-def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
-    """The real adapters for the planned channels, imported only now so --help and dry-runs stay fast."""
-    from broadcast.channels import live_channel
-
-    return {name: live_channel(name, settings[name]) for name in plan.channels}
-
-
-def execute(
-    plan: Plan,
-    channels: dict[str, Channel],
-    *,
-    ledger: Ledger | None = None,
-    policy: RetryPolicy | None = None,
-    progress: Callable[[list[Receipt]], None] | None = None,
-    limits: dict[str, Gate] | None = None,
-) -> Outcome:
-    """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
-
-    ``limits`` holds a rate.Gate per channel (--rate, --concurrency); look-ups of earlier unknowns obey it too.
-    """
-    # triage decisions that claim needs (reminders, retried unknowns), from when a message streams out until it is claimed
-    pending: dict[str, Decision] = {}
-
-    decide = plan.decide or Triage(None, set())
-
-    def stream(channel: str) -> Iterator[Message]:
-        # a channel the ledger had no row for when the plan was counted needs no second look-up per message
-        for decision in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0):
-            if decision.send:
-                if decision.reason:
-                    pending[decision.message.id] = decision
-                yield decision.message
-
-    for name, channel in channels.items():
-        channel.gate = (limits or {}).get(name)
-    if ledger is None:
-        return _unread(plan, deliver(
-            {name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress, limits=limits
-        ))
-
-    def claim(batch: list[Message]) -> list[Message]:
-        return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
-
-    ledger.start_run(plan.notice.id)
-    try:
-        found = reconcile(plan, channels, ledger)
-        outcome = deliver(
-            {name: stream(name) for name in plan.channels}, channels,
-            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress, limits=limits,
-        )
-        outcome.reconciled.update(found)
-        return _unread(plan, outcome)
-    finally:
-        ledger.finish_run()
-
-
-def _unread(plan: Plan, outcome: Outcome) -> Outcome:
-    """After Ctrl-C: messages the senders never read from the plan were not started either; count them."""
-    if outcome.interrupted:
-        for name in plan.channels:
-            settled = sum(n for status, n in outcome.counts.get(name, Counter()).items() if status != "skipped")
-            outcome.unread[name] = max(0, plan.to_send[name] - settled)
-    return outcome
-
-
-def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
-    """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
-
-    Found → recorded as sent; provably never arrived → recorded as a transient failure, so the send
-    that follows picks it up; otherwise they stay unknown. Returns channel → messages found delivered.
-    """
-    found: Counter[str] = Counter()
-    remaining = []
-    groups: dict[str, list[Decision]] = {}
-    for decision in plan.unknowns:
-        groups.setdefault(decision.message.channel, []).append(decision)
-    for channel_name, group in groups.items():
-        channel = channels.get(channel_name)
-        owned = ledger.claim(group) if channel is not None else []
-        by_id = {d.message.id: d for d in group}
-        receipts = (
-            channel.reconcile([(_as_tried(plan, by_id[m.id]), by_id[m.id].since or ledger_now()) for m in owned])
-            if owned
-            else None
-        )
-        if receipts is None:
-            if owned:  # no look-up here: hand the rows back exactly as they were
-                ledger.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=by_id[m.id].reason) for m in owned])
-            remaining.extend(group)
-            continue
-        ledger.settle(receipts)
-        for receipt in receipts:
-            if receipt.status == "sent":
-                found[channel_name] += 1
-            elif receipt.status == "retry":
-                plan.to_send[channel_name] += 1
-            else:
-                remaining.append(by_id[receipt.message_id])
-        owned_ids = {m.id for m in owned}
-        remaining.extend(d for d in group if d.message.id not in owned_ids)
-    plan.unknowns = remaining
-    return found
-
-
-def _as_tried(plan: Plan, decision: Decision) -> Message:
-    """The message as the earlier attempt wrote it: in the language the ledger recorded, if that has changed since."""
-    message, lang = decision.message, decision.language
-    key = (message.channel, lang, message.rendering.variant)
-    if not lang or lang == message.language or key not in plan.renders.renderings:
-        return message
-    return replace(message, language=lang, rendering=plan.renders.renderings[key])
 
 
 def ledger_url(url: str | None, notice_path: str | Path | None = None) -> str:
@@ -666,85 +426,6 @@ def stray_ledger(notice_path: str | Path, url: str, *, live: bool, chosen: str |
     if live:
         raise LedgerError(message, hint=hint)
     return Caution("ledger", f"{message}. {hint}")
-
-
-def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: float = 0.0) -> dict[str, Any]:
-    """The --json object: counts from receipts only, never from what was planned."""
-    book = plan.book
-    channels: dict[str, Any] = {}
-    for name in plan.channels:
-        counts = outcome.counts.get(name, Counter())
-        channels[name] = {
-            "planned": plan.planned(name),
-            "sent": counts["sent"],
-            "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
-            "failed": counts["failed"] + counts["retry"] - outcome.not_started[name],
-            # Ctrl-C: not sent, and sent by the next run
-            "not_started": outcome.not_started[name] + outcome.unread[name],
-            "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),
-            "reconciled": outcome.reconciled[name],
-            "overridden_suppressions": plan.overridden[name],
-            "skipped_reasons": dict(plan.skipped.get(name, Counter())),
-            "previewed": counts["previewed"],
-            "languages": dict(plan.counts.get(name, Counter())),
-        }
-    return {
-        "notice": plan.notice.id,
-        "dry_run": dry_run,
-        "versions": {name: plan.renders.versions[name] for name in plan.channels},
-        "contacts": {
-            "read": book.read, "valid": book.valid, "rejected": book.rejected, "merged": book.merged,
-            "lost_channel": book.lost_channel,
-        },
-        "fallbacks": [
-            {"tag": tag, "language": lang, "how": how, "contacts": n} for (tag, lang, how), n in sorted(plan.fallbacks.items())
-        ],
-        "channels": channels,
-        "stopped": outcome.stopped,
-        "interrupted": outcome.interrupted,
-        "problems": [
-            {"file": p.file, "row": p.row, "field": p.field, "message": p.message, "rejected": p.rejected}
-            for p in book.problems[:MAX_JSON_PROBLEMS]
-        ],
-        "problems_total": len(book.problems),
-        "renderings": rendering_stats(
-            plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
-        ),
-        "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
-    }
-
-
-def rendering_stats(
-    renders: RenderSet,
-    channels: list[str],
-    counts: dict[str, Counter[str]] | None = None,
-    *,
-    billed: Counter[str] | None = None,
-    sms_segment_price: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Per channel × language: what a person checks before sending (SMS segments and cost, post lengths, subject).
-
-    ``billed`` is language → segments for the SMS to send, counted with each recipient's name filled in
-    (a long name can add a segment; see SmsBilling).
-    """
-    rows = []
-    for (channel, lang, variant), rendering in renders.renderings.items():
-        if channel not in channels or variant:
-            continue
-        row: dict[str, Any] = {"channel": channel, "language": lang}
-        if counts is not None:
-            row["recipients"] = counts[channel][lang]
-        if channel == "sms":
-            info = count_segments(rendering.text)
-            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments, form=rendering.form)
-            if billed is not None:
-                row.update(billed_segments=billed[lang], cost=round(billed[lang] * sms_segment_price, 4))
-        elif channel == "social":
-            row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
-        elif channel == "email":
-            row.update(subject=rendering.subject)
-        rows.append(row)
-    return rows
 
 
 def status(notice: str, url: str | None) -> dict[str, Any]:

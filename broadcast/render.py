@@ -37,7 +37,7 @@ NO_NAME = "noname"
 #: the SMS template's forms, longest first (documented in templates/sms.txt.j2); the first that fits is sent
 SMS_FORMS = range(1, 8)
 #: stands in for a recipient's name while the SMS form is chosen: a long name must not push the sent SMS over the
-#: limit. Thirty letters covers all but a few names; billing counts each real name (pipeline.SmsBilling).
+#: limit. Thirty letters covers all but a few names; billing counts each real name (plan.SmsBilling).
 LONG_NAME = "x" * 30
 X_MAX_WEIGHT = 280
 

@@ -10,11 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broadcast.plan import rendering_stats
+
 if TYPE_CHECKING:
     from broadcast.pipeline import Caution, Checked
     from broadcast.plan import Plan
     from broadcast.send import Outcome
 
+#: --json lists at most this many contact problems (problems_total counts them all)
+MAX_JSON_PROBLEMS = 1000
 #: show at most this many contact problems in the report; the rest are counted (plan.csv has every row)
 MAX_PROBLEMS = 20
 
@@ -78,7 +82,6 @@ def _capped(data: Any) -> Any:
 
 def checked(result: Checked, *, as_json: bool, force: bool = False, ledger: str | None = None) -> None:
     """What `check` found; an SMS over the limit without ``force`` is not OK (the caller then exits 2)."""
-    from broadcast.pipeline import rendering_stats
 
     notice = result.notice
     rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
@@ -136,7 +139,6 @@ def _cautions(console: Any, cautions: list[Caution]) -> None:
 
 def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0) -> None:
     """The plan a person confirms before a live send."""
-    from broadcast.pipeline import rendering_stats
 
     console = _console(stderr=as_json)
     notice = plan.notice
@@ -185,7 +187,6 @@ def previewed(
     plan_: Plan, outcome: Outcome, cautions: list[Caution], out_dir: Path, *, as_json: bool, sms_segment_price: float = 0.0,
     ledger: str | None = None, ledger_found: bool = True,
 ) -> None:
-    from broadcast.pipeline import summary
 
     if as_json:
         data = summary(plan_, outcome, dry_run=True, sms_segment_price=sms_segment_price)
@@ -208,7 +209,6 @@ def sent(
     plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0,
     ledger: str | None = None,
 ) -> None:
-    from broadcast.pipeline import summary
 
     data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
     data["ledger"] = ledger
@@ -321,3 +321,49 @@ def progress(plan: Plan, *, enabled: bool) -> Iterator[Callable[[list[Any]], Non
 
     with bars:
         yield advance
+
+
+def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: float = 0.0) -> dict[str, Any]:
+    """The --json object: counts from receipts only, never from what was planned."""
+    book = plan.book
+    channels: dict[str, Any] = {}
+    for name in plan.channels:
+        counts = outcome.counts.get(name, Counter())
+        channels[name] = {
+            "planned": plan.planned(name),
+            "sent": counts["sent"],
+            "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
+            "failed": counts["failed"] + counts["retry"] - outcome.not_started[name],
+            # Ctrl-C: not sent, and sent by the next run
+            "not_started": outcome.not_started[name] + outcome.unread[name],
+            "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),
+            "reconciled": outcome.reconciled[name],
+            "overridden_suppressions": plan.overridden[name],
+            "skipped_reasons": dict(plan.skipped.get(name, Counter())),
+            "previewed": counts["previewed"],
+            "languages": dict(plan.counts.get(name, Counter())),
+        }
+    return {
+        "notice": plan.notice.id,
+        "dry_run": dry_run,
+        "versions": {name: plan.renders.versions[name] for name in plan.channels},
+        "contacts": {
+            "read": book.read, "valid": book.valid, "rejected": book.rejected, "merged": book.merged,
+            "lost_channel": book.lost_channel,
+        },
+        "fallbacks": [
+            {"tag": tag, "language": lang, "how": how, "contacts": n} for (tag, lang, how), n in sorted(plan.fallbacks.items())
+        ],
+        "channels": channels,
+        "stopped": outcome.stopped,
+        "interrupted": outcome.interrupted,
+        "problems": [
+            {"file": p.file, "row": p.row, "field": p.field, "message": p.message, "rejected": p.rejected}
+            for p in book.problems[:MAX_JSON_PROBLEMS]
+        ],
+        "problems_total": len(book.problems),
+        "renderings": rendering_stats(
+            plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
+        ),
+        "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
+    }

@@ -11,14 +11,17 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from broadcast.channels.base import Channel
+from broadcast.channels.outbox import Outbox, OutboxChannel
 from broadcast.errors import ChannelError
-from broadcast.message import INTERRUPTED, Message, Receipt
-from broadcast.plan import by_channel
+from broadcast.message import INTERRUPTED, Decision, Message, Receipt
+from broadcast.plan import Plan, Triage, by_channel
 
 if TYPE_CHECKING:
+    from broadcast.ledger import Ledger
     from broadcast.rate import Gate
 
 
@@ -78,7 +81,7 @@ class Outcome:
     failed_total: int = 0
     #: channel → messages Ctrl-C left unsent: taken from the plan, their receipts say so ("retry", INTERRUPTED) ...
     not_started: Counter[str] = field(default_factory=Counter)
-    #: ... and never read from the plan at all, counted from the plan by pipeline.execute
+    #: ... and never read from the plan at all, counted from the plan by execute()
     unread: Counter[str] = field(default_factory=Counter)
     #: channel → the message of the error that stopped it
     stopped: dict[str, str] = field(default_factory=dict)
@@ -352,3 +355,124 @@ def _fail(batch: Sequence[Message], reason: str) -> list[Receipt]:
 
 def _skip(message: Message, reason: str) -> Receipt:
     return Receipt(message.id, message.channel, message.recipient, "skipped", reason=reason)
+
+
+def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:
+    """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
+    outbox = Outbox(directory)
+    return {name: OutboxChannel(name, outbox) for name in plan.channels}
+
+
+def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
+    """The real adapters for the planned channels, imported only now so --help and dry-runs stay fast."""
+    from broadcast.channels import live_channel
+
+    return {name: live_channel(name, settings[name]) for name in plan.channels}
+
+
+def execute(
+    plan: Plan,
+    channels: dict[str, Channel],
+    *,
+    ledger: Ledger | None = None,
+    policy: RetryPolicy | None = None,
+    progress: Callable[[list[Receipt]], None] | None = None,
+    limits: dict[str, Gate] | None = None,
+) -> Outcome:
+    """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
+
+    ``limits`` holds a rate.Gate per channel (--rate, --concurrency); look-ups of earlier unknowns obey it too.
+    """
+    # triage decisions that claim needs (reminders, retried unknowns), from when a message streams out until it is claimed
+    pending: dict[str, Decision] = {}
+
+    decide = plan.decide or Triage(None, set())
+
+    def stream(channel: str) -> Iterator[Message]:
+        # a channel the ledger had no row for when the plan was counted needs no second look-up per message
+        for decision in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0):
+            if decision.send:
+                if decision.reason:
+                    pending[decision.message.id] = decision
+                yield decision.message
+
+    for name, channel in channels.items():
+        channel.gate = (limits or {}).get(name)
+    if ledger is None:
+        return _unread(plan, deliver(
+            {name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress, limits=limits
+        ))
+
+    def claim(batch: list[Message]) -> list[Message]:
+        return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
+
+    ledger.start_run(plan.notice.id)
+    try:
+        found = reconcile(plan, channels, ledger)
+        outcome = deliver(
+            {name: stream(name) for name in plan.channels}, channels,
+            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress, limits=limits,
+        )
+        outcome.reconciled.update(found)
+        return _unread(plan, outcome)
+    finally:
+        ledger.finish_run()
+
+
+def _unread(plan: Plan, outcome: Outcome) -> Outcome:
+    """After Ctrl-C: messages the senders never read from the plan were not started either; count them."""
+    if outcome.interrupted:
+        for name in plan.channels:
+            settled = sum(n for status, n in outcome.counts.get(name, Counter()).items() if status != "skipped")
+            outcome.unread[name] = max(0, plan.to_send[name] - settled)
+    return outcome
+
+
+def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Counter[str]:
+    """Settle unknowns from an earlier run by asking providers that offer a look-up (Twilio).
+
+    Found → recorded as sent; provably never arrived → recorded as a transient failure, so the send
+    that follows picks it up; otherwise they stay unknown. Returns channel → messages found delivered.
+    """
+    from broadcast.ledger import now as ledger_now
+
+    found: Counter[str] = Counter()
+    remaining = []
+    groups: dict[str, list[Decision]] = {}
+    for decision in plan.unknowns:
+        groups.setdefault(decision.message.channel, []).append(decision)
+    for channel_name, group in groups.items():
+        channel = channels.get(channel_name)
+        owned = ledger.claim(group) if channel is not None else []
+        by_id = {d.message.id: d for d in group}
+        receipts = (
+            channel.reconcile([(_as_tried(plan, by_id[m.id]), by_id[m.id].since or ledger_now()) for m in owned])
+            if owned
+            else None
+        )
+        if receipts is None:
+            if owned:  # no look-up here: hand the rows back exactly as they were
+                ledger.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=by_id[m.id].reason) for m in owned])
+            remaining.extend(group)
+            continue
+        ledger.settle(receipts)
+        for receipt in receipts:
+            if receipt.status == "sent":
+                found[channel_name] += 1
+            elif receipt.status == "retry":
+                plan.to_send[channel_name] += 1
+            else:
+                remaining.append(by_id[receipt.message_id])
+        owned_ids = {m.id for m in owned}
+        remaining.extend(d for d in group if d.message.id not in owned_ids)
+    plan.unknowns = remaining
+    return found
+
+
+def _as_tried(plan: Plan, decision: Decision) -> Message:
+    """The message as the earlier attempt wrote it: in the language the ledger recorded, if that has changed since."""
+    message, lang = decision.message, decision.language
+    key = (message.channel, lang, message.rendering.variant)
+    if not lang or lang == message.language or key not in plan.renders.renderings:
+        return message
+    return replace(message, language=lang, rendering=plan.renders.renderings[key])

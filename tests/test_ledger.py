@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import multiprocessing
 import os
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
