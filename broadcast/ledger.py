@@ -556,8 +556,14 @@ class _PerMessage:
         when = self._to_db(stamp)
         conn.exec_driver_sql(
             self._settle,
-            [(r.status, r.provider_id, r.reason, when, r.status, when, r.message_id, run_id) for r in receipts],
+            [(_stored(r.status), r.provider_id, r.reason, when, _stored(r.status), when, r.message_id, run_id) for r in receipts],
         )
+
+
+def _stored(status: str) -> str:
+    """The ledger's word for a receipt status: a message Ctrl-C kept from starting is sent by the next run, as a
+    transient failure is, so both are stored as "retry"."""
+    return "retry" if status == "not_started" else status
 
 
 @dataclass(frozen=True, slots=True)

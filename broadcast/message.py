@@ -14,8 +14,9 @@ from typing import Literal
 
 #: What happened to one message. ``retry`` means a transient failure the sender may try again;
 #: ``unknown`` means the request may or may not have reached the provider (a crash or a lost answer);
-#: ``previewed`` is the outbox's answer in a dry-run: written to disk, sent to nobody.
-Status = Literal["sent", "failed", "retry", "unknown", "skipped", "previewed"]
+#: ``previewed`` is the outbox's answer in a dry-run: written to disk, sent to nobody. ``not_started`` means Ctrl-C
+#: came before the request: nothing reached the provider, and the next run sends it.
+Status = Literal["sent", "failed", "retry", "unknown", "skipped", "previewed", "not_started"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,7 +333,7 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             "planned": plan.planned(name),
             "sent": counts["sent"],
             "skipped": counts["skipped"] + sum(plan.skipped.get(name, Counter()).values()),
-            "failed": counts["failed"] + counts["retry"] - outcome.not_started[name],
+            "failed": counts["failed"] + counts["retry"],
             # Ctrl-C: not sent, and sent by the next run
             "not_started": outcome.not_started[name] + outcome.unread[name],
             "unknown": counts["unknown"] + sum(1 for d in plan.unknowns if d.message.channel == name),

@@ -79,7 +79,7 @@ class Outcome:
     #: the first MAX_FAILURES_KEPT failed, retry and unknown receipts (failed_total counts them all)
     failures: list[Receipt] = field(default_factory=list)
     failed_total: int = 0
-    #: channel → messages Ctrl-C left unsent: taken from the plan, their receipts say so ("retry", INTERRUPTED) ...
+    #: channel → messages Ctrl-C left unsent: taken from the plan, their receipts say so (status "not_started") ...
     not_started: Counter[str] = field(default_factory=Counter)
     #: ... and never read from the plan at all, counted from the plan by execute()
     unread: Counter[str] = field(default_factory=Counter)
@@ -93,12 +93,12 @@ class Outcome:
     def add(self, receipts: Iterable[Receipt]) -> None:
         for receipt in receipts:
             self.counts.setdefault(receipt.channel, Counter())[receipt.status] += 1
-            if receipt.status in ("failed", "retry", "unknown"):
+            if receipt.status == "not_started":
+                self.not_started[receipt.channel] += 1
+            elif receipt.status in ("failed", "retry", "unknown"):
                 self.failed_total += 1
                 if len(self.failures) < MAX_FAILURES_KEPT:
                     self.failures.append(receipt)
-                if receipt.reason and INTERRUPTED in receipt.reason:
-                    self.not_started[receipt.channel] += 1
 
 
 ReceiptSink = Callable[[list[Receipt]], None]
@@ -226,7 +226,7 @@ def _run_channel(
 
     def work(batch: list[Message]) -> None:
         if interrupted.is_set():
-            settle(_fail(batch, INTERRUPTED))
+            settle([Receipt(m.id, m.channel, m.recipient, "not_started", reason=INTERRUPTED) for m in batch])
             return
         if stop.is_set():
             settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
@@ -323,9 +323,7 @@ def _send_with_retries(
         for receipt in receipts:
             if receipt.status != "retry":
                 final[receipt.message_id] = receipt
-        if all(r.reason and INTERRUPTED in r.reason for r in retry):
-            # nothing to retry, or Ctrl-C: these never started and the next run sends them
-            final.update((r.message_id, r) for r in retry)
+        if not retry:
             break
         retry_ids = {r.message_id for r in retry}
         pending = [m for m in pending if m.id in retry_ids]
@@ -343,7 +341,7 @@ def _send_with_retries(
         if not policy.clock.sleep(wait, interrupted):
             # Ctrl-C during the backoff: the retry never starts; the next run sends these
             for receipt in retry:
-                final[receipt.message_id] = replace(receipt, reason=INTERRUPTED)
+                final[receipt.message_id] = replace(receipt, status="not_started", reason=INTERRUPTED)
             break
     return [final[m.id] for m in batch]
 

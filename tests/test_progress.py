@@ -32,13 +32,25 @@ def test_progress_is_off_when_not_enabled() -> None:
         assert advance is None
 
 
-def test_progress_bar_counts_receipts() -> None:
+def test_progress_bar_counts_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from broadcast import report
+
+    screen = Console(file=io.StringIO(), force_terminal=True, width=150, record=True)
+    monkeypatch.setattr(report, "_console", lambda stderr=False: screen)
     plan = _plan()
+    plan.to_send["sms"] = 8
     messages = list(plan.messages())
     with progress(plan, enabled=True) as advance:
         assert advance is not None
         advance([Receipt(m.id, "sms", m.recipient, "sent") for m in messages[:3]])
         advance([Receipt(messages[3].id, "sms", messages[3].recipient, "failed", reason="x")])
+    shown = screen.export_text()
+    # the last frame: 4 of the 8 to send done, 3 sent and 1 failed
+    assert "4/8" in shown and "sent 3 · failed 1" in shown, shown
 
 
 def test_ctrl_c_finishes_what_is_in_flight_records_it_and_says_what_was_not_sent(

@@ -111,7 +111,7 @@ class SendGridChannel(Channel):
         try:
             with self.request() as go:
                 if not go:
-                    return _Answer("retry", reason=INTERRUPTED)
+                    return _Answer("not_started", reason=INTERRUPTED)
                 response = self._client.client.mail.send.post(request_body=mail, timeout=self.timeout)
         except HTTPError as exc:
             return self._refusal(exc, len(part))

@@ -114,7 +114,7 @@ class TwilioChannel(Channel):
         try:
             with self.request() as go:
                 if not go:
-                    return _receipt(message, "retry", reason=INTERRUPTED)
+                    return _receipt(message, "not_started", reason=INTERRUPTED)
                 created = client.messages.create(to=message.recipient, body=body, **self._sender, **self._extra)
         except TwilioRestException as error:
             return self._refused(message, error)

@@ -133,7 +133,7 @@ class XChannel(Channel):
                     self._client.create_tweet, text=posts[index], in_reply_to_tweet_id=reply_to, user_auth=self._user_auth
                 )
             except _Interrupted:
-                return self._unfinished(message, thread, total, "retry", INTERRUPTED)
+                return self._unfinished(message, thread, total, "retry" if thread.ids else "not_started", INTERRUPTED)
             except tweepy.Forbidden as exc:
                 if not _is_duplicate(exc):
                     raise self._stop(exc, thread, total) from None
@@ -192,7 +192,7 @@ class XChannel(Channel):
         try:
             found = self._find(text, after=thread.ids[-1] if thread.ids else None)
         except _Interrupted:
-            return self._unfinished(message, thread, total, "retry", INTERRUPTED)
+            return self._unfinished(message, thread, total, "retry" if thread.ids else "not_started", INTERRUPTED)
         # X still refuses the repeat, so sending the post again to reach this look-up again is safe
         except tweepy.TooManyRequests as exc:
             what = f"{where}; looking up its id hit X's rate limit (429)"
