@@ -99,3 +99,40 @@ def test_after_ctrl_c_no_request_starts_without_a_rate_gate(channel: tuple[str, 
     with adapter:
         receipts = adapter.send(messages)
     assert [r.status for r in receipts] == ["not_started"] and receipts[0].reason == INTERRUPTED
+
+
+def test_reconcile_answers_each_lost_message_or_says_it_cannot_look(channel: tuple[str, Channel]) -> None:
+    """None: the provider offers no look-up. Otherwise one receipt per message, in order: sent, retry (provably never
+    arrived) or unknown, each but sent with its reason."""
+    from datetime import datetime, timedelta, timezone
+
+    name, adapter = channel
+    messages = planned(name)[:2]
+    tried = datetime.now(timezone.utc) - timedelta(minutes=5)  # long enough ago for a look-up to be believed
+    with adapter:
+        answer = adapter.reconcile([(m, tried) for m in messages])
+    if type(adapter).reconcile is Channel.reconcile:
+        assert answer is None
+        return
+    assert answer is not None and [r.message_id for r in answer] == [m.id for m in messages]
+    assert all(r.status in ("sent", "retry", "unknown") for r in answer)
+    assert all(r.reason for r in answer if r.status != "sent")
+
+
+CREDENTIAL = {"email": "SENDGRID_API_KEY", "sms": "TWILIO_AUTH_TOKEN", "social": "X_ACCESS_TOKEN_SECRET"}
+
+
+@pytest.mark.parametrize("kind", sorted(CREDENTIAL))
+def test_a_refused_credential_stops_the_channel_with_a_channel_error(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from broadcast.errors import ChannelError
+
+    fake = request.getfixturevalue({"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}[kind])
+    use_fakes(monkeypatch, **{{"email": "sendgrid", "sms": "twilio", "social": "x"}[kind]: fake})
+    monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
+    monkeypatch.setenv(CREDENTIAL[kind], "wrong-" + "x" * 30)
+    adapter = live_channel(kind, channel_settings([kind], web_dir=tmp_path / "web")[kind])
+    with adapter, pytest.raises(ChannelError) as refused:
+        adapter.send(planned(kind)[:1])
+    assert refused.value.hint and "wrong-" not in str(refused.value)
