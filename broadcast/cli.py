@@ -109,12 +109,16 @@ def _reports_errors(command: Callable[..., int | None]) -> Callable[..., None]:
     return wrapper
 
 
-def _capped_lines(text: str) -> str:
-    """Each line of an error at most MESSAGE_LIMIT characters: an error may quote a runaway value (a megabyte
-    header cell) and must still fit on a screen; a list of rows keeps every row."""
-    from broadcast.display import MESSAGE_LIMIT, clip
+#: the longest line an error prints: room for a list (every known label) yet not a runaway value's megabytes
+ERROR_LINE_LIMIT = 4000
 
-    return "\n".join(clip(line, MESSAGE_LIMIT) for line in text.split("\n"))
+
+def _capped_lines(text: str) -> str:
+    """Each line of an error at most ERROR_LINE_LIMIT characters: an error may quote a runaway value (a megabyte
+    header cell) and must still fit on a screen; a list of rows keeps every row."""
+    from broadcast.display import clip
+
+    return "\n".join(clip(line, ERROR_LINE_LIMIT) for line in text.split("\n"))
 
 
 class _MaskingFormatter(logging.Formatter):
