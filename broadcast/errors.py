@@ -5,8 +5,10 @@ from __future__ import annotations
 import reprlib
 from pathlib import Path
 
-#: the most of one user value an error message repeats: enough to recognise it, never a flood
-MAX_SHOWN = 200
+from broadcast.display import VALUE_LIMIT, clip
+
+#: the most of one user value an error message repeats: enough to recognise it, never a flood (as in every output)
+MAX_SHOWN = VALUE_LIMIT
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
 _REPR.maxstring = _REPR.maxother = MAX_SHOWN
@@ -18,10 +20,11 @@ def shown(value: object, *, quote: bool = True) -> str:
     The whole repr is never built: a 10 MB text or a YAML alias bomb costs no more to show than a short value.
     """
     if isinstance(value, str):
+        if not quote:
+            return clip(value, MAX_SHOWN)
         if len(value) <= MAX_SHOWN:
-            return repr(value) if quote else value
-        cut = value[:MAX_SHOWN]
-        return f"{repr(cut) if quote else cut}… ({len(value):,} characters)"
+            return repr(value)
+        return f"{value[:MAX_SHOWN]!r}… ({len(value):,} characters)"
     text = _REPR.repr(value)
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
 

@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from jinja2 import pass_environment
 
 from broadcast.errors import TemplateError
 from broadcast.message import Rendering, personalize, placeholder
-from broadcast.notice import LocalNotice, Notice, localize
+from broadcast.notice import LocalNotice, Notice, is_blank, localize
 
 #: the channels that carry a rendering, and the template files each one uses
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -180,7 +179,7 @@ class Templates:
         # borrowed from the fallback language and reported like any other missing label (an error with --strict).
         # An empty "" is different: the catalog says on purpose that nothing is printed unless the notice says it
         return {
-            key: value for key, value in data.items() if not (isinstance(value, str) and value != "" and _blank(value))
+            key: value for key, value in data.items() if not (isinstance(value, str) and value != "" and is_blank(value))
         }
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
@@ -355,11 +354,6 @@ def _sandbox() -> Any:
 
 class _TooMuch(Exception):
     """A template went over MAX_RENDERED_CHARS or MAX_RENDER_SECONDS."""
-
-
-def _blank(text: str) -> bool:
-    """True when a text shows nothing: only whitespace and invisible format characters (ZWSP, BOM, ...)."""
-    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") for ch in text)
 
 
 def _outside(name: str) -> bool:
