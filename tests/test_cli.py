@@ -330,3 +330,18 @@ def test_resend_after_too_long_for_any_clock_is_a_usage_error(tmp_path: Path) ->
     )
     assert result.exit_code == 2, result.output
     assert "--resend-after" in result.output and "Traceback" not in result.output
+
+
+def test_check_and_a_dry_run_load_no_provider_sdk(tmp_path: Path) -> None:
+    """They read adapters' limits (Twilio's 1,600 characters) but never build a client: no SDK is imported."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom broadcast.cli import main\n"
+        f"assert CliRunner().invoke(main, ['check', {str(EXAMPLE)!r}]).exit_code == 0\n"
+        f"assert CliRunner().invoke(main, ['send', {str(EXAMPLE)!r}, '--contacts', {str(CONTACTS)!r}, '--dry-run',"
+        f" '--out', {str(tmp_path / 'out')!r}]).exit_code == 0\n"
+        "print(sorted(m for m in ('sendgrid', 'twilio', 'tweepy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

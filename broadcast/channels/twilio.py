@@ -6,18 +6,21 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
-from urllib3.exceptions import ConnectTimeoutError
 
 from broadcast.channels.base import Channel
 from broadcast.config import SmsSettings, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import INTERRUPTED, Message, Receipt, Status
+
+# The SDK is imported where a request is made, so check and preview can read this adapter's limits
+# (max_body) without loading Twilio's client
+if TYPE_CHECKING:
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
 
@@ -87,6 +90,9 @@ class TwilioChannel(Channel):
     def _client(self) -> Client:
         client = getattr(self._local, "client", None)
         if client is None:
+            from twilio.http.http_client import TwilioHttpClient
+            from twilio.rest import Client
+
             http_client = TwilioHttpClient(timeout=self.timeout)
             account_sid, auth_token = self.settings.account_sid.reveal(), self.settings.auth_token.reveal()
             client = Client(account_sid, auth_token, http_client=http_client)
@@ -101,6 +107,8 @@ class TwilioChannel(Channel):
         return client
 
     def _send_one(self, message: Message) -> Receipt:
+        from twilio.base.exceptions import TwilioRestException
+
         body = message.personal().text
         if len(body) > self.max_body:
             # check refuses a rendering over the limit; only a long name can get here, and Twilio would refuse it
@@ -185,6 +193,8 @@ class TwilioChannel(Channel):
 
     def _look_up(self, client: Client, message: Message, body: str, started: datetime) -> Receipt | None:
         """The message in the recipient's newest messages: sent, unknown (Twilio could not be asked), or None."""
+        from twilio.base.exceptions import TwilioException
+
         sender = {"from_": self.settings.sender} if "from_" in self._sender else {}
         try:
             with self.request() as go:
@@ -219,6 +229,8 @@ def _never_sent(error: requests.RequestException) -> bool:
     if isinstance(error, (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                           requests.exceptions.MissingSchema)):
         return True
+    from urllib3.exceptions import ConnectTimeoutError
+
     # requests wraps urllib3's MaxRetryError, whose reason says which step failed
     cause = error.args[0] if error.args else None
     return isinstance(getattr(cause, "reason", None), ConnectTimeoutError)
