@@ -76,7 +76,7 @@ def broadcast_env(fakes: Fakes, work: Path) -> dict[str, str]:
 
 def renderings() -> dict:
     """Per language: the SMS text and email parts, rendered once, for the baselines (which then do no rendering)."""
-    from broadcast.pipeline import check
+    from broadcast.check import check
     from broadcast.render import placeholder
 
     checked = check(NOTICE)

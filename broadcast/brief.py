@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import tempfile
@@ -12,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from broadcast.channels import REGISTRY
 from broadcast.errors import InputError, TemplateError
 from broadcast.notice import (
     ANY_LANGUAGE,
@@ -23,7 +23,7 @@ from broadcast.notice import (
     missing_translations,
     pick,
 )
-from broadcast.render import NO_NAME, TEMPLATES, Labels, RenderSet, Templates, render_notice
+from broadcast.render import NO_NAME, Labels, RenderSet, Templates, render_notice
 
 HTML_FILE = "brief.html"
 MARKDOWN_FILE = "brief.md"
@@ -111,6 +111,8 @@ class Told:
 
     channel: str
     text: str
+    #: the channel's name for a person, when the label catalogs have no brief_channel_<name> for it
+    title: str = ""
 
     @property
     def fence(self) -> str:
@@ -216,29 +218,13 @@ def _inert(value: Any) -> Any:
 
 def _told_in(renders: RenderSet, lang: str) -> list[Told]:
     told = []
-    for channel in TEMPLATES:
+    for channel in REGISTRY:
         # the version for a contact without a name reads as the message does, without a %%name%% token in it
         rendering = renders.renderings.get((channel, lang, NO_NAME)) or renders.renderings.get((channel, lang, ""))
         if rendering is None:  # social ships in fewer languages than the notice
             continue
-        if channel == "email":
-            text = f"{rendering.subject}\n\n{rendering.text}"
-        elif channel == "social":
-            text = "\n\n".join(rendering.posts)
-        elif channel == "web":
-            text = _plain(rendering.html)
-        else:
-            text = rendering.text
-        told.append(Told(channel, text))
+        told.append(Told(channel, REGISTRY[channel].readable(rendering), REGISTRY[channel].title))
     return told
-
-
-def _plain(markup: str) -> str:
-    """The words of an HTML fragment, a line per block, for agents to read what the banner says."""
-    text = re.sub(r"<(br|/p|/h\d|/li|/div|/tr)\b[^>]*>", "\n", markup, flags=re.I)
-    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
-    lines = (" ".join(line.split()) for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def write(brief: Brief, directory: str | Path) -> list[Path]:
@@ -259,6 +245,11 @@ def write(brief: Brief, directory: str | Path) -> list[Path]:
         paths.append(directory / name)
     brief.paths = paths
     return paths
+
+
+def for_renders(renders: RenderSet, directory: str | Path, *, templates_dir: str | Path | None = None) -> list[Path]:
+    """The staff brief (brief.html, brief.md) of a planned notice, from the messages this run sends."""
+    return write(assemble(renders.notice, templates_for(templates_dir), renders=renders), directory)
 
 
 def templates_for(directory: str | Path | None) -> Templates:

@@ -1,4 +1,4 @@
-"""The command line: parse options, call one pipeline function, report. No loops over contacts here."""
+"""The command line: each command builds one typed request from its options, calls one function, and reports."""
 
 from __future__ import annotations
 
@@ -13,26 +13,27 @@ from typing import Any
 import click
 
 from broadcast import __version__
-from broadcast.errors import Aborted, BroadcastError
-
-CHANNEL_NAMES = ("email", "sms", "social", "web")
+from broadcast.errors import BroadcastError
 
 
-def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
+    from broadcast.channels import names as registered
+
+    known = registered()
     names = [v.strip().lower() for v in value.split(",") if v.strip()]
     if not names:
         # an empty value is a mistake (an unset shell variable, a stray comma), never "every channel":
         # reading it as "all" once sent email, SMS, X posts and the banner when one channel was meant
         raise click.BadParameter(
-            f"no channel named in {value!r}; nothing was sent. Name one or more of {','.join(CHANNEL_NAMES)}, "
+            f"no channel named in {value!r}; nothing was sent. Name one or more of {','.join(known)}, "
             "or leave --channel out to use every channel"
         )
-    unknown = [n for n in names if n not in CHANNEL_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise click.BadParameter(f"unknown channel {', '.join(unknown)}; choose from {','.join(CHANNEL_NAMES)}")
-    return names
+        raise click.BadParameter(f"unknown channel {', '.join(unknown)}; choose from {','.join(known)}")
+    return tuple(dict.fromkeys(names))
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None):  # noqa: ANN202
@@ -300,20 +301,13 @@ def check_command(
     force: bool, ledger: str | None, as_json: bool,
 ) -> int:
     """Validate NOTICE and render every channel in every language, worded as a live send would word it now."""
-    from broadcast import pipeline, report
+    from broadcast import check, report
 
-    where = pipeline.ledger_url(ledger, notice)
-    stray = pipeline.stray_ledger(notice, where, live=False, chosen=ledger)
-    checked = pipeline.check(
-        notice, templates_dir=templates_dir, max_sms_segments=max_sms_segments,
-        sms_transliterate=sms_transliterate, strict=strict, ledger=pipeline.open_ledger(where, dry_run=True),
-    )
-    if stray:
-        checked.warnings.append(stray)
-    from broadcast.ledger import masked_url
-
-    report.checked(checked, as_json=as_json, force=force, ledger=masked_url(where))
-    pipeline.refuse_long_sms(checked.sms_too_long, max_sms_segments, force=force, sent="check found it")
+    request = check.CheckRequest(notice, templates_dir, max_sms_segments, sms_transliterate, strict, force, ledger)
+    result = check.run(request)
+    report.checked(result, as_json=as_json)
+    if result.refusal is not None:
+        raise result.refusal
     return 0
 
 
@@ -323,9 +317,11 @@ def check_command(
 @click.option("--out", "out_dir", default="preview", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @open_option
 @_reports_errors
-def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
+def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool, **options: Any) -> int:
     """Render everything for NOTICE and the contacts, write it to --out, send nothing."""
-    return _dry_run(notice, out_dir, **options)
+    from broadcast.send import SendRequest
+
+    return _send(SendRequest(_plan_request(notice, options), dry_run=True, out_dir=out_dir), as_json, open_page)
 
 
 @main.command("send")
@@ -343,128 +339,68 @@ def preview_command(notice: Path, out_dir: Path, **options: Any) -> int:
 @click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @_reports_errors
 def send_command(
-    notice: Path, dry_run: bool, out_dir: Path, yes: bool, sandbox: bool, web_dir: Path | None,
-    rates: tuple[str, ...], concurrency: tuple[str, ...], trust_env_file: bool = False, brief_dir: Path | None = None, **options: Any,
+    notice: Path, dry_run: bool, out_dir: Path, open_page: bool, as_json: bool, yes: bool, sandbox: bool,
+    web_dir: Path | None, rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None,
+    trust_env_file: bool, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
-    if options.get("open_page") and not dry_run:
+    from broadcast.send import SendRequest
+
+    if open_page and not dry_run:
         raise click.UsageError("--open shows the dry-run preview page; add --dry-run")
-    if dry_run:
-        return _dry_run(notice, out_dir, brief_dir=brief_dir, **options)
-    from broadcast import pipeline, report
-    from broadcast.config import channel_settings
-    from broadcast.ledger import masked_url
-    from broadcast.plan import sms_over_limit
-    from broadcast.rate import gates, parse_concurrency, parse_rates
-    from broadcast.send import execute, live_channels
-
-    as_json = options.pop("as_json")
-    limits = gates(parse_rates(rates), parse_concurrency(concurrency))
-    # credentials first: a send that cannot go out stops before it touches contacts or the ledger
-    settings = channel_settings(
-        options.get("channel_list") or CHANNEL_NAMES, sandbox=sandbox, web_dir=web_dir, trust_env_file=trust_env_file
+    request = SendRequest(
+        _plan_request(notice, options), dry_run=dry_run, out_dir=out_dir, yes=yes, sandbox=sandbox, web_dir=web_dir,
+        rates=tuple(rates), concurrency=tuple(concurrency), brief_dir=brief_dir, trust_env_file=trust_env_file,
     )
-    if trust_env_file:
-        from broadcast.config import trust_problems
+    return _send(request, as_json, open_page)
 
-        for problem in trust_problems(settings):
-            click.echo(f"Warning: {problem} (sending anyway: --trust-env-file)", err=True)
-    where = pipeline.ledger_url(options.get("ledger"), notice)
-    pipeline.stray_ledger(notice, where, live=True, chosen=options.get("ledger"))
-    ledger = pipeline.open_ledger(where, dry_run=False)
-    plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
-    pipeline.refuse_long_sms(
-        sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"], force=options["force"]
+
+def _plan_request(notice: Path, options: dict[str, Any]) -> Any:
+    from broadcast.plan import PlanRequest
+
+    return PlanRequest(
+        notice=notice,
+        contacts=tuple(options["contact_paths"]),
+        channels=options["channel_list"],
+        templates_dir=options["templates_dir"],
+        region=options["region"],
+        suppressions=tuple(options["suppression_paths"]),
+        ledger=options["ledger"],
+        resend_after=options["resend_after"],
+        retry_unknown=options["retry_unknown"],
+        max_sms_segments=options["max_sms_segments"],
+        sms_transliterate=options["sms_transliterate"],
+        sms_segment_price=options["sms_segment_price"],
+        strict=options["strict"],
+        force=options["force"],
+        max_rejected=options["max_rejected"],
+        allow_number_types=tuple(options["allow_number_types"]),
     )
-    if brief_dir is not None:
-        # written first, so the people who answer have it before the first customer reads the notice
-        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
-    if not yes and plan.total:
-        if not sys.stdin.isatty():
-            raise Aborted(
-                "refusing a live send without --yes in a non-interactive shell; nothing was sent",
-                hint="preview first with --dry-run, then add --yes to send",
-            )
-        report.plan(plan, warnings, as_json=False, sms_segment_price=options["sms_segment_price"])
-        if not click.confirm(f"Send {plan.total} messages on {', '.join(plan.channels)} now?", err=True):
-            raise Aborted("cancelled; nothing was sent")
-    channels = live_channels(plan, settings)
+
+
+def _send(request: Any, as_json: bool, open_page: bool) -> int:
+    from broadcast import report, send
+
+    price = request.plan.sms_segment_price
+
+    def confirm(plan: Any, warnings: list[Any]) -> bool:
+        report.plan(plan, warnings, as_json=False, sms_segment_price=price)
+        return click.confirm(f"Send {plan.total} messages on {', '.join(plan.channels)} now?", err=True)
+
     # progress bars only for a person watching: never in CI logs or with --json
-    with report.progress(plan, enabled=not as_json and sys.stderr.isatty()) as advance:
-        outcome = execute(plan, channels, ledger=ledger, progress=advance, limits=limits)
-    report.sent(
-        plan, outcome, warnings, as_json=as_json, sms_segment_price=options["sms_segment_price"], ledger=masked_url(where)
+    watching = not as_json and sys.stderr.isatty()
+    result = send.run(
+        request, confirm=confirm if sys.stdin.isatty() else None,
+        progress=lambda plan: report.progress(plan, enabled=watching),
     )
-    if outcome.interrupted:
-        return 130
-    # rejected contact rows were not reached: listed in the report, and the run is not a clean success
-    return 1 if outcome.failures or outcome.stopped or plan.book.rejected else 0
-
-
-def _prepare_args(options: dict[str, Any]) -> dict[str, Any]:
-    contacts = list(options["contact_paths"])
-    suppressions = list(options.get("suppression_paths") or ())
-    for path in contacts:
-        beside = Path(path).parent / "suppressions.csv"
-        if beside.is_file() and beside not in suppressions and beside != Path(path):
-            suppressions.append(beside)
-    return {
-        "contact_paths": contacts,
-        "suppression_paths": suppressions,
-        "resend_after": options.get("resend_after"),
-        "retry_unknown": options.get("retry_unknown", False),
-        "sms_transliterate": options.get("sms_transliterate", False),
-        "strict": options.get("strict", False),
-        "channels": options.get("channel_list"),
-        "templates_dir": options.get("templates_dir"),
-        "region": options.get("region"),
-        "max_sms_segments": options.get("max_sms_segments", 3),
-        "max_rejected": options.get("max_rejected"),
-        "allow_number_types": options.get("allow_number_types"),
-    }
-
-
-def _dry_run(notice: Path, out_dir: Path, brief_dir: Path | None = None, **options: Any) -> int:
-    from broadcast import pipeline, report
-    from broadcast.ledger import masked_url
-    from broadcast.plan import sms_over_limit
-    from broadcast.send import dry_run_channels, execute
-
-    as_json = options.pop("as_json")
-    open_page = options.pop("open_page", False)
-    # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
-    where = pipeline.ledger_url(options.get("ledger"), notice)
-    stray = pipeline.stray_ledger(notice, where, live=False, chosen=options.get("ledger"))
-    ledger = pipeline.open_ledger(where, dry_run=True)
-    plan, warnings = pipeline.prepare(notice, ledger=ledger, **_prepare_args(options))
-    warnings += [stray] if stray else []
-    from broadcast.config import trust_problems
-
-    # what a live send would refuse (config.channel_settings), shown first
-    warnings += [pipeline.Caution("env file", f"{p}; a live send refuses this without --trust-env-file")
-                 for p in trust_problems(plan.channels)]
-    page = pipeline.write_preview(
-        plan, out_dir, warnings,
-        sms_segment_price=options["sms_segment_price"], max_sms_segments=options["max_sms_segments"],
-        templates_dir=options.get("templates_dir"),
-    )
-    if brief_dir is not None:
-        pipeline.write_brief(plan, brief_dir, templates_dir=options.get("templates_dir"))
-    outcome = execute(plan, dry_run_channels(plan, out_dir))
-    report.previewed(
-        plan, outcome, warnings, out_dir, as_json=as_json, sms_segment_price=options["sms_segment_price"],
-        ledger=masked_url(where), ledger_found=ledger is not None,
-    )
-    if not as_json:
-        click.echo(f"Preview page: {page}", err=True)
-    if open_page:
-        click.launch(str(page))
-    # the preview is written either way; its exit code is the one a live send of the same input would have
-    pipeline.refuse_long_sms(
-        sms_over_limit(plan, options["max_sms_segments"]), options["max_sms_segments"],
-        force=options["force"], sent="the preview shows it",
-    )
-    return 1 if plan.book.rejected else 0  # what the live send would return for its contacts
+    report.send_result(result, as_json=as_json, sms_segment_price=price, out_dir=request.out_dir)
+    if result.page is not None and not as_json:
+        click.echo(f"Preview page: {result.page}", err=True)
+    if result.page is not None and open_page:
+        click.launch(str(result.page))
+    if result.refusal is not None:
+        raise result.refusal
+    return result.exit_code
 
 
 @main.command("brief")
@@ -479,20 +415,12 @@ def brief_command(
     notice: Path, out_dir: Path, languages: tuple[str, ...], since: Path | None, templates_dir: Path | None, strict: bool
 ) -> int:
     """Write the staff brief for the people who answer the support channels: NOTICE in every language."""
-    from broadcast import brief
+    from broadcast import brief, report
 
     result = brief.make(
         notice, out_dir=out_dir, languages=list(languages), since=since, templates_dir=templates_dir, strict=strict
     )
-    for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    if result.changes is not None:
-        changed: dict[str, list[str]] = {}
-        for change in result.changes:
-            changed.setdefault(change.field, []).append(change.language)
-        listed = "; ".join(f"{name} ({', '.join(langs)})" for name, langs in changed.items())
-        click.echo(f"Changed since {since}: {listed or 'nothing'}")
-    click.echo(f"Staff brief ({', '.join(result.languages)}): {' and '.join(str(p) for p in result.paths)}")
+    report.brief(result, since)
     return 0
 
 
@@ -503,9 +431,10 @@ def brief_command(
 @_reports_errors
 def status_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
     """What the ledger knows about NOTICE_ID (a notice id, or the notice file): per channel and version."""
-    from broadcast import pipeline, report
+    from broadcast import ledger as ledgers
+    from broadcast import report
 
-    report.status(pipeline.status(notice_id, ledger), as_json=as_json)
+    report.status(ledgers.status(notice_id, ledger), as_json=as_json)
     return 0
 
 

@@ -6,34 +6,21 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from broadcast.errors import ConfigError
 
-#: every variable whose value must never be printed, logged or stored
-SECRET_VARIABLES = (
-    "SENDGRID_API_KEY",
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "X_CONSUMER_KEY",
-    "X_CONSUMER_SECRET",
-    "X_ACCESS_TOKEN",
-    "X_ACCESS_TOKEN_SECRET",
-    "X_BEARER_TOKEN",
-)
-HIDDEN = "<hidden>"
+if TYPE_CHECKING:  # the registry reads this module, never the other way round
+    from broadcast.channels.base import Channel
 
-#: the variable that says where each provider is reached, and the credentials sent there
-HOST_VARIABLES = {"email": "SENDGRID_API_HOST", "sms": "TWILIO_API_BASE_URL", "social": "X_API_BASE_URL"}
-CHANNEL_SECRETS = {
-    "email": ("SENDGRID_API_KEY",),
-    "sms": ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"),
-    "social": ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET", "X_BEARER_TOKEN"),
-}
-#: URLs a provider is called at, or told to call us at; each must be a full http(s) URL
-URL_VARIABLES = (*HOST_VARIABLES.values(), "TWILIO_STATUS_CALLBACK")
+#: a variable whose name ends like this holds a credential: masked even for a channel no adapter declared yet
+_SECRET_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|SID|PASSWORD)$")
+#: every variable whose value must never be printed, logged or stored: each channel's ``secrets`` (added by the
+#: registry, channels/__init__.py) and any variable named like a credential
+SECRET_VARIABLES: set[str] = set()
+HIDDEN = "<hidden>"
 
 #: variables the env file set because the real environment did not have them: name → file
 ENV_FILE_SET: dict[str, str] = {}
@@ -111,7 +98,7 @@ def provider_timeout(env: Mapping[str, str] | None = None) -> float:
 def mask(text: str, env: Mapping[str, str] | None = None) -> str:
     """Replace every secret value from the environment, and the user:password of any URL, in ``text`` with <hidden>."""
     env = os.environ if env is None else env
-    for name in SECRET_VARIABLES:
+    for name in {*SECRET_VARIABLES, *(n for n in env if _SECRET_NAME.search(n))}:
         value = env.get(name, "")
         # very short values would mask ordinary words; real credentials are long
         if len(value) < 6:
@@ -151,7 +138,7 @@ def _url_problem(name: str, value: str) -> str | None:
     return None
 
 
-def trust_problems(channels: Iterable[str], env: Mapping[str, str] | None = None) -> list[str]:
+def trust_problems(channels: Iterable[type[Channel]], env: Mapping[str, str] | None = None) -> list[str]:
     """Channels whose provider address and credentials come from different places (env file vs environment).
 
     A ./.env in the folder you run from could otherwise point a provider at another host and receive
@@ -160,10 +147,10 @@ def trust_problems(channels: Iterable[str], env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     out = []
     for channel in channels:
-        host = HOST_VARIABLES.get(channel)
+        host = channel.host_variable
         if not host or not env.get(host, "").strip():
             continue
-        secrets = [name for name in CHANNEL_SECRETS[channel] if env.get(name, "").strip()]
+        secrets = [name for name in channel.secrets if env.get(name, "").strip()]
         where = {name: ENV_FILE_SET.get(name) for name in (host, *secrets)}
         mixed = [name for name in secrets if where[name] != where[host]]
         if not mixed:
@@ -173,140 +160,86 @@ def trust_problems(channels: Iterable[str], env: Mapping[str, str] | None = None
             return f"the env file {where[name]}" if where[name] else "the environment"
 
         out.append(
-            f"{channel}: {host} comes from {source(host)}, but {', '.join(mixed)} from {source(mixed[0])}; "
+            f"{channel.name}: {host} comes from {source(host)}, but {', '.join(mixed)} from {source(mixed[0])}; "
             f"a file could send your credentials to a host you did not choose"
         )
     return out
 
 
-@dataclass(frozen=True)
-class EmailSettings:
-    api_key: Secret
-    sender: str
-    sender_name: str | None
-    host: str
-    sandbox: bool = False
+class Env:
+    """What a live send reads its settings from: the environment, and the run's own options (--sandbox, --web-dir).
 
+    Each adapter's ``Settings.from_env(env)`` asks it for variables; it gathers everything missing or wrong, so
+    one error lists every problem of every channel instead of one per attempt.
+    """
 
-@dataclass(frozen=True)
-class SmsSettings:
-    account_sid: Secret
-    auth_token: Secret
-    sender: str | None
-    messaging_service_sid: str | None
-    status_callback: str | None
-    base_url: str | None
+    def __init__(self, values: Mapping[str, str] | None = None, **options: Any) -> None:
+        self.values = os.environ if values is None else values
+        self.options = options
+        self.missing: list[str] = []
+        self.problems: list[str] = []
 
+    def get(self, name: str) -> str:
+        return self.values.get(name, "").strip()
 
-@dataclass(frozen=True)
-class SocialSettings:
-    consumer_key: Secret | None
-    consumer_secret: Secret | None
-    access_token: Secret | None
-    access_token_secret: Secret | None
-    bearer_token: Secret | None
-    base_url: str | None
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
 
+    def need(self, *names: str) -> bool:
+        """True when every variable is set; the ones that are not are listed as missing."""
+        absent = [name for name in names if not self.get(name)]
+        self.missing.extend(absent)
+        return not absent
 
-@dataclass(frozen=True)
-class WebSettings:
-    directory: Path
+    def secret(self, name: str) -> Secret | None:
+        """A credential, checked to fit in an HTTP header (never quoted in the problem); None when unset."""
+        value = self.get(name)
+        problem = _credential_problem(name, value)
+        if problem:
+            self.problems.append(problem)
+        return Secret(value) if value else None
 
+    def url(self, name: str) -> str | None:
+        """A provider URL, checked to be a full http(s) URL; None when unset."""
+        value = self.get(name)
+        problem = _url_problem(name, value) if value else None
+        if problem:
+            self.problems.append(problem)
+        return value or None
 
-Settings = EmailSettings | SmsSettings | SocialSettings | WebSettings
-
-SENDGRID_HOST = "https://api.sendgrid.com"
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
 
 
 def channel_settings(
-    channels: Iterable[str],
+    channels: Iterable[type[Channel]],
     *,
     env: Mapping[str, str] | None = None,
-    sandbox: bool = False,
-    web_dir: str | Path | None = None,
     trust_env_file: bool = False,
-) -> dict[str, Settings]:
+    **options: Any,
+) -> dict[str, Any]:
     """Settings for every channel picked for a live send; one ConfigError lists everything missing or wrong.
 
-    A provider address and its credentials from different sources (see trust_problems) are refused
-    unless ``trust_env_file``.
+    ``options`` are the run's own (sandbox, web_dir), read by the channels they concern. A provider address and
+    its credentials from different sources (see trust_problems) are refused unless ``trust_env_file``.
     """
     env = os.environ if env is None else env
     missing: dict[str, list[str]] = {}
     problems: list[str] = []
-    out: dict[str, Settings] = {}
-
-    def get(name: str) -> str:
-        return env.get(name, "").strip()
-
+    out: dict[str, Any] = {}
     channels = list(channels)
     try:
         provider_timeout(env)  # read again by each adapter; a bad value stops here, before the ledger is touched
     except ConfigError as exc:
         problems.append(exc.message)
     for channel in channels:
-        need: list[str] = []
-        for name in CHANNEL_SECRETS.get(channel, ()):
-            found = _credential_problem(name, get(name))
-            if found:
-                problems.append(found)
-        for name in URL_VARIABLES:
-            # a URL only matters to the channel that uses it: the status callback is Twilio's
-            if get(name) and (name == HOST_VARIABLES.get(channel) or (name == "TWILIO_STATUS_CALLBACK" and channel == "sms")):
-                found = _url_problem(name, get(name))
-                if found:
-                    problems.append(found)
-        if channel == "email":
-            need = [v for v in ("SENDGRID_API_KEY", "BROADCAST_EMAIL_FROM") if not get(v)]
-            sender, sender_name = get("BROADCAST_EMAIL_FROM"), None
-            if sender:
-                sender_name, sender, wrong = email_sender(sender)
-                if wrong:
-                    problems.append(f"BROADCAST_EMAIL_FROM={get('BROADCAST_EMAIL_FROM')!r} {wrong}")
-            if not need:
-                out[channel] = EmailSettings(
-                    api_key=Secret(get("SENDGRID_API_KEY")),
-                    sender=sender,
-                    # BROADCAST_EMAIL_FROM_NAME, when set, names the sender over the name in BROADCAST_EMAIL_FROM
-                    sender_name=get("BROADCAST_EMAIL_FROM_NAME") or sender_name or None,
-                    host=get("SENDGRID_API_HOST") or SENDGRID_HOST,
-                    sandbox=sandbox,
-                )
-        elif channel == "sms":
-            need = [v for v in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN") if not get(v)]
-            sender, service = get("TWILIO_FROM"), get("TWILIO_MESSAGING_SERVICE_SID")
-            if not sender and not service:
-                need.append("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
-            elif sender and service:
-                problems.append("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID, not both (Twilio accepts exactly one)")
-            if not need:
-                out[channel] = SmsSettings(
-                    account_sid=Secret(get("TWILIO_ACCOUNT_SID")),
-                    auth_token=Secret(get("TWILIO_AUTH_TOKEN")),
-                    sender=sender or None,
-                    messaging_service_sid=service or None,
-                    status_callback=get("TWILIO_STATUS_CALLBACK") or None,
-                    base_url=get("TWILIO_API_BASE_URL") or None,
-                )
-        elif channel == "social":
-            user = ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
-            has_user = [v for v in user if get(v)]
-            if get("X_BEARER_TOKEN") and not has_user:
-                pass
-            elif len(has_user) < len(user):
-                need = [v for v in user if not get(v)]
-                if not has_user:
-                    need = [" + ".join(user) + " (OAuth 1.0a) or X_BEARER_TOKEN (OAuth 2.0 user token)"]
-            if not need:
-                out[channel] = SocialSettings(
-                    *(Secret(get(v)) if get(v) else None for v in user),
-                    bearer_token=Secret(get("X_BEARER_TOKEN")) if get("X_BEARER_TOKEN") else None,
-                    base_url=get("X_API_BASE_URL") or None,
-                )
-        elif channel == "web":
-            out[channel] = WebSettings(Path(web_dir or get("BROADCAST_WEB_DIR") or "web"))
-        if need:
-            missing[channel] = need
+        reader = Env(env, **options)
+        settings = channel.settings.from_env(reader) if channel.settings is not None else None
+        problems.extend(reader.problems)
+        if reader.missing:
+            missing[channel.name] = reader.missing
+        elif settings is not None:
+            out[channel.name] = settings
     if not trust_env_file:
         problems += [
             f"{found}. Nothing was sent. If you trust that file, add --trust-env-file; "

@@ -15,32 +15,26 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
+from broadcast.channels import REGISTRY
 from broadcast.errors import ConfigError, ContactsError
 from broadcast.processes import alive
 
 COLUMNS = ("name", "email", "phone", "language", "channels", "tags")
 EXPECTED_HEADER = ",".join(COLUMNS)
-CHANNELS = frozenset({"email", "sms"})
 MAX_FIELD_LENGTH = 1000
 
 # Outlook and Gmail exports write "Ana Novak <ana@...>"; email-validator reads that from 2.2 on (setup.cfg requires it).
 _DISPLAY_NAME_OPTION = {"allow_display_name": True}
 _CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # email_validator lowercases these
-_CHANNEL_SPELLINGS = {"email": "email", "e-mail": "email", "sms": "sms", "text": "sms"}
 _CHANNEL_NAMES = {"email": "email", "sms": "SMS"}
 _DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
-# Only three channel sets exist; sharing them saves a frozenset per contact when there are a million.
-_CHANNEL_SETS = {
-    (True, True): CHANNELS,
-    (True, False): frozenset({"email"}),
-    (False, True): frozenset({"sms"}),
-}
 _CSV_FIELD_SIZE_LIMIT = 2**31 - 1
 _HEADER_PUNCTUATION = re.compile(r"[\s_-]+")
 #: RFC 5646 asks every implementation to take tags of at least 35 characters; longer ones are not in real use
@@ -223,18 +217,13 @@ def parse_number_types(names: Iterable[str]) -> list[str]:
 class Suppressions:
     """Addresses never to contact, read from suppression files, and what was wrong in them that lost no address."""
 
-    #: (channel, address as address_key gives it, "file:row")
+    #: (channel, address as the channel's address_key gives it, "file:row")
     entries: list[tuple[str, str, str]]
     problems: list[Problem]
 
 
 #: suppression problems listed in the error that stops a run; the rest are counted
 MAX_LISTED = 20
-
-
-def address_key(channel: str, address: str) -> str:
-    """An address as suppressions compare it: One@X.example is one@x.example; phone numbers are already E.164."""
-    return address.casefold() if channel == "email" else address
 
 
 def read_suppressions(paths: Sequence[str | Path], *, default_region: str | None = None) -> Suppressions:
@@ -417,11 +406,13 @@ class _Staging:
 
     def reject_unreachable(self) -> list[_Draft]:
         """Mark drafts that ask only for channels they have no address for; return them for the report."""
-        # wanted is NULL (every channel it has an address for) or a comma list of email/sms
-        where = (
-            "wanted IS NOT NULL AND NOT ((email IS NOT NULL AND instr(wanted, 'email') > 0) "
-            "OR (phone IS NOT NULL AND instr(wanted, 'sms') > 0))"
+        # wanted is NULL (every channel it has an address for) or a comma list of personal channels; each channel
+        # is reached at the address column its adapter names (channels.base.Channel.address)
+        reachable = " OR ".join(
+            f"({adapter.address} IS NOT NULL AND ',' || wanted || ',' LIKE '%,{name},%')"
+            for name, adapter in _personal()
         )
+        where = f"wanted IS NOT NULL AND NOT ({reachable or '0'})"
         with self.conn:
             rows = self.conn.execute(
                 f"SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE {where}"
@@ -438,11 +429,13 @@ class _Staging:
             "SELECT language, wanted, email IS NOT NULL, phone IS NOT NULL, name != '', count(*) FROM drafts "
             "WHERE rejected = 0 GROUP BY 1, 2, 3, 4, 5"
         )
+        personal = _personal()
         for language, wanted, has_email, has_phone, named, n in rows:
-            yield language, _channels_of(wanted, bool(has_email), bool(has_phone)), bool(named), n
+            yield language, _reachable(personal, wanted, bool(has_email), bool(has_phone)), bool(named), n
 
     def contacts(self) -> Iterator[Contact]:
         """Every usable contact in reading order, read in pages from disk."""
+        personal = _personal()
         for name, email, phone, language, wanted, tags, file, row in self._select(
             "name, email, phone, language, wanted, tags, file, row"
         ):
@@ -452,7 +445,7 @@ class _Staging:
                 email=email,
                 phone=phone,
                 language=language,
-                channels=_channels_of(wanted, email is not None, phone is not None),
+                channels=_reachable(personal, wanted, email is not None, phone is not None),
                 tags=_tags_from(tags),
                 source=f"{file}:{row}",
             )
@@ -460,9 +453,10 @@ class _Staging:
     def addresses(self) -> Iterator[tuple[str, str, str | None, str | None, str, frozenset[str]]]:
         """(key, name, email, phone, language tag, channels) per usable contact in reading order: what a
         message needs, without building a Contact for each (the send loop reads every contact once more)."""
+        personal = _personal()  # once per pass: the registry does not change under a running send
         for name, email, phone, language, wanted in self._select("name, email, phone, language, wanted"):
             key = f"email:{email.lower()}" if email else f"phone:{phone}"
-            yield key, name, email, phone, language, _channels_of(wanted, email is not None, phone is not None)
+            yield key, name, email, phone, language, _reachable(personal, wanted, email is not None, phone is not None)
 
     def _select(self, columns: str) -> Iterator[tuple]:
         conn = self.connect()
@@ -489,12 +483,24 @@ def _sweep_stale(root: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _channels_of(wanted: str | None, has_email: bool, has_phone: bool) -> frozenset[str]:
+def _personal() -> tuple[tuple[str, Any], ...]:
+    """The registry's personal channels (name, adapter): the ones a contact row is reached on, each at its address.
+
+    A tuple, so the caches below are keyed on it too: a channel added to the registry is never answered from a
+    cache filled before it was there.
+    """
+    return tuple((name, adapter) for name, adapter in REGISTRY.items() if adapter.personal)
+
+
+# Only a few channel sets exist; sharing them saves a frozenset per contact when there are a million.
+@functools.lru_cache(maxsize=256)
+def _reachable(
+    personal: tuple[tuple[str, Any], ...], wanted: str | None, has_email: bool, has_phone: bool
+) -> frozenset[str]:
     """The channels a staged contact is reached on: those it asked for (all when it did not say) it has an address for."""
-    if wanted is not None:
-        has_email = has_email and "email" in wanted
-        has_phone = has_phone and "sms" in wanted
-    return _CHANNEL_SETS[has_email, has_phone]
+    has = {"email": has_email, "phone": has_phone}
+    asked = None if wanted is None else set(wanted.split(","))
+    return frozenset(name for name, adapter in personal if has.get(adapter.address) and (asked is None or name in asked))
 
 
 def _draft_row(draft: _Draft) -> tuple:
@@ -518,6 +524,8 @@ class _BookReader:
     def __init__(self, region: str | None, *, staged: bool = True, refused_types: frozenset[str] = frozenset()) -> None:
         self.region = region
         self.refused_types = refused_types
+        #: the personal channels a row may ask for, read from the registry once per file set
+        self.personal = _personal()
         # a suppression list never merges, so it needs no staging file
         self.staging = _Staging() if staged else None
         # Rows wait here and are merged in groups, so finding duplicates on disk costs one query per group.
@@ -746,7 +754,7 @@ class _BookReader:
     def _channels(self, raw: str, file: str, row: int) -> frozenset[str] | None:
         if not raw:
             return None
-        wanted, unknown = _parse_channels(raw)
+        wanted, unknown = _channels_named(self.personal, raw)
         if unknown:
             kept = " and ".join(sorted(wanted)) if wanted else "every channel it has an address for"
             self.problem(file, row, "channels",
@@ -856,10 +864,11 @@ class _SuppressionReader(_BookReader):
 
     def _take(self, draft: _Draft) -> None:
         source = f"{draft.file}:{draft.row}"
-        if draft.email:
-            self.entries.setdefault(("email", address_key("email", draft.email)), source)
-        if draft.phone:
-            self.entries.setdefault(("sms", draft.phone), source)
+        addresses = {"email": draft.email, "phone": draft.phone}
+        for name, adapter in self.personal:
+            address = addresses.get(adapter.address)
+            if address:
+                self.entries.setdefault((name, adapter.address_key(address)), source)
 
 
 def _wants(record: list[str], columns: _Columns, channel: str) -> bool:
@@ -1117,16 +1126,21 @@ def _parse_tags(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tag for tag in (part.strip() for part in raw.split(";")) if tag)) if raw else ()
 
 
-@functools.lru_cache(maxsize=1024)
 def _parse_channels(raw: str) -> tuple[frozenset[str], tuple[str, ...]]:
     """Return the channels a cell names and the words that are not channels."""
+    return _channels_named(_personal(), raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _channels_named(personal: tuple[tuple[str, Any], ...], raw: str) -> tuple[frozenset[str], tuple[str, ...]]:
     wanted: set[str] = set()
     unknown: list[str] = []
+    spellings = {spelling: name for name, adapter in personal for spelling in (name, *adapter.aliases)}
     # "," as well as ";": a quoted "email, sms" is an obvious way to write the same thing.
     for part in re.split(r"[;,]", raw):
         word = part.strip().lower()
-        if word in _CHANNEL_SPELLINGS:
-            wanted.add(_CHANNEL_SPELLINGS[word])
+        if word in spellings:
+            wanted.add(spellings[word])
         elif word:
             unknown.append(part.strip())
     return frozenset(wanted), tuple(unknown)

@@ -692,3 +692,80 @@ def parse_duration(text: str) -> timedelta:
     except OverflowError:
         raise ValueError(f"{text.strip()!r} is longer than any reminder could wait; write it like 30d or 365d") from None
 
+
+# -- which ledger a run uses ---------------------------------------------------------------------
+
+
+def resolve_url(url: str | None, notice_path: str | Path | None = None) -> str:
+    """The ledger a run uses: --ledger / BROADCAST_LEDGER, else the one beside the notice file (ledger.default_url)."""
+    return url or os.environ.get("BROADCAST_LEDGER") or (default_url(notice_path) if notice_path else DEFAULT_URL)
+
+
+def open_ledger(url: str | None, *, dry_run: bool, notice: str | Path | None = None) -> Ledger | None:
+    """The ledger for a run; a dry-run only reads one that exists, read-only, and never creates it."""
+    url = resolve_url(url, notice)
+    if dry_run and not ledger_exists(url):
+        return None
+    return Ledger(url, read_only=dry_run)
+
+
+def stray_ledger(notice_path: str | Path, url: str, *, live: bool, chosen: str | None = None) -> tuple[str, str] | None:
+    """The ledger broadcast used before it moved beside the notice (./.broadcast in the working folder), when it
+    knows this notice and the ledger ``url`` does not: planning a first send from there would reach everyone again.
+
+    Checked before the run opens (and so creates) its own ledger, and only for the default: a ledger ``chosen``
+    with --ledger / BROADCAST_LEDGER is the person's decision. A live send refuses (LedgerError); a dry-run
+    gets the warning back, as (where, message).
+    """
+    from broadcast.notice import load_notice
+
+    old = Path(os.path.abspath(".broadcast/ledger.db"))
+    if chosen or not url.startswith("sqlite:///") or not old.is_file():
+        return None
+    new = Path(os.path.abspath(url.removeprefix("sqlite:///")))
+    if new == old:
+        return None
+    notice = load_notice(notice_path).id
+
+    def knows(path: Path) -> bool:
+        ledger = Ledger(f"sqlite:///{path}", read_only=True)
+        try:
+            return ledger.has_notice(notice)
+        finally:
+            ledger.engine.dispose()
+
+    if (new.is_file() and knows(new)) or not knows(old):
+        return None
+    message = (
+        f"{notice} has deliveries in {old} (the ledger of the folder you run from), but none in {masked_url(url)}, "
+        "the ledger beside the notice file that broadcast now uses; planned as a first send, it would reach "
+        "everyone again" + ("; nothing was sent" if live else "")
+    )
+    if new.exists():
+        hint = f"use the old ledger for this notice: --ledger sqlite:///{old} ({new} already holds other notices)"
+    else:
+        hint = f"move the ledger beside the notice: mkdir -p {new.parent} && mv {old}* {new.parent}/"
+    if live:
+        raise LedgerError(message, hint=hint)
+    return "ledger", f"{message}. {hint}"
+
+
+def status(notice: str, url: str | None) -> dict[str, Any]:
+    """The ledger's view of a notice; ``notice`` may be its id or the notice file."""
+    from broadcast.notice import load_notice
+
+    path = None
+    if notice.endswith((".yaml", ".yml")) and Path(notice).is_file():
+        path, notice = notice, load_notice(notice).id
+    where = resolve_url(url, path)
+    ledger = open_ledger(where, dry_run=True)
+    if ledger is None:
+        raise LedgerError(
+            f"no ledger yet at {masked_url(where)}: nothing has been sent with it",
+            hint="run `broadcast send … --yes` first; give `status` the notice file to read the ledger beside it, "
+            "or point --ledger / BROADCAST_LEDGER at the shared ledger",
+        )
+    try:
+        return {**ledger.status(notice), "ledger": masked_url(where)}
+    finally:
+        ledger.engine.dispose()

@@ -38,6 +38,10 @@ class Rendering:
     form: int = 0
 
 
+#: per-recipient fields templates may use; they render as placeholders and are filled per message
+CONTACT_FIELDS = ("name",)
+
+
 def placeholder(name: str, *, html_part: bool = False) -> str:
     """The token a contact field renders as; the HTML form differs so a provider can substitute an escaped value."""
     return f"%%{name}:html%%" if html_part else f"%%{name}%%"

@@ -13,18 +13,17 @@ from typing import Protocol
 
 from markupsafe import Markup, escape
 
-from broadcast.channels.outbox import PAGE_FILE, write_file
+from broadcast.channels import REGISTRY
+from broadcast.channels.outbox import PAGE_FILE, claim_folder, write_file, write_rendering
 from broadcast.display import MESSAGE_LIMIT, clip
 from broadcast.message import Rendering
 from broadcast.notice import localize
 from broadcast.plan import Plan
-from broadcast.render import X_MAX_WEIGHT, weighted_length
 from broadcast.segments import count_segments
+from broadcast.text import weighted_length
 
 #: contact problems listed on the page; a file with thousands of bad rows must not make an unreadable page
 MAX_PROBLEMS = 200
-
-CHANNEL_TITLES = {"email": "Email", "sms": "SMS", "social": "X", "web": "Web banner"}
 
 # The page and every frame in it may load nothing: no scripts, no fonts, no remote images.
 # Inline styles are the only thing allowed, so a user's template that links a remote logo shows a
@@ -75,6 +74,13 @@ class Panel:
     posts: list[Post] = field(default_factory=list)
     #: which form of the SMS template went out (1 = full; later forms are shorter, see templates/sms.txt.j2)
     form: int = 0
+    #: how the panel shows the message: "mail" (subject, HTML, plain text), "segments" (billed by SMS segment),
+    #: "posts" (a thread), "document" (an HTML page part, the banner) or "text"
+    kind: str = "text"
+    #: one message per contact (else one per language: posted, published)
+    personal: bool = True
+    #: the most weighted characters one post may have, for a thread
+    post_limit: int = 0
 
     @property
     def id(self) -> str:
@@ -82,7 +88,7 @@ class Panel:
 
     @property
     def title(self) -> str:
-        return CHANNEL_TITLES.get(self.channel, self.channel)
+        return _title(self.channel)
 
 
 @dataclass
@@ -104,6 +110,30 @@ class PlanRow:
     skipped: int
     skipped_reasons: list[tuple[str, int]]
     unknown: int
+
+
+def write_preview(
+    plan: Plan,
+    directory: str | Path,
+    cautions: Sequence[CautionLike] = (),
+    *,
+    sms_segment_price: float = 0.0,
+    max_sms_segments: int = 3,
+    templates_dir: str | Path | None = None,
+) -> Path:
+    """Write every rendering of the planned channels, the staff brief and the preview page; return the page."""
+    from broadcast.brief import for_renders
+
+    # someone else's non-empty folder is refused; broadcast's own loses the earlier preview first
+    claim_folder(directory)
+    for (channel, _, _), rendering in plan.renders.renderings.items():
+        if channel in plan.channels:
+            write_rendering(Path(directory), rendering)
+    # the page links to the staff brief: what the people who answer need, beside what customers will get
+    for_renders(plan.renders, directory, templates_dir=templates_dir)
+    return write_page(
+        plan, list(cautions), Path(directory), sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments
+    )
 
 
 def write_page(
@@ -154,7 +184,7 @@ def render_page(
     problems = list(book.problems)
     rejected = sum(1 for p in problems if p.rejected)
     contact_warnings = len(problems) - rejected
-    sms_panels = [p for lang in languages for p in lang.panels if p.channel == "sms"]
+    billed_panels = [p for lang in languages for p in lang.panels if p.kind == "segments"]
     verdict = _verdict(len(cautions), rejected, contact_warnings, len(plan.unknowns), plan.total, lost=book.lost_channel)
     context = {
         "notice": notice,
@@ -169,13 +199,12 @@ def render_page(
         "fallbacks": [(tag, lang, how, n) for (tag, lang, how), n in sorted(plan.fallbacks.items())],
         "languages": languages,
         "plan_rows": _plan_rows(plan),
-        "tiles": _tiles(plan, sms_panels, sms_segment_price),
+        "tiles": _tiles(plan, billed_panels, sms_segment_price),
         "versions": [(c, renders.versions.get(c, "")) for c in plan.channels],
         "max_sms_segments": max_sms_segments,
         "price": sms_segment_price,
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "csp": CSP,
-        "x_max": X_MAX_WEIGHT,
     }
     return _environment().from_string(PAGE_TEMPLATE).render(context)
 
@@ -183,18 +212,26 @@ def render_page(
 # -- what each panel shows ----------------------------------------------------------------------
 
 
+def _title(channel: str) -> str:
+    adapter = REGISTRY.get(channel)
+    return adapter.title or channel if adapter is not None else channel
+
+
 def _panel(
     rendering: Rendering, direction: str, recipients: int, noname: int, *, sms_segment_price: float, max_sms_segments: int
 ) -> Panel:
-    panel = Panel(rendering.channel, rendering.language, direction, recipients, noname)
-    if rendering.channel == "email":
-        panel.subject = rendering.subject
-        panel.text = rendering.text
+    adapter = REGISTRY[rendering.channel]
+    panel = Panel(rendering.channel, rendering.language, direction, recipients, noname, personal=adapter.personal)
+    panel.subject, panel.text = rendering.subject, rendering.text
+    if rendering.html:
         panel.document = _frame_document(_highlight_html(rendering.html), rendering.language, direction)
         panel.remote = len(_REMOTE.findall(rendering.html))
-    elif rendering.channel == "sms":
+    if rendering.posts:
+        panel.kind, panel.post_limit = "posts", adapter.max_post_weight or 0
+        panel.posts = [Post(p, w, bool(panel.post_limit) and w > panel.post_limit) for p in rendering.posts for w in [weighted_length(p)]]
+    elif adapter.billed:
+        panel.kind = "segments"
         info = count_segments(rendering.text)
-        panel.text = rendering.text
         panel.characters, panel.encoding, panel.segments, panel.per_segment = (
             info.characters,
             info.encoding,
@@ -205,13 +242,8 @@ def _panel(
         panel.form = rendering.form
         # The brief's estimate: every planned recipient pays for the segments of this language's text
         panel.cost = info.segments * recipients * sms_segment_price
-    elif rendering.channel == "social":
-        posts = rendering.posts or (rendering.text,)
-        panel.posts = [Post(p, w, w > X_MAX_WEIGHT) for p in posts for w in [weighted_length(p)]]
-    else:
-        panel.subject = rendering.subject
-        panel.document = _frame_document(_highlight_html(rendering.html), rendering.language, direction)
-        panel.remote = len(_REMOTE.findall(rendering.html))
+    elif rendering.html:
+        panel.kind = "mail" if rendering.text else "document"
     return panel
 
 
@@ -289,25 +321,28 @@ class Tile:
     level: str = ""
 
 
-def _tiles(plan: Plan, sms_panels: list[Panel], price: float) -> list[Tile]:
+def _tiles(plan: Plan, billed_panels: list[Panel], price: float) -> list[Tile]:
     book = plan.book
-    tiles = [Tile("Messages planned", f"{plan.total:,}", "across " + ", ".join(CHANNEL_TITLES[c] for c in plan.channels))]
+    tiles = [Tile("Messages planned", f"{plan.total:,}", "across " + ", ".join(_title(c) for c in plan.channels))]
     for channel in plan.channels:
-        planned = plan.planned(channel)
-        if channel == "email":
-            tiles.append(Tile("Email", f"{planned:,}", "recipients"))
-        elif channel == "sms":
-            over = [p.language for p in sms_panels if p.over_limit and p.recipients]
-            segments = sum(p.segments * p.recipients for p in sms_panels)
+        planned, adapter = plan.planned(channel), REGISTRY[channel]
+        if adapter.billed:
+            panels = [p for p in billed_panels if p.channel == channel]
+            over = [p.language for p in panels if p.over_limit and p.recipients]
+            segments = sum(p.segments * p.recipients for p in panels)
             detail = f"recipients · {segments:,} segments"
             if price:
-                detail += f" · est. cost {_money(sum(p.cost for p in sms_panels))}"
-            tiles.append(Tile("SMS", f"{planned:,}", detail, "stop" if over else ""))
-        elif channel == "social":
-            posts = sum(len(plan.renders.get("social", lang).posts or (1,)) for lang in plan.counts[channel] if plan.counts[channel][lang])
-            tiles.append(Tile("X", f"{planned:,}", f"thread{'s' if planned != 1 else ''} · {posts} posts"))
+                detail += f" · est. cost {_money(sum(p.cost for p in panels))}"
+            tiles.append(Tile(_title(channel), f"{planned:,}", detail, "stop" if over else ""))
+        elif adapter.personal:
+            tiles.append(Tile(_title(channel), f"{planned:,}", "recipients"))
+        elif adapter.max_post_weight:
+            posts = sum(
+                adapter.cost(plan.renders.get(channel, lang)).units for lang in plan.counts[channel] if plan.counts[channel][lang]
+            )
+            tiles.append(Tile(_title(channel), f"{planned:,}", f"thread{'s' if planned != 1 else ''} · {posts} posts"))
         else:
-            tiles.append(Tile("Web banner", f"{planned:,}", f"language{'s' if planned != 1 else ''}"))
+            tiles.append(Tile(_title(channel), f"{planned:,}", f"language{'s' if planned != 1 else ''}"))
     tiles.append(
         Tile(
             "Contacts usable",
@@ -329,12 +364,12 @@ def _plan_rows(plan: Plan) -> list[PlanRow]:
     rows = []
     for channel in plan.channels:
         counts = plan.counts.get(channel, Counter())
-        shipped = plan.notice.social_languages if channel == "social" else plan.notice.languages
+        shipped = REGISTRY[channel].languages(plan.notice)
         skipped = plan.skipped.get(channel, Counter())
         rows.append(
             PlanRow(
                 channel,
-                CHANNEL_TITLES.get(channel, channel),
+                _title(channel),
                 [counts[lang] if lang in shipped else None for lang in plan.notice.languages],
                 sum(counts.values()),
                 sum(skipped.values()),
@@ -600,20 +635,20 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 </div>
 <div class="panels">
 {% for panel in lang.panels %}
-<article class="panel panel-{{ panel.channel }}{% if panel.channel in ('social', 'web') %} wide{% endif %}{% if panel.over_limit %} bad{% endif %}{% if not panel.recipients %} empty{% endif %}"
+<article class="panel panel-{{ panel.channel }}{% if not panel.personal %} wide{% endif %}{% if panel.over_limit %} bad{% endif %}{% if not panel.recipients %} empty{% endif %}"
  id="{{ panel.id }}" data-channel="{{ panel.channel }}" data-language="{{ panel.language }}" lang="{{ panel.language }}" dir="{{ panel.direction }}"
-{% if panel.channel == 'sms' %} data-segments="{{ panel.segments }}" data-form="{{ panel.form }}" data-recipients="{{ panel.recipients }}" data-sms-cost="{{ '%.6f' | format(panel.cost) }}"{% endif %}>
+{% if panel.kind == 'segments' %} data-segments="{{ panel.segments }}" data-form="{{ panel.form }}" data-recipients="{{ panel.recipients }}" data-sms-cost="{{ '%.6f' | format(panel.cost) }}"{% endif %}>
 <div class="panel-head" dir="ltr" lang="en">
 <h3>{{ panel.title }} · <span class="mono">{{ panel.language }}</span></h3>
 {% if panel.over_limit %}<span class="pill red">{{ panel.segments }} segments, over {{ max_sms_segments }}</span>{% endif %}
-<span class="who">{% if panel.channel == 'social' %}<b>{{ panel.posts | length }}</b> post{{ 's' if panel.posts | length != 1 }}{% if panel.recipients %}, posted once{% else %}, not posted{% endif %}{% elif panel.channel == 'web' %}{% if panel.recipients %}<b>published</b> as banner.{{ panel.language }}.html{% else %}not published{% endif %}{% elif panel.recipients %}<b>{{ panel.recipients }}</b> recipient{{ 's' if panel.recipients != 1 }}{% else %}<span class="pill grey">no recipients in this language</span>{% endif %}</span>
+<span class="who">{% if panel.kind == 'posts' %}<b>{{ panel.posts | length }}</b> post{{ 's' if panel.posts | length != 1 }}{% if panel.recipients %}, posted once{% else %}, not posted{% endif %}{% elif not panel.personal %}{% if panel.recipients %}<b>published</b>{% else %}not published{% endif %}{% elif panel.recipients %}<b>{{ panel.recipients }}</b> recipient{{ 's' if panel.recipients != 1 }}{% else %}<span class="pill grey">no recipients in this language</span>{% endif %}</span>
 </div>
 <div class="panel-body">
-{% if panel.channel == 'email' %}
+{% if panel.kind == 'mail' %}
 <p class="subject"><small dir="ltr" lang="en">Subject</small>{{ panel.subject | tokens }}</p>
-<div class="frame"><iframe title="Email body, {{ panel.language }}" sandbox srcdoc="{{ panel.document }}" loading="eager"></iframe></div>
+<div class="frame"><iframe title="{{ panel.title }} body, {{ panel.language }}" sandbox srcdoc="{{ panel.document }}" loading="eager"></iframe></div>
 <details class="plain"><summary dir="ltr" lang="en">Plain-text part</summary><pre class="text">{{ panel.text | tokens }}</pre></details>
-{% elif panel.channel == 'sms' %}
+{% elif panel.kind == 'segments' %}
 <div class="stats" dir="ltr" lang="en">
 <div class="stat"><div class="k">Characters</div><div class="v">{{ panel.characters }}</div></div>
 <div class="stat"><div class="k">Encoding</div><div class="v">{{ panel.encoding }}</div></div>
@@ -623,19 +658,21 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 </div>
 <div class="phone"><div class="from" dir="ltr" lang="en">Text message</div><div class="bubble">{{ panel.text | tokens }}</div></div>
 <p class="note" dir="ltr" lang="en">{% if panel.form > 1 %}Form {{ panel.form }}: shortened to fit {{ max_sms_segments }} segment{{ 's' if max_sms_segments != 1 }} (form 1 is the full text; see the forms in sms.txt.j2). {% endif %}{{ panel.encoding }}: {{ panel.per_segment }} characters per segment. Cost = {{ panel.segments }} segments × {{ panel.recipients }} recipients × {% if price %}{{ price }}{% else %}price not set (--sms-segment-price){% endif %}.</p>
-{% elif panel.channel == 'social' %}
+{% elif panel.kind == 'posts' %}
 <div class="thread">
 {% for post in panel.posts %}
 <div class="post{% if post.over %} over{% endif %}">
 <div class="who"><span class="avatar" aria-hidden="true">{{ lang.organization[:1] | upper }}</span><span>{{ lang.organization }}</span></div>
 <div class="body">{{ post.text | tokens }}</div>
-<div class="meter" aria-hidden="true"><span style="width:{{ [post.weighted * 100 // x_max, 100] | min }}%"></span></div>
-<div class="foot" dir="ltr" lang="en"><span>{{ loop.index }}/{{ loop.length }}</span><span class="weight">{{ post.weighted }}/{{ x_max }}</span></div>
+<div class="meter" aria-hidden="true"><span style="width:{{ [post.weighted * 100 // (panel.post_limit or 1), 100] | min }}%"></span></div>
+<div class="foot" dir="ltr" lang="en"><span>{{ loop.index }}/{{ loop.length }}</span><span class="weight">{{ post.weighted }}{% if panel.post_limit %}/{{ panel.post_limit }}{% endif %}</span></div>
 </div>
 {% endfor %}
 </div>
+{% elif panel.kind == 'document' %}
+<div class="frame banner"><iframe title="{{ panel.title }}, {{ panel.language }}" sandbox srcdoc="{{ panel.document }}" loading="eager"></iframe></div>
 {% else %}
-<div class="frame banner"><iframe title="Web banner, {{ panel.language }}" sandbox srcdoc="{{ panel.document }}" loading="eager"></iframe></div>
+<pre class="text">{{ panel.text | tokens }}</pre>
 {% endif %}
 {% if panel.noname %}<p class="note" dir="ltr" lang="en">{{ panel.noname }} of {{ panel.recipients }} recipient{{ 's' if panel.recipients != 1 }} have no name on file and get the version without <mark class="token">name</mark>.</p>{% endif %}
 {% if panel.remote %}<p class="note warn" dir="ltr" lang="en">This {{ panel.title | lower }} refers to {{ panel.remote }} remote image(s) or style(s); they are blocked here, so the preview loads nothing.</p>{% endif %}

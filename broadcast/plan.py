@@ -6,19 +6,67 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broadcast.contacts import ContactBook, address_key
-from broadcast.message import Decision, Message
+from broadcast.channels import REGISTRY
+from broadcast.check import Caution, check
+from broadcast.contacts import (
+    DEFAULT_MAX_REJECTED,
+    ContactBook,
+    RejectionLimit,
+    parse_max_rejected,
+    read_contacts,
+    read_suppressions,
+    refuse_rejected,
+)
+from broadcast.message import CONTACT_FIELDS, Decision, Message
 from broadcast.notice import resolve_language
-from broadcast.render import CONTACT_FIELDS, PERSONAL_CHANNELS, RenderSet, variant_for, weighted_length
-from broadcast.segments import count_segments, name_shape
+from broadcast.render import RenderSet, variant_for
+from broadcast.segments import name_shape
 
 if TYPE_CHECKING:  # the plan reads the ledger it is given; it never opens one
     from broadcast.ledger import Ledger
 
-#: every channel broadcast can send on, in the order it reports them
-CHANNELS = ("email", "sms", "social", "web")
+#: the suppression file read beside every contacts file, whether or not --suppressions names it
+SUPPRESSIONS_BESIDE = "suppressions.csv"
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What `preview` and `send` were asked to plan: a notice, its contacts, and how to pick and shape messages."""
+
+    notice: Path
+    contacts: tuple[Path, ...]
+    #: None: every registered channel
+    channels: tuple[str, ...] | None = None
+    templates_dir: Path | None = None
+    #: country for phone numbers written without +code (--region)
+    region: str | None = None
+    suppressions: tuple[Path, ...] = ()
+    #: --ledger / BROADCAST_LEDGER; None: the ledger beside the notice
+    ledger: str | None = None
+    resend_after: timedelta | None = None
+    retry_unknown: bool = False
+    max_sms_segments: int = 3
+    sms_transliterate: bool = False
+    sms_segment_price: float = 0.0
+    strict: bool = False
+    #: accept SMS over max_sms_segments
+    force: bool = False
+    #: None: the default, 10% of the rows
+    max_rejected: RejectionLimit | None = None
+    allow_number_types: tuple[str, ...] = ()
+
+    def suppression_files(self) -> list[Path]:
+        """--suppressions, and the suppressions.csv beside each contacts file: an opt-out list kept with the contacts
+        is never forgotten because a person under pressure left out the option."""
+        files = [Path(p) for p in self.suppressions]
+        for contacts in self.contacts:
+            beside = Path(contacts).parent / SUPPRESSIONS_BESIDE
+            if beside.is_file() and beside not in files and beside != Path(contacts):
+                files.append(beside)
+        return files
 
 
 @dataclass
@@ -50,8 +98,9 @@ class Plan:
     recorded: Counter[str] = field(default_factory=Counter)
     #: channel → suppressed recipients reached anyway (an emergency notice with override_suppressions)
     overridden: Counter[str] = field(default_factory=Counter)
-    #: language → SMS segments billed for the messages to send (a long name can add a segment)
-    billed: Counter[str] = field(default_factory=Counter)
+    #: (channel, language) → units billed for the messages to send, on channels that bill per unit (SMS segments:
+    #: a long name can add one)
+    billed: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: language → (SMS segments before, after) when --sms-transliterate folded the text
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: messages → decisions: the ledger's triage (Triage, below), applied again as messages stream to the senders
@@ -72,19 +121,62 @@ class Plan:
     def messages(self, channel: str | None = None) -> Iterator[Message]:
         """Every planned message of one channel (or all), streamed from the contacts in reading order."""
         chosen = [c for c in self.channels if channel is None or c == channel]
-        personal = [c for c in chosen if c in PERSONAL_CHANNELS]
+        personal = [c for c in chosen if REGISTRY[c].personal]
         if personal:
             yield from _personal_messages(self.renders, self.book, personal)
         for name in chosen:
-            if name not in PERSONAL_CHANNELS:
+            if not REGISTRY[name].personal:
                 yield from _shared_messages(self.renders, name)
+
+
+def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, list[Caution]]:
+    """Load, render and plan: everything before the first message leaves, and nothing that sends.
+
+    Raises ContactsError when more contact rows were rejected than ``max_rejected`` allows (default 10%).
+
+    With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
+    reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
+    """
+    channels = list(request.channels) if request.channels else None
+    # an edited notice is a new version: everyone gets it again, and it says it is an update (check decides)
+    checked = check(
+        request.notice, templates_dir=request.templates_dir, max_sms_segments=request.max_sms_segments,
+        sms_transliterate=request.sms_transliterate, strict=request.strict, channels=channels, ledger=ledger,
+    )
+    renders = checked.renders
+    book = read_contacts(
+        list(request.contacts), default_region=request.region, allow_number_types=request.allow_number_types
+    )
+    refuse_rejected(book, request.max_rejected or parse_max_rejected(DEFAULT_MAX_REJECTED))
+    plan = build_plan(renders, book, channels or list(REGISTRY))
+    # read before the contacts' plan is used: a suppressions file that cannot be read completely stops the run
+    suppressions = read_suppressions(request.suppression_files(), default_region=request.region)
+    suppressed = suppressions.entries
+    checked.warnings.extend(Caution(f"suppressions {p.where}", p.message) for p in suppressions.problems)
+    if ledger is not None and suppressed:
+        ledger.suppress((channel, recipient, "listed in a suppression file", source) for channel, recipient, source in suppressed)
+    # an emergency may reach people who unsubscribed, on the channels that allow it; STOP for SMS always holds
+    override = frozenset(
+        name for name, adapter in REGISTRY.items() if adapter.overridable_suppressions
+    ) if checked.notice.override_suppressions else frozenset()
+    plan.decide = Triage(
+        ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
+        resend_after=request.resend_after, retry_unknown=request.retry_unknown, override=override,
+    )
+    count_plan(plan, ledger)
+    plan.sms_saved = checked.sms_saved
+    for channel, n in plan.overridden.items():
+        checked.warnings.append(
+            Caution(channel, f"override_suppressions: {n} recipient(s) who unsubscribed get this emergency notice")
+        )
+    return plan, checked.warnings
 
 
 def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -> Plan:
     """Count what goes to whom for the chosen channels, each contact in their own language."""
-    chosen = [c for c in CHANNELS if c in set(channels)]
+    chosen = [c for c in REGISTRY if c in set(channels)]
     plan = Plan(renders, chosen, book, counts={c: Counter() for c in chosen}, skipped={c: Counter() for c in chosen})
-    personal = [c for c in chosen if c in PERSONAL_CHANNELS]
+    personal = [c for c in chosen if REGISTRY[c].personal]
     languages = _LanguageCache(renders.notice.languages)
     if personal:
         # added up on disk by (language tag, channels, named): a million contacts are a few dozen groups
@@ -98,7 +190,7 @@ def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -
                     if not named:
                         plan.unnamed[(channel, lang)] += n
     for channel in chosen:
-        if channel not in PERSONAL_CHANNELS:
+        if not REGISTRY[channel].personal:
             for message in _shared_messages(renders, channel):
                 plan.counts[channel][message.language] += 1
     return plan
@@ -122,14 +214,15 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
     """Each contact's message on each personal channel it is reached on, in reading order."""
     notice = renders.notice.id
     languages = _LanguageCache(renders.notice.languages)
+    adapters = [(channel, REGISTRY[channel]) for channel in channels]
     for key, name, email, phone, tag, reachable in book.addresses():
         lang = languages(tag)[0]
         fields = dict(zip(CONTACT_FIELDS, (name,), strict=True))  # the one contact field templates see is the name
         variant = variant_for(fields)
-        for channel in channels:
+        for channel, adapter in adapters:
             if channel not in reachable:
                 continue
-            address = email if channel == "email" else phone
+            address = email if adapter.address == "email" else phone
             yield Message(
                 notice_id=notice,
                 channel=channel,
@@ -139,17 +232,15 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
                 rendering=renders.renderings[(channel, lang, variant)],
                 fields=fields if variant == "" else {},
                 contact_key=key,
-                # the ledger keys an email case-folded: One@x and one@x are one person
-                key=address.lower() if channel == "email" else "",
+                key=adapter.ledger_key(address),
             )
 
 
 def _shared_messages(renders: RenderSet, channel: str) -> Iterator[Message]:
     """One message per language for channels everyone reads (the X thread, the web banner)."""
-    notice = renders.notice
-    languages = notice.social_languages if channel == "social" else notice.languages
-    for lang in languages:
-        recipient = f"{'x' if channel == 'social' else 'web'}:{lang}"
+    notice, adapter = renders.notice, REGISTRY[channel]
+    for lang in adapter.languages(notice):
+        recipient = adapter.recipient(lang)
         yield Message(
             notice_id=notice.id,
             channel=channel,
@@ -174,7 +265,8 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
 
     Sending streams and triages the messages again, so none is held between the two.
     """
-    billing = SmsBilling()
+    billing = Billing()
+    billed = {c for c in plan.channels if REGISTRY[c].billed}
     decisions = (
         decision
         for channel in plan.channels
@@ -192,8 +284,8 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
             plan.to_send[message.channel] += 1
             if decision.reason == OVERRIDDEN:
                 plan.overridden[message.channel] += 1
-            if message.channel == "sms":
-                plan.billed[message.language] += billing(message)
+            if message.channel in billed:
+                plan.billed[(message.channel, message.language)] += billing(message)
         elif decision.unknown:
             plan.unknowns.append(decision)
         else:
@@ -221,9 +313,9 @@ class Triage:
         self.retry_unknown = retry_unknown
         #: (channel, recipient) never to contact: the suppression files and the ledger (STOP replies, earlier files)
         # compared by address_key, so a STOP or a listed One@x.example also holds for one@x.example
-        self.blocked = {(c, address_key(c, r)) for c, r in listed}
+        self.blocked = {_blocked(c, r) for c, r in listed}
         if ledger is not None:
-            self.blocked.update((c, address_key(c, r)) for c, recipients in ledger.suppressed().items() for r in recipients)
+            self.blocked.update(_blocked(c, r) for c, recipients in ledger.suppressed().items() for r in recipients)
         #: channels whose suppressions this notice overrides (an emergency with override_suppressions: email)
         self.override = override
 
@@ -241,7 +333,7 @@ class Triage:
         )
         for decision in decisions:
             message = decision.message
-            if decision.send and (message.channel, address_key(message.channel, message.recipient)) in self.blocked:
+            if decision.send and _blocked(message.channel, message.recipient) in self.blocked:
                 if message.channel not in self.override:
                     decision = Decision(message, False, "suppressed")
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
@@ -249,35 +341,41 @@ class Triage:
             yield decision
 
 
-class SmsBilling:
-    """Segments billed per SMS, counted once per rendering and name shape rather than once per recipient."""
+def _blocked(channel: str, address: str) -> tuple[str, str]:
+    """How a suppression and a message are compared: by the channel's address_key (an email whatever its case)."""
+    adapter = REGISTRY.get(channel)
+    return channel, adapter.address_key(address) if adapter is not None else address
+
+
+class Billing:
+    """Units billed per message (Channel.cost, e.g. SMS segments), counted once per rendering and name shape rather
+    than once per recipient."""
 
     def __init__(self) -> None:
-        self.memo: dict[tuple[str, str, tuple[str, int]], int] = {}
+        self.memo: dict[tuple[str, str, str, tuple[str, int]], int] = {}
 
     def __call__(self, message: Message) -> int:
+        adapter = REGISTRY[message.channel]
         if "%%" not in message.rendering.text:
             shape: tuple[str, int] | None = ("", 0)
         else:
             shape = name_shape(message.fields.get("name", ""))
             if shape is None:  # extension characters or emoji: their position matters, so count this one
-                return count_segments(message.personal().text).segments
-        key = (message.language, message.rendering.variant, shape)
+                return adapter.cost(message.personal()).units
+        key = (message.channel, message.language, message.rendering.variant, shape)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = count_segments(message.personal().text).segments
+            found = self.memo[key] = adapter.cost(message.personal()).units
         return found
 
 
-def sms_over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
-    """Language → segments, for planned SMS renderings longer than the limit."""
-    if "sms" not in plan.channels:
-        return {}
+def over_limit(plan: Plan, max_segments: int) -> dict[str, int]:
+    """Language → segments, for planned renderings that bill by segment and are longer than the limit."""
     return {
-        lang: info.segments
+        lang: cost.units
         for (channel, lang, variant), rendering in plan.renders.renderings.items()
-        if channel == "sms" and not variant and plan.counts["sms"][lang]
-        and (info := count_segments(rendering.text)).segments > max_segments
+        if channel in plan.channels and REGISTRY[channel].billed and not variant and plan.counts[channel][lang]
+        and (cost := REGISTRY[channel].cost(rendering)).units > max_segments
     }
 
 
@@ -286,29 +384,25 @@ def rendering_stats(
     channels: list[str],
     counts: dict[str, Counter[str]] | None = None,
     *,
-    billed: Counter[str] | None = None,
-    sms_segment_price: float = 0.0,
+    billed: Counter[tuple[str, str]] | None = None,
+    unit_price: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Per channel × language: what a person checks before sending (SMS segments and cost, post lengths, subject).
 
-    ``billed`` is language → segments for the SMS to send, counted with each recipient's name filled in
-    (a long name can add a segment; see SmsBilling).
+    ``billed`` is (channel, language) → units for the messages to send, counted with each recipient's name filled
+    in (a long name can add a segment; see Billing); ``unit_price`` prices them (--sms-segment-price).
     """
     rows = []
     for (channel, lang, variant), rendering in renders.renderings.items():
         if channel not in channels or variant:
             continue
+        adapter = REGISTRY[channel]
         row: dict[str, Any] = {"channel": channel, "language": lang}
         if counts is not None:
             row["recipients"] = counts[channel][lang]
-        if channel == "sms":
-            info = count_segments(rendering.text)
-            row.update(characters=info.characters, encoding=info.encoding, segments=info.segments, form=rendering.form)
-            if billed is not None:
-                row.update(billed_segments=billed[lang], cost=round(billed[lang] * sms_segment_price, 4))
-        elif channel == "social":
-            row.update(posts=len(rendering.posts), weighted=[weighted_length(p) for p in rendering.posts])
-        elif channel == "email":
-            row.update(subject=rendering.subject)
+        row.update(adapter.stats(rendering))
+        if billed is not None and adapter.billed:
+            units = billed[(channel, lang)]
+            row.update({f"billed_{adapter.cost(rendering).unit[1]}": units, "cost": round(units * unit_price, 4)})
         rows.append(row)
     return rows

@@ -76,11 +76,11 @@ class Rate:
 
 
 def _channel_names() -> tuple[str, ...]:
-    # Imported here, not at the top: broadcast.plan pulls in pydantic and Jinja2, and cli.py may import
-    # this module to parse options, which must not slow down `broadcast --help`.
-    from broadcast.plan import CHANNELS
+    # Imported here, not at the top: cli.py may import this module to parse options, and `broadcast --help` must
+    # not pay for the registry
+    from broadcast.channels import names
 
-    return CHANNELS
+    return names()
 
 
 def _items(option: str, values: Sequence[str], hint: str) -> Iterator[tuple[str, str, str]]:

@@ -10,35 +10,20 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jinja2 import pass_environment
 
+from broadcast.channels import REGISTRY
+from broadcast.channels.base import Channel, RenderOptions
 from broadcast.errors import TemplateError
-from broadcast.message import Rendering, personalize, placeholder
-from broadcast.notice import LocalNotice, Notice, is_blank, localize
+from broadcast.message import CONTACT_FIELDS, Rendering, placeholder
+from broadcast.notice import Notice, is_blank, localize
 
-#: the channels that carry a rendering, and the template files each one uses
-TEMPLATES: dict[str, dict[str, str]] = {
-    "email": {"subject": "email/subject.txt.j2", "html": "email/body.html.j2", "text": "email/body.txt.j2"},
-    "sms": {"text": "sms.txt.j2"},
-    "social": {"text": "social.txt.j2"},
-    "web": {"html": "web/banner.html.j2"},
-}
-#: channels addressed to a contact; the others (social, web) are one message per language
-PERSONAL_CHANNELS = ("email", "sms")
-#: per-recipient fields templates may use; they render as placeholders and are filled per message
-CONTACT_FIELDS = ("name",)
 #: variant of a personal rendering for contacts whose name is empty
 NO_NAME = "noname"
-#: the SMS template's forms, longest first (documented in templates/sms.txt.j2); the first that fits is sent
-SMS_FORMS = range(1, 8)
-#: stands in for a recipient's name while the SMS form is chosen: a long name must not push the sent SMS over the
-#: limit. Thirty letters covers all but a few names; billing counts each real name (plan.SmsBilling).
-LONG_NAME = "x" * 30
-X_MAX_WEIGHT = 280
 
 
 #: the token a contact field renders as when checking that a template prints it unchanged (see Templates.render_file)
@@ -426,8 +411,9 @@ class RenderSet:
     renderings: dict[tuple[str, str, str], Rendering]
     catalogs: dict[str, Catalog]
     versions: dict[str, str]
-    #: language → form → variant → Rendering: every form of the SMS, so check can see that each names every channel
-    sms_forms: dict[str, dict[int, dict[str, Rendering]]] = field(default_factory=dict)
+    #: channel → language → form → variant → Rendering, for channels whose template has several forms (SMS):
+    #: every form, so check can see that each names every support channel
+    forms: dict[str, dict[str, dict[int, dict[str, Rendering]]]] = field(default_factory=dict)
 
     def get(self, channel: str, lang: str, variant: str = "") -> Rendering:
         return self.renderings[(channel, lang, variant)]
@@ -440,112 +426,54 @@ def render_notice(
     notice: Notice,
     templates: Templates,
     *,
-    channels: Iterable[str] = tuple(TEMPLATES),
+    channels: Iterable[str] | None = None,
     updated: Iterable[str] = (),
     sms_transliterate: bool = False,
     sms_max_segments: int | None = None,
 ) -> RenderSet:
-    """Render ``channels`` in every notice language; ``updated`` channels say the notice is an update.
+    """Render ``channels`` (default: every registered one) in their notice languages; ``updated`` channels say the
+    notice is an update.
 
     ``sms_transliterate`` folds the SMS text to GSM-7 where it can (č→c), which the person asked for to
     pay for fewer segments; it is part of the SMS version, since recipients see the difference.
-    ``sms_max_segments``: each language's SMS is the first of the template's forms that fits (see sms_form);
-    None sends the full form.
+    ``sms_max_segments``: a channel with several forms sends the first that fits (Channel.fits); None sends the
+    first form.
     """
-    channels = list(channels)
+
+    options = RenderOptions(max_segments=sms_max_segments, transliterate=sms_transliterate)
+    channels = list(REGISTRY if channels is None else channels)
     updated = set(updated)
     catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
     # the notice's own words for a label win over the catalog's, in every channel of that language
     labels = {lang: {**catalogs[lang].labels, **notice.labels.get(lang, {})} for lang in notice.languages}
     renderings: dict[tuple[str, str, str], Rendering] = {}
-    sms_alternatives: dict[str, dict[int, dict[str, Rendering]]] = {}
-    for channel in channels:
-        languages = notice.social_languages if channel == "social" else notice.languages
-        variants = ("", NO_NAME) if channel in PERSONAL_CHANNELS else ("",)
-        for lang in languages:
-            local = localize(notice, lang, is_update=channel in updated)
-            if channel == "sms":
-                forms = sms_forms(
-                    templates, local, labels[lang], catalogs[lang].direction, lang, transliterated=sms_transliterate
-                )
-                chosen = sms_form(forms, sms_max_segments)
-                sms_alternatives[lang] = forms
-                for variant in variants:
-                    renderings[(channel, lang, variant)] = forms[chosen][variant]
-                continue
-            for variant in variants:
-                contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if variant == "" else dict.fromkeys(CONTACT_FIELDS, "")
-                if channel not in PERSONAL_CHANNELS:
-                    contact = dict.fromkeys(CONTACT_FIELDS, "")
-                context = {
-                    "lang": lang,
-                    "dir": catalogs[lang].direction,
-                    "t": Labels(labels[lang]),
-                    "notice": local,
-                    "contact": contact,
-                }
-                rendering = _render_channel(templates, channel, lang, variant, context)
-                renderings[(channel, lang, variant)] = rendering
+    alternatives: dict[str, dict[str, dict[int, dict[str, Rendering]]]] = {}
     versions = {}
     for channel in channels:
-        if channel == "sms":
-            # every form of every language: which form fits --max-sms-segments says nothing new to recipients, so
-            # changing the limit sends nothing again; a change to any form's wording is a new version
-            contents: Iterable[Rendering] = (r for forms in sms_alternatives.values() for f in forms.values() for r in f.values())
-        else:
-            contents = (r for (c, _, _), r in renderings.items() if c == channel)
-        versions[channel] = content_version(contents)
-    return RenderSet(notice, renderings, catalogs, versions, sms_alternatives)
-
-
-def sms_forms(
-    templates: Templates,
-    local: LocalNotice,
-    labels: Mapping[str, str],
-    direction: str,
-    lang: str,
-    *,
-    transliterated: bool = False,
-) -> dict[int, dict[str, Rendering]]:
-    """Every form of one language's SMS: form → variant → Rendering, each as it would go out."""
-    forms: dict[int, dict[str, Rendering]] = {}
-    for form in SMS_FORMS:
-        forms[form] = {}
-        for variant in ("", NO_NAME):
-            contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if variant == "" else dict.fromkeys(CONTACT_FIELDS, "")
-            context = {
-                "lang": lang,
-                "dir": direction,
-                "t": Labels(labels),
-                "notice": local,
-                "contact": contact,
-                "form": form,
+        adapter = REGISTRY[channel]
+        # a personal rendering has a variant for contacts without a name; a public one never names anyone
+        variants = ("", NO_NAME) if adapter.personal else ("",)
+        for lang in adapter.languages(notice):
+            local = localize(notice, lang, is_update=channel in updated)
+            context = {"lang": lang, "dir": catalogs[lang].direction, "t": Labels(labels[lang]), "notice": local}
+            forms = {
+                form: {variant: _render_channel(templates, adapter, lang, variant, form, context, options) for variant in variants}
+                for form in adapter.forms
             }
-            rendering = replace(_render_channel(templates, "sms", lang, variant, context), form=form)
-            if transliterated:
-                from broadcast.segments import transliterate
-
-                rendering = replace(rendering, text=transliterate(rendering.text))
-            forms[form][variant] = rendering
-    return forms
-
-
-def sms_form(forms: Mapping[int, Mapping[str, Rendering]], max_segments: int | None) -> int:
-    """The first form whose SMS fits ``max_segments`` for every recipient, named or not; else the last form.
-
-    A name is counted as LONG_NAME wherever the template prints it, so a long name does not push the SMS over.
-    """
-    from broadcast.segments import count_segments
-
-    if max_segments is None:
-        return min(forms)
-    for form, variants in forms.items():
-        if all(
-            count_segments(personalize(r, dict.fromkeys(CONTACT_FIELDS, LONG_NAME)).text).segments <= max_segments
-            for r in variants.values()
-        ):
-            return form
-    return max(forms)
+            chosen = next(
+                (form for form, each in forms.items() if all(adapter.fits(r, options) for r in each.values())), max(forms)
+            )
+            for variant in variants:
+                renderings[(channel, lang, variant)] = forms[chosen][variant]
+            if len(forms) > 1:
+                alternatives.setdefault(channel, {})[lang] = forms
+        # every form of every language: which form fits --max-sms-segments says nothing new to recipients, so
+        # changing the limit sends nothing again; a change to any form's wording is a new version
+        versions[channel] = content_version(
+            (r for forms in alternatives[channel].values() for f in forms.values() for r in f.values())
+            if channel in alternatives else (r for (c, _, _), r in renderings.items() if c == channel)
+        )
+    return RenderSet(notice, renderings, catalogs, versions, alternatives)
 
 
 def rendering_digest(rendering: Rendering) -> str:
@@ -566,111 +494,16 @@ def content_version(renderings: Iterable[Rendering]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:12]
 
 
-def _render_channel(templates: Templates, channel: str, lang: str, variant: str, context: dict[str, Any]) -> Rendering:
-    parts = {part: templates.render_file(name, context) for part, name in TEMPLATES[channel].items()}
-    if channel == "email":
-        return Rendering(channel, lang, variant, subject=" ".join(parts["subject"].split()), html=parts["html"], text=_tidy(parts["text"]))
-    if channel == "sms":
-        return Rendering(channel, lang, variant, text=_compact(parts["text"]))
-    if channel == "social":
-        text = _tidy(parts["text"])
-        return Rendering(channel, lang, variant, text=text, posts=split_thread(text))
-    # the web banner's subject is its headline, for the banner.json a site script reads
-    return Rendering(channel, lang, variant, subject=context["notice"].headline, html=parts["html"].strip())
-
-
-def _tidy(text: str) -> str:
-    """Strip line ends and keep at most one blank line between paragraphs."""
-    lines = [line.rstrip() for line in text.strip().splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
-
-
-def _compact(text: str) -> str:
-    """SMS: every character costs, so strip each line and drop empty ones."""
-    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def weighted_length(text: str) -> int:
-    """X's weighted length: URLs count 23, CJK and emoji 2 (twitter-text rules)."""
-    if text.isascii():
-        # Exactly what parse_tweet counts, at a fraction of its cost (it tries its emoji pattern at every
-        # character): ASCII holds no emoji and every ASCII character weighs 1, so only links differ
-        from twitter_text import extract_urls_with_indices
-
-        text = text.replace("\r\n", "\n")
-        # a link needs a dot before its top-level domain, so most sentences never reach the link pattern
-        links = extract_urls_with_indices(text) if _DOT_LETTER.search(text) else []
-        return len(text) - sum(end - start for start, end in (u["indices"] for u in links)) + 23 * len(links)
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text).weightedLength
-
-
-_DOT_LETTER = re.compile(r"\.[A-Za-z]")
-#: where a paragraph too long for one post is split, in order of preference: lines, sentences, words
-_SEPARATORS = ("\n", ". ", " ")
-
-
-def split_thread(text: str, limit: int = X_MAX_WEIGHT) -> tuple[str, ...]:
-    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)".
-
-    Every post is at most ``limit`` with its number. Packing adds up the weights of the pieces, each
-    measured once, so a long text costs time in proportion to its length (re-measuring each growing
-    post made a 1 MB headline take minutes); every post is measured once more at the end to be sure.
-    """
-    if weighted_length(text) <= limit:
-        return (text,)
-    digits, slack = 1, 0
-    while True:
-        # the suffix " (n/N)" is as wide as N, and N is what the packing decides: try widths until they agree
-        room = limit - len(f" ({'9' * digits}/{'9' * digits})") - slack
-        if room < 1:
-            raise ValueError(f"a thread post cannot hold any text within {limit} characters")
-        pieces = [piece for paragraph in text.split("\n\n") for piece in _fit(paragraph, room)]
-        posts = [post for post, _ in _pack(pieces, "\n\n", room)]
-        total = len(posts)
-        if len(str(total)) > digits:
-            digits = len(str(total))
-            continue
-        numbered = tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
-        over = max(weighted_length(post) for post in numbered) - limit
-        if over <= 0:
-            return numbered
-        slack += over  # weights did not add up exactly (a link or emoji across a join): pack tighter
-
-
-def _pack(pieces: list[tuple[str, int]], join: str, room: int) -> list[tuple[str, int]]:
-    """Greedy packing by summed weights: pieces joined by ``join`` while they fit in ``room``."""
-    out: list[tuple[str, int]] = []
-    for piece, weight in pieces:
-        if out and out[-1][1] + len(join) + weight <= room:
-            out[-1] = (f"{out[-1][0]}{join}{piece}", out[-1][1] + len(join) + weight)
-        else:
-            out.append((piece, weight))
-    return out
-
-
-def _fit(paragraph: str, room: int, weight: int | None = None) -> list[tuple[str, int]]:
-    """Split a paragraph that is too long for one post: by lines, then sentences, then words; with weights."""
-    if weight is None:
-        weight = weighted_length(paragraph)
-    if weight <= room:
-        return [(paragraph, weight)]
-    for separator in _SEPARATORS:
-        units = paragraph.split(separator)
-        if len(units) == 1:
-            continue
-        if separator == ". ":
-            units = [unit + "." for unit in units[:-1]] + units[-1:]
-        join = " " if separator == ". " else separator
-        pieces: list[tuple[str, int]] = []
-        for unit in units:
-            unit_weight = weighted_length(unit)
-            pieces.extend(_fit(unit, room, unit_weight) if unit_weight > room else [(unit, unit_weight)])
-        return _pack(pieces, join, room)
-    # a single unbroken run of text longer than a post: cut it by characters (none weighs more than 2)
-    cut = max(1, room // 2)
-    return [(chunk, weighted_length(chunk)) for chunk in (paragraph[i : i + cut] for i in range(0, len(paragraph), cut))]
+def _render_channel(
+    templates: Templates, adapter: type[Channel], lang: str, variant: str, form: int, context: dict[str, Any],
+    options: RenderOptions,
+) -> Rendering:
+    personal = adapter.personal and variant == ""
+    contact = {f: Placeholder(f) for f in CONTACT_FIELDS} if personal else dict.fromkeys(CONTACT_FIELDS, "")
+    context = {**context, "contact": contact, "form": form}
+    parts = {part: templates.render_file(name, context) for part, name in adapter.templates.items()}
+    blank = Rendering(adapter.name, lang, variant, form=form)
+    return adapter.shape(blank, parts, options, context["notice"])
 
 
 # -- checks -------------------------------------------------------------------------------------

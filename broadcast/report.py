@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broadcast.channels import REGISTRY
 from broadcast.plan import rendering_stats
 
 if TYPE_CHECKING:
-    from broadcast.pipeline import Caution, Checked
+    from broadcast.check import Caution, Checked
     from broadcast.plan import Plan
-    from broadcast.send import Outcome
+    from broadcast.send import Outcome, SendResult
 
 #: --json lists at most this many contact problems (problems_total counts them all)
 MAX_JSON_PROBLEMS = 1000
@@ -80,12 +81,12 @@ def _capped(data: Any) -> Any:
     return data
 
 
-def checked(result: Checked, *, as_json: bool, force: bool = False, ledger: str | None = None) -> None:
-    """What `check` found; an SMS over the limit without ``force`` is not OK (the caller then exits 2)."""
+def checked(result: Checked, *, as_json: bool) -> None:
+    """What `check` found; what a live send would refuse (result.refusal) is not OK (the caller then exits 2)."""
 
-    notice = result.notice
+    notice, ledger = result.notice, result.ledger
     rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
-    ok = force or not result.sms_too_long
+    ok = result.refusal is None
     if as_json:
         _json(
             {
@@ -124,7 +125,8 @@ def _describe(row: dict[str, Any]) -> str:
         if row.get("cost"):
             text += f", {row['billed_segments']} segments billed ≈ {row['cost']:.4f}"
     if "posts" in row:
-        text += f" {row['posts']} post(s), weighted {', '.join(map(str, row['weighted']))} of 280"
+        limit = REGISTRY[row["channel"]].max_post_weight
+        text += f" {row['posts']} post(s), weighted {', '.join(map(str, row['weighted']))}" + (f" of {limit}" if limit else "")
     if "subject" in row:
         text += f" subject: {_plain(row['subject'])}"
     if "recipients" in row:
@@ -146,7 +148,7 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
     _contacts(console, plan)
     console.print("Plan:")
     for row in rendering_stats(
-        plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
+        plan.renders, plan.channels, plan.counts, billed=plan.billed, unit_price=sms_segment_price
     ):
         console.print("  " + _describe(row))
     for lang, (before, after) in sorted(plan.sms_saved.items()):
@@ -203,6 +205,33 @@ def previewed(
     )
     if ledger:
         console.print(f"Ledger: {ledger}" + ("" if ledger_found else " (not there yet: everyone is planned as a first send)"))
+
+
+def send_result(result: SendResult, *, as_json: bool, sms_segment_price: float = 0.0, out_dir: Path | None = None) -> None:
+    """What `send` or `preview` did: the dry-run's preview, or the live send's counts."""
+    for problem in result.trusted:
+        print(f"Warning: {problem} (sending anyway: --trust-env-file)", file=sys.stderr)
+    if result.dry_run:
+        previewed(
+            result.plan, result.outcome, result.warnings, out_dir or Path("outbox"), as_json=as_json,
+            sms_segment_price=sms_segment_price, ledger=result.ledger, ledger_found=result.ledger_found,
+        )
+    else:
+        sent(result.plan, result.outcome, result.warnings, as_json=as_json, sms_segment_price=sms_segment_price,
+             ledger=result.ledger)
+
+
+def brief(result: Any, since: Path | None) -> None:
+    """What `brief` wrote, with what changed since the earlier notice when asked."""
+    for warning in result.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    if result.changes is not None:
+        changed: dict[str, list[str]] = {}
+        for change in result.changes:
+            changed.setdefault(change.field, []).append(change.language)
+        listed = "; ".join(f"{name} ({', '.join(langs)})" for name, langs in changed.items())
+        print(f"Changed since {since}: {listed or 'nothing'}")
+    print(f"Staff brief ({', '.join(result.languages)}): {' and '.join(str(p) for p in result.paths)}")
 
 
 def sent(
@@ -363,7 +392,7 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
         ],
         "problems_total": len(book.problems),
         "renderings": rendering_stats(
-            plan.renders, plan.channels, plan.counts, billed=plan.billed, sms_segment_price=sms_segment_price
+            plan.renders, plan.channels, plan.counts, billed=plan.billed, unit_price=sms_segment_price
         ),
         "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
     }

@@ -10,15 +10,17 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broadcast.channels.base import Channel
 from broadcast.channels.outbox import Outbox, OutboxChannel
-from broadcast.errors import ChannelError
+from broadcast.check import Caution, long_sms_refusal
+from broadcast.errors import Aborted, BroadcastError, ChannelError
 from broadcast.message import INTERRUPTED, Decision, Message, Receipt
-from broadcast.plan import Plan, Triage, by_channel
+from broadcast.plan import Plan, PlanRequest, Triage, by_channel, over_limit, prepare
 
 if TYPE_CHECKING:
     from broadcast.ledger import Ledger
@@ -102,84 +104,83 @@ class Outcome:
 
 
 ReceiptSink = Callable[[list[Receipt]], None]
-#: marks messages in flight before the provider is called (the ledger); returns the ones this run owns
-Claim = Callable[[list[Message]], list[Message]]
+#: marks messages in flight before the provider is called (the ledger), each with the triage decision that let it
+#: through (a reminder, a retried unknown); returns the messages this run owns
+Claim = Callable[[list[Decision]], list[Message]]
+
+
+class Recorder:
+    """Counts every receipt, shows progress, and records receipts in the ledger in chunks.
+
+    A crash before a flush leaves those rows in flight, which the next run treats as unknown (reconciled where
+    it can be); channels without a provider look-up record at once, so a crash never makes their sends unknown.
+    """
+
+    def __init__(self, outcome: Outcome, record: ReceiptSink | None, progress: ReceiptSink | None, at_once: set[str]) -> None:
+        self.outcome, self.record, self.progress, self.at_once = outcome, record, progress, at_once
+        self._lock = threading.Lock()
+        self._buffer: list[Receipt] = []
+
+    def __call__(self, receipts: list[Receipt]) -> None:
+        due: list[Receipt] = []
+        with self._lock:
+            self.outcome.add(receipts)
+            if self.progress:
+                self.progress(receipts)
+            if self.record:
+                self._buffer.extend(receipts)
+                if len(self._buffer) >= SETTLE_CHUNK or any(r.channel in self.at_once for r in receipts):
+                    due, self._buffer = self._buffer, []
+        if due and self.record:
+            # outside the lock: each sender records its own receipts while the others go on sending
+            self.record(due)
+
+    def flush(self) -> None:
+        with self._lock:
+            due, self._buffer = self._buffer, []
+        if due and self.record:
+            self.record(due)
 
 
 def deliver(
-    messages: Iterable[Message] | Mapping[str, Iterable[Message]],
+    messages: Iterable[Message | Decision] | Mapping[str, Iterable[Message | Decision]],
     channels: Mapping[str, Channel],
     *,
     policy: RetryPolicy | None = None,
     claim: Claim | None = None,
     on_receipts: ReceiptSink | None = None,
     progress: ReceiptSink | None = None,
-    limits: Mapping[str, Gate] | None = None,
 ) -> Outcome:
     """Send every message through its channel's adapter and return the counted receipts.
 
-    ``messages`` is either one stream per channel (the pipeline: each is consumed as it is sent, so
-    nothing is held) or a flat list, grouped here. Channels run side by side; a channel that raises
-    ChannelError stops alone and its remaining messages are failed with that reason, so one bad
-    credential never blocks the other channels. ``limits`` holds a rate.Gate per channel (--rate,
-    --concurrency): each adapter waits on it before every request, and its concurrency sets the senders.
+    ``messages`` is either one stream per channel (each consumed as it is sent, so nothing is held; a stream
+    may carry the ledger's Decisions, which go straight to ``claim``) or a flat list, grouped here. Channels run
+    side by side; a channel that raises ChannelError stops alone and its remaining messages are failed with that
+    reason, so one bad credential never blocks the other channels. Each adapter was built with its own rate gate
+    (--rate, --concurrency) and Ctrl-C event; on Ctrl-C every adapter's event is set, so no request starts after it.
     """
     policy = policy or RetryPolicy()
     outcome = Outcome()
-    lock = threading.Lock()
-
-    buffer: list[Receipt] = []
-    settle_now = {name for name, c in channels.items() if type(c).reconcile is Channel.reconcile}
-
-    def settle(receipts: list[Receipt]) -> None:
-        # receipts are recorded in chunks, never one transaction per message; a crash before a flush
-        # leaves those rows in flight, which the next run treats as unknown (reconciled where it can be)
-        due: list[Receipt] = []
-        with lock:
-            outcome.add(receipts)
-            if progress:
-                progress(receipts)
-            if on_receipts:
-                buffer.extend(receipts)
-                # channels without a provider look-up record at once: a crash must not turn their sends into unknowns
-                if len(buffer) >= SETTLE_CHUNK or any(r.channel in settle_now for r in receipts):
-                    due = buffer[:]
-                    buffer.clear()
-        if due:
-            # outside the lock: each sender records its own receipts while the others go on sending
-            on_receipts(due)
-
+    recorder = Recorder(outcome, on_receipts, progress, {n for n, c in channels.items() if not c.looks_up_lost_answers()})
     groups = dict(messages) if isinstance(messages, Mapping) else by_channel(messages)
     interrupted = threading.Event()
-    for name in groups:
-        channels[name].gate = (limits or {}).get(name)
-        channels[name].stop = interrupted
-    done = {name: threading.Event() for name in groups}
-
-    errors: list[BaseException] = []
-
-    def run(name: str, stream: Iterable[Message]) -> None:
-        try:
-            _run_channel(channels[name], stream, policy, claim, settle, outcome, interrupted)
-        except BaseException as exc:  # noqa: BLE001 - the stream reads the ledger: its errors belong to the caller
-            errors.append(exc)
-        finally:
-            done[name].set()
-
-    threads = [threading.Thread(target=run, args=item, name=f"send-{item[0]}") for item in groups.items()]
+    senders = [ChannelSender(channels[name], stream, policy, claim, recorder, interrupted) for name, stream in groups.items()]
+    threads = [threading.Thread(target=sender.run, name=f"send-{sender.channel.name}") for sender in senders]
     for thread in threads:
         thread.start()
     try:
-        _wait(done.values())
+        _wait(sender.done for sender in senders)
     except KeyboardInterrupt:
         # Ctrl-C: send no new batch, let requests already in flight finish and be recorded, then report
         interrupted.set()
+        for channel in channels.values():
+            channel.stop.set()
         outcome.interrupted = True
-        _wait(done.values())
+        _wait(sender.done for sender in senders)
     for thread in threads:
         thread.join()
-    if on_receipts and buffer:
-        on_receipts(buffer[:])
+    recorder.flush()
+    errors = [sender.error for sender in senders if sender.error is not None]
     if errors:
         # what was sent is recorded above; the error (a ledger that went away, say) is reported as usual
         raise errors[0]
@@ -193,93 +194,123 @@ def _wait(events: Iterable[threading.Event]) -> None:
             pass
 
 
-def batches(channel: Channel, messages: Iterable[Message]) -> Iterator[list[Message]]:
-    """Batches of at most ``max_batch`` messages that share one rendering, cut from a stream as they fill.
+def batches(channel: Channel, items: Iterable[Message | Decision]) -> Iterator[list[Decision]]:
+    """Batches of at most ``max_batch`` decisions whose messages share one rendering, cut from a stream as they fill.
 
     One open batch per (language, variant) is all that is held, and each full one leaves at once.
     """
+    decisions = (item if isinstance(item, Decision) else Decision(item, True) for item in items)
     if channel.max_batch <= 1:
-        for message in messages:
-            yield [message]
+        for decision in decisions:
+            yield [decision]
         return
-    open_batches: dict[tuple[str, str], list[Message]] = {}
-    for message in messages:
+    open_batches: dict[tuple[str, str], list[Decision]] = {}
+    for decision in decisions:
+        message = decision.message
         key = (message.language, message.rendering.variant)
         batch = open_batches.setdefault(key, [])
-        batch.append(message)
+        batch.append(decision)
         if len(batch) >= channel.max_batch:
             yield open_batches.pop(key)
     yield from open_batches.values()
 
 
-def _run_channel(
-    channel: Channel,
-    messages: Iterable[Message],
-    policy: RetryPolicy,
-    claim: Claim | None,
-    settle: ReceiptSink,
-    outcome: Outcome,
-    interrupted: threading.Event,
-) -> None:
-    stop = threading.Event()
-    stop_reason: list[str] = []
+class ChannelSender:
+    """Sends one channel's stream: claims groups of batches, runs them on the channel's senders, and settles
+    every receipt; a ChannelError stops this channel alone."""
 
-    def work(batch: list[Message]) -> None:
-        if interrupted.is_set():
-            settle([Receipt(m.id, m.channel, m.recipient, "not_started", reason=INTERRUPTED) for m in batch])
-            return
-        if stop.is_set():
-            settle(_fail(batch, stop_reason[0] if stop_reason else "channel stopped"))
+    def __init__(
+        self,
+        channel: Channel,
+        stream: Iterable[Message | Decision],
+        policy: RetryPolicy,
+        claim: Claim | None,
+        recorder: Recorder,
+        interrupted: threading.Event,
+    ) -> None:
+        self.channel, self.stream, self.policy, self.claim = channel, stream, policy, claim
+        self.settle, self.outcome, self.interrupted = recorder, recorder.outcome, interrupted
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._stopped: str | None = None
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - the stream reads the ledger: its errors belong to the caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _run(self) -> None:
+        channel = self.channel
+        try:
+            channel.open()
+        except ChannelError as exc:
+            self.outcome.stopped[channel.name] = str(exc)
+            for group in _claim_groups(batches(channel, self.stream), CLAIM_CHUNK):
+                self.settle(_fail([d.message for batch in group for d in batch], f"{channel.name} stopped: {exc.message}"))
             return
         try:
-            settle(_send_with_retries(channel, batch, policy, interrupted))
+            senders = max(1, getattr(channel.gate, "concurrency", None) or channel.max_concurrency)
+            with ThreadPoolExecutor(max_workers=senders, thread_name_prefix=channel.name) as pool:
+                in_flight: deque[list[Future[None]]] = deque()
+                # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
+                group_size = max(CLAIM_CHUNK, channel.max_batch * senders)
+                for group in _claim_groups(batches(channel, self.stream), group_size):
+                    if self.interrupted.is_set():
+                        # Ctrl-C: read no further; what was never taken from the stream is counted as not started
+                        break
+                    in_flight.append([pool.submit(self._work, batch) for batch in self._owned(group)])
+                    # claim at most two groups ahead of what has been sent, so a crash leaves few rows in flight
+                    if len(in_flight) > 2:
+                        for future in in_flight.popleft():
+                            future.result()
+                for futures in in_flight:
+                    for future in futures:
+                        future.result()
+        finally:
+            channel.close()
+
+    def _owned(self, group: list[list[Decision]]) -> list[list[Message]]:
+        """The group's messages this run owns; the rest are held or settled by another run. A stopped channel
+        claims nothing more: those rows stay as the next run expects them."""
+        if self.claim is None or self._stopped is not None:
+            return [[d.message for d in batch] for batch in group]
+        owned = {m.id for m in self.claim([d for batch in group for d in batch])}
+        others = [_skip(d.message, "being sent by another run") for batch in group for d in batch if d.message.id not in owned]
+        if others:
+            self.settle(others)
+        kept = [[d.message for d in batch if d.message.id in owned] for batch in group]
+        return [batch for batch in kept if batch]
+
+    def _work(self, batch: list[Message]) -> None:
+        channel = self.channel
+        if self.interrupted.is_set():
+            self.settle([Receipt(m.id, m.channel, m.recipient, "not_started", reason=INTERRUPTED) for m in batch])
+            return
+        if self._stopped is not None:
+            self.settle(_fail(batch, self._stopped))
+            return
+        try:
+            self.settle(_send_with_retries(channel, batch, self.policy, self.interrupted))
         except ChannelError as exc:
-            if not stop.is_set():
-                stop_reason.append(f"{channel.name} stopped: {exc.message}")
-                outcome.stopped[channel.name] = str(exc)
-                stop.set()
-            settle(_fail(batch, stop_reason[0]))
+            with self._lock:
+                if self._stopped is None:
+                    self._stopped = f"{channel.name} stopped: {exc.message}"
+                    self.outcome.stopped[channel.name] = str(exc)
+            self.settle(_fail(batch, self._stopped))
         except Exception as exc:  # noqa: BLE001 - an adapter bug mid-request: the batch may or may not have left
             from broadcast.config import mask
 
             reason = mask(f"unexpected error in the {channel.name} adapter ({type(exc).__name__}: {exc}); may have been sent")
-            settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=reason) for m in batch])
-
-    try:
-        channel.open()
-    except ChannelError as exc:
-        outcome.stopped[channel.name] = str(exc)
-        for group in _claim_groups(batches(channel, messages), CLAIM_CHUNK):
-            settle(_fail([m for batch in group for m in batch], f"{channel.name} stopped: {exc.message}"))
-        return
-    try:
-        senders = max(1, getattr(channel.gate, "concurrency", None) or channel.max_concurrency)
-        with ThreadPoolExecutor(max_workers=senders, thread_name_prefix=channel.name) as pool:
-            in_flight: deque[list[Future[None]]] = deque()
-            # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
-            group_size = max(CLAIM_CHUNK, channel.max_batch * senders)
-            for group in _claim_groups(batches(channel, messages), group_size):
-                if interrupted.is_set():
-                    # Ctrl-C: read no further; what was never taken from the stream is counted as not started
-                    break
-                # a stopped channel claims nothing more: those rows stay as the next run expects them
-                if claim is not None and not stop.is_set():
-                    group = _claimed(group, claim, settle)
-                in_flight.append([pool.submit(work, batch) for batch in group])
-                # claim at most two groups ahead of what has been sent, so a crash leaves few rows in flight
-                if len(in_flight) > 2:
-                    for future in in_flight.popleft():
-                        future.result()
-            for futures in in_flight:
-                for future in futures:
-                    future.result()
-    finally:
-        channel.close()
+            self.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=reason) for m in batch])
 
 
-def _claim_groups(all_batches: Iterable[list[Message]], size_limit: int) -> Iterator[list[list[Message]]]:
+def _claim_groups(all_batches: Iterable[list[Decision]], size_limit: int) -> Iterator[list[list[Decision]]]:
     """Consecutive batches holding about ``size_limit`` messages: one ledger claim covers them all."""
-    group: list[list[Message]] = []
+    group: list[list[Decision]] = []
     size = 0
     for batch in all_batches:
         group.append(batch)
@@ -289,16 +320,6 @@ def _claim_groups(all_batches: Iterable[list[Message]], size_limit: int) -> Iter
             group, size = [], 0
     if group:
         yield group
-
-
-def _claimed(group: list[list[Message]], claim: Claim, settle: ReceiptSink) -> list[list[Message]]:
-    """Keep only the messages this run owns; the rest are held or settled by another run."""
-    owned = {m.id for m in claim([m for batch in group for m in batch])}
-    others = [_skip(m, "being sent by another run") for batch in group for m in batch if m.id not in owned]
-    if others:
-        settle(others)
-    kept = [[m for m in batch if m.id in owned] for batch in group]
-    return [batch for batch in kept if batch]
 
 
 def _send_with_retries(
@@ -355,17 +376,20 @@ def _skip(message: Message, reason: str) -> Receipt:
     return Receipt(message.id, message.channel, message.recipient, "skipped", reason=reason)
 
 
-def dry_run_channels(plan: Plan, directory: str | Path) -> dict[str, Channel]:
+def dry_run_channels(plan: Plan, directory: str | Path, *, stop: threading.Event | None = None) -> dict[str, Channel]:
     """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
     outbox = Outbox(directory)
-    return {name: OutboxChannel(name, outbox) for name in plan.channels}
+    return {name: OutboxChannel(name, outbox, stop=stop) for name in plan.channels}
 
 
-def live_channels(plan: Plan, settings: dict[str, Any]) -> dict[str, Channel]:
-    """The real adapters for the planned channels, imported only now so --help and dry-runs stay fast."""
+def live_channels(
+    plan: Plan, settings: Mapping[str, Any], *, limits: Mapping[str, Gate] | None = None, stop: threading.Event | None = None
+) -> dict[str, Channel]:
+    """The real adapters for the planned channels, each with this run's rate gate (--rate, --concurrency) and the
+    Ctrl-C event every adapter checks before a request."""
     from broadcast.channels import live_channel
 
-    return {name: live_channel(name, settings[name]) for name in plan.channels}
+    return {name: live_channel(name, settings[name], gate=(limits or {}).get(name), stop=stop) for name in plan.channels}
 
 
 def execute(
@@ -375,41 +399,26 @@ def execute(
     ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     progress: Callable[[list[Receipt]], None] | None = None,
-    limits: dict[str, Gate] | None = None,
 ) -> Outcome:
     """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
 
-    ``limits`` holds a rate.Gate per channel (--rate, --concurrency); look-ups of earlier unknowns obey it too.
+    The ledger's triage decides each message as it streams out, and the decision goes with it to the claim:
+    a reminder or a retried unknown is claimed as one. Look-ups of earlier unknowns obey each channel's gate.
     """
-    # triage decisions that claim needs (reminders, retried unknowns), from when a message streams out until it is claimed
-    pending: dict[str, Decision] = {}
-
     decide = plan.decide or Triage(None, set())
 
-    def stream(channel: str) -> Iterator[Message]:
+    def stream(channel: str) -> Iterator[Decision]:
         # a channel the ledger had no row for when the plan was counted needs no second look-up per message
-        for decision in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0):
-            if decision.send:
-                if decision.reason:
-                    pending[decision.message.id] = decision
-                yield decision.message
+        return (d for d in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0) if d.send)
 
-    for name, channel in channels.items():
-        channel.gate = (limits or {}).get(name)
     if ledger is None:
-        return _unread(plan, deliver(
-            {name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress, limits=limits
-        ))
-
-    def claim(batch: list[Message]) -> list[Message]:
-        return ledger.claim([pending.pop(m.id, None) or Decision(m, True) for m in batch])
-
+        return _unread(plan, deliver({name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress))
     ledger.start_run(plan.notice.id)
     try:
         found = reconcile(plan, channels, ledger)
         outcome = deliver(
             {name: stream(name) for name in plan.channels}, channels,
-            policy=policy, claim=claim, on_receipts=ledger.settle, progress=progress, limits=limits,
+            policy=policy, claim=ledger.claim, on_receipts=ledger.settle, progress=progress,
         )
         outcome.reconciled.update(found)
         return _unread(plan, outcome)
@@ -474,3 +483,142 @@ def _as_tried(plan: Plan, decision: Decision) -> Message:
     if not lang or lang == message.language or key not in plan.renders.renderings:
         return message
     return replace(message, language=lang, rendering=plan.renders.renderings[key])
+
+
+# -- the send command: one request in, one result out ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """What `broadcast send` (and `preview`, a dry-run) was asked, with the plan it sends."""
+
+    plan: PlanRequest
+    #: render and plan, write the outbox and the preview page, send nothing
+    dry_run: bool = False
+    out_dir: Path = Path("outbox")
+    #: the person said to send without being asked (required when no one is there to ask)
+    yes: bool = False
+    #: the run's own settings, read by the channels they concern (config.channel_settings)
+    sandbox: bool = False
+    web_dir: Path | None = None
+    #: --rate and --concurrency, as typed: "sms=50/s", "sms=4"
+    rates: tuple[str, ...] = ()
+    concurrency: tuple[str, ...] = ()
+    brief_dir: Path | None = None
+    trust_env_file: bool = False
+
+
+@dataclass
+class SendResult:
+    """What a send or a dry-run did, for the report and the exit code."""
+
+    plan: Plan
+    outcome: Outcome
+    warnings: list[Caution]
+    #: the ledger used, as it may be shown (password hidden); found: a dry-run read one
+    ledger: str
+    dry_run: bool
+    ledger_found: bool = True
+    #: the dry-run's preview page
+    page: Path | None = None
+    #: what a live send of the same input would refuse (a dry-run shows the preview first, then stops on it)
+    refusal: BroadcastError | None = None
+    #: provider addresses and credentials from different places, sent anyway because --trust-env-file said so
+    trusted: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """130 after Ctrl-C; 1 when anyone was not reached (a failure, a stopped channel, a rejected contact row)."""
+        if self.outcome.interrupted:
+            return 130
+        if self.dry_run:
+            return 1 if self.plan.book.rejected else 0  # what the live send would return for its contacts
+        return 1 if self.outcome.failures or self.outcome.stopped or self.plan.book.rejected else 0
+
+
+#: asks the person whether to send the plan now (shown with its cautions); None: no one is there to ask
+Confirm = Callable[[Plan, "list[Caution]"], bool]
+#: a context manager around the send that yields a progress callback (or None), given the plan
+Progress = Callable[[Plan], Any]
+
+
+def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progress | None = None) -> SendResult:
+    """`broadcast send`: check the credentials, plan against the ledger, ask, send and record; or, with
+    ``dry_run``, the same plan written to the outbox and the preview page, with nothing sent."""
+    if request.dry_run:
+        return _dry_run(request)
+    from broadcast.channels import REGISTRY
+    from broadcast.config import channel_settings, trust_problems
+    from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
+    from broadcast.rate import gates, parse_concurrency, parse_rates
+
+    chosen = request.plan.channels or tuple(REGISTRY)
+    limits = gates(parse_rates(request.rates), parse_concurrency(request.concurrency))
+    # credentials first: a send that cannot go out stops before it touches contacts or the ledger
+    settings = channel_settings(
+        [REGISTRY[c] for c in chosen], sandbox=request.sandbox, web_dir=request.web_dir,
+        trust_env_file=request.trust_env_file,
+    )
+    trusted = trust_problems([REGISTRY[c] for c in chosen]) if request.trust_env_file else []
+    where = resolve_url(request.plan.ledger, request.plan.notice)
+    stray_ledger(request.plan.notice, where, live=True, chosen=request.plan.ledger)
+    ledger = open_ledger(where, dry_run=False)
+    plan, warnings = prepare(request.plan, ledger)
+    refusal = long_sms_refusal(over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments, force=request.plan.force)
+    if refusal is not None:
+        raise refusal
+    if request.brief_dir is not None:
+        # written first, so the people who answer have it before the first customer reads the notice
+        from broadcast.brief import for_renders
+
+        for_renders(plan.renders, request.brief_dir, templates_dir=request.plan.templates_dir)
+    if not request.yes and plan.total:
+        if confirm is None:
+            raise Aborted(
+                "refusing a live send without --yes in a non-interactive shell; nothing was sent",
+                hint="preview first with --dry-run, then add --yes to send",
+            )
+        if not confirm(plan, warnings):
+            raise Aborted("cancelled; nothing was sent")
+    stop = threading.Event()
+    channels = live_channels(plan, settings, limits=limits, stop=stop)
+    with (progress(plan) if progress else nullcontext()) as advance:
+        outcome = execute(plan, channels, ledger=ledger, progress=advance)
+    return SendResult(plan, outcome, warnings, masked_url(where), dry_run=False, trusted=trusted)
+
+
+def _dry_run(request: SendRequest) -> SendResult:
+    from broadcast.channels import REGISTRY
+    from broadcast.config import trust_problems
+    from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
+    from broadcast.page import write_preview
+
+    # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
+    where = resolve_url(request.plan.ledger, request.plan.notice)
+    stray = stray_ledger(request.plan.notice, where, live=False, chosen=request.plan.ledger)
+    ledger = open_ledger(where, dry_run=True)
+    plan, warnings = prepare(request.plan, ledger)
+    warnings += [Caution(*stray)] if stray else []
+    # what a live send would refuse (config.channel_settings), shown first
+    warnings += [
+        Caution("env file", f"{p}; a live send refuses this without --trust-env-file")
+        for p in trust_problems([REGISTRY[c] for c in plan.channels])
+    ]
+    page = write_preview(
+        plan, request.out_dir, warnings, sms_segment_price=request.plan.sms_segment_price,
+        max_sms_segments=request.plan.max_sms_segments, templates_dir=request.plan.templates_dir,
+    )
+    if request.brief_dir is not None:
+        from broadcast.brief import for_renders
+
+        for_renders(plan.renders, request.brief_dir, templates_dir=request.plan.templates_dir)
+    outcome = execute(plan, dry_run_channels(plan, request.out_dir))
+    # the preview is written either way; its exit code is the one a live send of the same input would have
+    refusal = long_sms_refusal(
+        over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments,
+        force=request.plan.force, sent="the preview shows it",
+    )
+    return SendResult(
+        plan, outcome, warnings, masked_url(where), dry_run=True, ledger_found=ledger is not None, page=page,
+        refusal=refusal,
+    )

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from broadcast.channels import REGISTRY
 from broadcast.cli import main
-from broadcast.config import SECRET_VARIABLES
 from tests.conftest import REPO
 from tests.fakes import SendGridFake, TwilioFake, XFake
 from tests.fakes.fixtures import use_fakes
@@ -246,7 +246,7 @@ def _args(case: Case, path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     if kind == "contacts":
         return ["preview", str(NOTICE), "--contacts", str(path), *LONG_SMS]
     # env: credentials only from the file; the provider addresses still point at the fakes
-    for name in (*SECRET_VARIABLES, "TWILIO_FROM", "BROADCAST_EMAIL_FROM"):
+    for name in (*(n for a in REGISTRY.values() for n in a.secrets), "TWILIO_FROM", "BROADCAST_EMAIL_FROM"):
         monkeypatch.delenv(name, raising=False)
     if path.name == "bad_region.env":  # needs no credentials to go wrong
         return ["--env-file", str(path), "preview", str(NOTICE), "--contacts", good, *LONG_SMS]

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broadcast.channels.sendgrid import ANSWER_LOST, SANDBOX_REASON, SendGridChannel
+from broadcast.channels.sendgrid import ANSWER_LOST, SANDBOX_REASON, EmailSettings, SendGridChannel
 from broadcast.cli import main
-from broadcast.config import EmailSettings, Secret
+from broadcast.config import Secret
 from broadcast.errors import ChannelError
 from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver

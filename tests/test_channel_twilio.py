@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broadcast.channels.twilio import TwilioChannel
+from broadcast.channels.twilio import SmsSettings, TwilioChannel
 from broadcast.cli import main
-from broadcast.config import Secret, SmsSettings
+from broadcast.config import Secret
 from broadcast.errors import ChannelError
 from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver

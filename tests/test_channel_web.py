@@ -15,9 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from broadcast.channels import live_channel
-from broadcast.channels.web import WebChannel
+from broadcast.channels.web import WebChannel, WebSettings
 from broadcast.cli import main
-from broadcast.config import WebSettings
 from broadcast.message import Message, Rendering
 from tests.conftest import CONTACTS, STORM
 

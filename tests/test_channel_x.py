@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from broadcast.channels import live_channel
-from broadcast.channels.x import XChannel
+from broadcast.channels.x import SocialSettings, XChannel
 from broadcast.cli import main
-from broadcast.config import Secret, SocialSettings
+from broadcast.config import Secret
 from broadcast.errors import ChannelError
 from broadcast.message import Message, Receipt, Rendering
 from broadcast.send import RetryPolicy, deliver

@@ -170,8 +170,8 @@ def test_a_provider_timeout_that_is_not_a_sane_number_of_seconds_stops_the_send(
 
 
 def test_the_provider_timeout_sets_the_sms_adapters_request_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    from broadcast.channels.twilio import TwilioChannel
-    from broadcast.config import Secret, SmsSettings
+    from broadcast.channels.twilio import SmsSettings, TwilioChannel
+    from broadcast.config import Secret
 
     monkeypatch.setenv("BROADCAST_PROVIDER_TIMEOUT", "7.5")
     settings = SmsSettings(Secret("AC" + "0" * 32), Secret("t" * 32), "+15005550006", None, None, None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from broadcast.errors import NoticeError
+from broadcast.message import CONTACT_FIELDS, placeholder
 from broadcast.notice import (
     ANY_LANGUAGE,
     RESERVED_TOKEN,
@@ -16,7 +17,7 @@ from broadcast.notice import (
     missing_translations,
     resolve_language,
 )
-from broadcast.render import CONTACT_FIELDS, Templates, placeholder, render_notice
+from broadcast.render import Templates, render_notice
 
 DATA = Path(__file__).parent / "data" / "notices"
 MINIMAL = (DATA / "minimal.yaml").read_text(encoding="utf-8")

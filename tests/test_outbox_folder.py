@@ -129,9 +129,9 @@ def test_a_hard_link_planted_at_plan_csv_is_replaced_not_written_through(tmp_pat
 
 def test_a_rendering_is_never_written_into_a_channel_folder_that_is_a_link(tmp_path: Path) -> None:
     # the folder is cleared before writing; this guards the moment between the clear and the write
-    from broadcast import pipeline
+    from broadcast.plan import PlanRequest, prepare
 
-    plan, _ = pipeline.prepare(EXAMPLE, [CONTACTS], channels=["email"])
+    plan, _ = prepare(PlanRequest(EXAMPLE, (CONTACTS,), channels=("email",)))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "out"

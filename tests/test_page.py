@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broadcast import pipeline
+from broadcast.channels import REGISTRY as CHANNELS
 from broadcast.page import write_page
-from broadcast.plan import CHANNELS
+from broadcast.plan import PlanRequest, prepare
 from broadcast.segments import count_segments
 from tests.conftest import CONTACTS, EXAMPLE, STORM
 
@@ -67,7 +67,7 @@ class Document(HTMLParser):
 
 
 def make_page(tmp_path: Path, notice: Path = STORM, contacts: Path = CONTACTS, **options) -> tuple[Path, object]:
-    plan, cautions = pipeline.prepare(notice, [contacts], max_sms_segments=options.get("max_sms_segments", 3))
+    plan, cautions = prepare(PlanRequest(notice, (contacts,), max_sms_segments=options.get("max_sms_segments", 3)))
     path = write_page(plan, cautions, tmp_path / "preview", **options)
     return path, plan
 
@@ -113,7 +113,7 @@ def test_every_channel_and_language_has_its_panel(tmp_path: Path) -> None:
 
 
 def test_a_channel_left_out_by_the_plan_has_no_panel(tmp_path: Path) -> None:
-    plan, cautions = pipeline.prepare(STORM, [CONTACTS], channels=["email", "web"])
+    plan, cautions = prepare(PlanRequest(STORM, (CONTACTS,), channels=("email", "web")))
     doc = Document(write_page(plan, cautions, tmp_path).read_text(encoding="utf-8"))
     assert {e.attrs["data-channel"] for e in doc.having("data-language")} == {"email", "web"}
 
@@ -170,7 +170,7 @@ def test_a_remote_image_in_a_users_template_is_blocked_and_said(tmp_path: Path) 
         body.read_text(encoding="utf-8").replace("<body", '<img src="https://cdn.example/logo.png" alt=""><body', 1),
         encoding="utf-8",
     )
-    plan, cautions = pipeline.prepare(STORM, [CONTACTS], templates_dir=templates)
+    plan, cautions = prepare(PlanRequest(STORM, (CONTACTS,), templates_dir=templates))
     page = write_page(plan, cautions, tmp_path / "out").read_text(encoding="utf-8")
     doc = Document(page)
     assert "remote image(s) or style(s); they are blocked here" in page

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from broadcast import pipeline
+from broadcast.channels import REGISTRY as CHANNELS
 from broadcast.page import write_page
-from broadcast.plan import CHANNELS
+from broadcast.plan import PlanRequest, prepare
 from tests.conftest import CONTACTS, REPO, STORM
 
 # The system browser (Debian's chromium package); no browser is downloaded for the tests
@@ -104,7 +104,7 @@ def visit(browser, path: Path, proxy: RefusingProxy):  # noqa: ANN001, ANN201 - 
 
 def test_every_panel_shows_and_nothing_is_fetched(browser, proxy: RefusingProxy, tmp_path: Path) -> None:  # noqa: ANN001
     # at 1 segment even the shortest SMS form is over the limit, so the page has warnings to show
-    plan, cautions = pipeline.prepare(STORM, [CONTACTS], max_sms_segments=1)
+    plan, cautions = prepare(PlanRequest(STORM, (CONTACTS,), max_sms_segments=1))
     path = write_page(plan, cautions, tmp_path / "preview", sms_segment_price=0.0079, max_sms_segments=1)
     source = path.read_text(encoding="utf-8")
     page, requested, hosts = visit(browser, path, proxy)

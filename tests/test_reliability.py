@@ -273,7 +273,7 @@ for line in sys.stdin:
         os._exit(code)
     print(pid, flush=True)
 """
-PRELOAD = ["broadcast.cli", "broadcast.pipeline", "broadcast.channels.sendgrid", "broadcast.channels.twilio", "broadcast.channels.web"]
+PRELOAD = ["broadcast.cli", "broadcast.check", "broadcast.send", "broadcast.channels.sendgrid", "broadcast.channels.twilio", "broadcast.channels.web"]
 
 
 @pytest.fixture(scope="module")

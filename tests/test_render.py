@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from broadcast.channels.x import XChannel
 from broadcast.errors import TemplateError
-from broadcast.message import Rendering
+from broadcast.message import Rendering, personalize, placeholder
 from broadcast.notice import load_notice
 from broadcast.render import (
     NO_NAME,
     Templates,
     missing_contacts,
-    personalize,
-    placeholder,
     render_notice,
-    split_thread,
-    weighted_length,
 )
+from broadcast.text import split_thread, weighted_length
+
+X_LIMIT = XChannel.max_post_weight
 from tests.conftest import EXAMPLE, REPO, STORM
 
 
@@ -136,14 +136,14 @@ def test_missing_catalog_key_is_borrowed_from_english_and_reported(custom_templa
 
 def test_thread_split_keeps_every_post_within_280_and_numbers_them() -> None:
     paragraphs = [f"Paragraph {i}: " + "word " * 40 for i in range(6)]
-    posts = split_thread("\n\n".join(paragraphs))
+    posts = split_thread("\n\n".join(paragraphs), X_LIMIT)
     assert len(posts) > 1
     assert all(weighted_length(p) <= 280 for p in posts)
     assert [p.rsplit(" ", 1)[1] for p in posts] == [f"({i}/{len(posts)})" for i in range(1, len(posts) + 1)]
-    assert split_thread("short") == ("short",)
+    assert split_thread("short", X_LIMIT) == ("short",)
     # one unbroken paragraph longer than a post still splits, by sentences then words
     long = ". ".join(["This is a sentence with some words in it"] * 20)
-    assert all(weighted_length(p) <= 280 for p in split_thread(long))
+    assert all(weighted_length(p) <= 280 for p in split_thread(long, X_LIMIT))
 
 
 def test_weighted_length_counts_urls_as_23_and_emoji_as_2() -> None:

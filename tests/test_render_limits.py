@@ -11,8 +11,11 @@ import pytest
 from click.testing import CliRunner
 from twitter_text import parse_tweet
 
+from broadcast.channels.x import XChannel
 from broadcast.cli import main
-from broadcast.render import split_thread, weighted_length
+from broadcast.text import split_thread, weighted_length
+
+X_LIMIT = XChannel.max_post_weight
 from tests.conftest import EXAMPLE, REPO
 
 
@@ -49,7 +52,7 @@ def numbered(posts: tuple[str, ...]) -> bool:
 def test_thread_of_over_a_hundred_posts_keeps_every_post_within_280_with_its_number() -> None:
     # six-letter words fill a post to the last character before its number, and the numbers have 3 digits
     text = " ".join(["boiled", "filter", "street", "supply"] * 1200)
-    posts = split_thread(text)
+    posts = split_thread(text, X_LIMIT)
     assert len(posts) >= 100 and numbered(posts)
     assert max(parse_tweet(p).weightedLength for p in posts) <= 280
     # nothing lost or reordered: the words come back in order
@@ -69,7 +72,7 @@ def test_long_social_text_splits_in_time_proportional_to_its_length() -> None:
     # re-measuring each growing post made a 100 KB headline take a minute and a 1 MB one several
     text = "Boil your tap water before use. " * 12_000  # 384 KB
     started = time.monotonic()
-    posts = split_thread(text)
+    posts = split_thread(text, X_LIMIT)
     assert time.monotonic() - started < 20
     assert max(weighted_length(p) for p in posts) <= 280
 
@@ -108,8 +111,8 @@ def test_live_send_of_an_sms_over_1600_characters_sends_nothing(monkeypatch: pyt
 
 
 def test_a_name_that_pushes_one_sms_over_1600_characters_fails_that_message_unsent() -> None:
-    from broadcast.channels.twilio import TwilioChannel
-    from broadcast.config import Secret, SmsSettings
+    from broadcast.channels.twilio import SmsSettings, TwilioChannel
+    from broadcast.config import Secret
     from broadcast.message import Message, Rendering
     from tests.fakes import TwilioFake, credentials
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from broadcast.channels.sendgrid import SendGridChannel
-from broadcast.channels.twilio import TwilioChannel
-from broadcast.config import EmailSettings, Secret, SmsSettings
+from broadcast.channels.sendgrid import EmailSettings, SendGridChannel
+from broadcast.channels.twilio import SmsSettings, TwilioChannel
+from broadcast.config import Secret
 from broadcast.message import Message, Rendering
 from broadcast.send import RetryPolicy, deliver
 from tests.fakes import SendGridFake, TwilioFake, credentials

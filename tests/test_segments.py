@@ -230,7 +230,7 @@ def test_transliterate_is_not_always_cheaper() -> None:
     assert count_segments(transliterate("…" * 70)).segments == 2
 
 
-# -- billing per name shape (plan.SmsBilling): one count serves every name of a shape, and must be exact ----------
+# -- billing per name shape (plan.Billing): one count serves every name of a shape, and must be exact ----------
 
 _BILLING_TEXTS = [
     "Hi %%name%%, boil water before use. " * 4,  # GSM-7, several segments
@@ -246,9 +246,9 @@ _BILLING_TEXTS = [
 )
 def test_billing_by_name_shape_equals_counting_every_message(text: str, names: list[str]) -> None:
     from broadcast.message import Message, Rendering
-    from broadcast.plan import SmsBilling
+    from broadcast.plan import Billing
 
-    billing = SmsBilling()  # shared across names, so a memo from one name serves the next of its shape
+    billing = Billing()  # shared across names, so a memo from one name serves the next of its shape
     rendering = Rendering("sms", "en", text=text)
     for name in names:
         message = Message("n", "sms", "v", "+38641000000", "en", rendering, fields={"name": name}, key=name)

@@ -20,6 +20,7 @@ class Recorder(Channel):
     live: ClassVar[bool] = False
 
     def __init__(self) -> None:
+        super().__init__()
         self.batches: list[list[str]] = []
 
     def send(self, messages: Sequence[Message]) -> list[Receipt]:
@@ -42,9 +43,9 @@ def test_batches_leave_as_soon_as_they_fill_and_share_one_rendering() -> None:
     cut = batches(Recorder(), stream())
     first = next(cut)
     # the first full batch (sl: 0, 2, 4) leaves when message 4 arrives, before the rest of the stream is read
-    assert [m.recipient for m in first] == ["p0@mail.example", "p2@mail.example", "p4@mail.example"]
+    assert [d.message.recipient for d in first] == ["p0@mail.example", "p2@mail.example", "p4@mail.example"]
     assert pulled == [0, 1, 2, 3, 4]
-    rest = [[m.language for m in b] for b in cut]
+    rest = [[d.message.language for d in b] for b in cut]
     assert rest == [["en", "en", "en"], ["sl"], ["en"]]
 
 

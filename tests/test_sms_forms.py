@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broadcast.channels.twilio import LONG_NAME
+from broadcast.check import check
 from broadcast.cli import main
 from broadcast.errors import TemplateError
+from broadcast.message import personalize
 from broadcast.notice import Notice, load_notice
-from broadcast.pipeline import check
-from broadcast.render import LONG_NAME, Templates, bare_url, missing_contacts, personalize, render_notice
+from broadcast.render import Templates, bare_url, missing_contacts, render_notice
 from broadcast.segments import count_segments
 from tests.conftest import CONTACTS, EXAMPLE, REPO, STORM
 from tests.fakes.fixtures import use_fakes
@@ -101,7 +103,7 @@ def test_every_form_names_every_channel_and_the_first_channels_needs() -> None:
     notice = load_notice(STORM)
     renders = sms(notice, update=True)
     first = notice.channels[0]
-    for lang, forms in renders.sms_forms.items():
+    for lang, forms in renders.forms["sms"].items():
         assert sorted(forms) == [1, 2, 3, 4, 5, 6, 7]
         for form, variants in forms.items():
             for rendering in variants.values():
@@ -117,7 +119,7 @@ def test_every_form_names_every_channel_and_the_first_channels_needs() -> None:
 
 def test_right_to_left_contacts_stay_isolated_in_every_form() -> None:
     notice = load_notice(STORM)
-    forms = sms(notice, update=True).sms_forms["ar"]
+    forms = sms(notice, update=True).forms["sms"]["ar"]
     for form, variants in forms.items():
         lines = variants[""].text.splitlines()
         for channel in notice.channels:
@@ -156,7 +158,7 @@ def test_the_update_prefix_is_counted_when_choosing_the_form() -> None:
     # the first send fills 3 segments exactly; the update's prefix would push that form over, so it steps down
     assert count_segments(first.text).segments == 3 and update.form > first.form
     assert count_segments(update.text).segments <= 3
-    assert count_segments(sms(notice, update=True).sms_forms["en"][first.form][""].text).segments > 3
+    assert count_segments(sms(notice, update=True).forms["sms"]["en"][first.form][""].text).segments > 3
 
 
 def test_a_template_that_greets_by_name_is_chosen_with_room_for_a_long_name(custom_templates: Path) -> None:

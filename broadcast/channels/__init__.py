@@ -1,23 +1,50 @@
-"""The channel registry: channel name → adapter class, imported only when a live send needs it."""
+"""The channel registry: the one place that lists channels; everything about one is read from its adapter class."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from broadcast import config
 from broadcast.channels.base import Channel
+from broadcast.channels.sendgrid import SendGridChannel
+from broadcast.channels.twilio import TwilioChannel
+from broadcast.channels.web import WebChannel
+from broadcast.channels.x import XChannel
 
-#: explicit, so a reader sees every adapter in one place; modules load lazily to keep start-up fast
-LIVE_ADAPTERS: dict[str, tuple[str, str]] = {
-    "email": ("broadcast.channels.sendgrid", "SendGridChannel"),
-    "sms": ("broadcast.channels.twilio", "TwilioChannel"),
-    "social": ("broadcast.channels.x", "XChannel"),
-    "web": ("broadcast.channels.web", "WebChannel"),
-}
+#: channel name → adapter class, in the order reports and the preview page list them. The adapters import their
+#: SDKs only where they make a request, so reading this costs no provider import
+REGISTRY: dict[str, type[Channel]] = {}
 
 
-def live_channel(name: str, settings: Any) -> Channel:
-    """Construct the live adapter for ``name`` from its settings (see config.py)."""
-    module_name, class_name = LIVE_ADAPTERS[name]
-    adapter = getattr(importlib.import_module(module_name), class_name)
-    return adapter(settings)
+def register(adapter: type[Channel]) -> type[Channel]:
+    """Add a channel: its name on the command line and in the ledger, and its secrets to what is always masked."""
+    REGISTRY[adapter.name] = adapter
+    config.SECRET_VARIABLES.update(adapter.secrets)
+    return adapter
+
+
+# one line per channel
+register(SendGridChannel)
+register(TwilioChannel)
+register(XChannel)
+register(WebChannel)
+
+
+def names() -> tuple[str, ...]:
+    """Every channel's name, in the registry's order."""
+    return tuple(REGISTRY)
+
+
+def adapter(name: str) -> type[Channel]:
+    """The adapter class of channel ``name``; KeyError for a name no adapter has."""
+    return REGISTRY[name]
+
+
+def personal(channel: str) -> bool:
+    """True when ``channel`` sends one message per contact (email, SMS), False for one per language (X, banner)."""
+    return REGISTRY[channel].personal
+
+
+def live_channel(name: str, settings: Any, **run: Any) -> Channel:
+    """Construct the live adapter for ``name`` from its settings (``Settings.from_env``) and this run's gate and stop."""
+    return REGISTRY[name](settings, **run)

@@ -1,33 +1,148 @@
-"""The one interface every channel adapter implements: Message in, Receipt out."""
+"""The one interface every channel adapter implements: Message in, Receipt out; and the facts render, plan,
+config, the report and the preview page read about a channel instead of branching on its name."""
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.message import Message, Receipt
+from broadcast.message import Message, Receipt, Rendering
 
 if TYPE_CHECKING:  # rate.py is imported only when a send sets limits
+    from broadcast.notice import LocalNotice, Notice
     from broadcast.rate import Gate
 
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a run asked for text to be shaped: a channel reads the options that concern it and ignores the rest."""
+
+    #: --max-sms-segments: a channel with forms sends the first that fits; None sends the first form
+    max_segments: int | None = None
+    #: --sms-transliterate: fold text to GSM-7 where a channel bills by segment
+    transliterate: bool = False
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one message costs on a channel, in the units it bills or counts (SMS segments, X posts)."""
+
+    units: int
+    #: the unit's name, singular and plural: ("segment", "segments")
+    unit: tuple[str, str] = ("message", "messages")
+
+
 class Channel(ABC):
-    """A way to deliver messages. Limits are class attributes so render and plan can ask them."""
+    """A way to deliver messages, and the facts about it: every other module asks these, never the name.
+
+    The facts are class attributes and class methods, so check and preview read them without building an
+    adapter, and an adapter imports its SDK only where it makes a request.
+    """
 
     #: the channel name used on the command line and in the ledger: email, sms, social, web
     name: ClassVar[str]
+    #: how a person names it in reports and on the preview page, and who carries it (in messages about limits)
+    title: ClassVar[str] = ""
+    provider: ClassVar[str] = ""
+    #: True: one message per contact, to ``address``; False: one message per language (a post, a banner)
+    personal: ClassVar[bool] = True
+    #: the contact field a personal channel sends to ("email" or "phone")
+    address: ClassVar[str] = ""
+    #: other words a contacts file's channels column may use for this channel ("e-mail", "text")
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: part → template file (under templates/); the parts a rendering of this channel has
+    templates: ClassVar[Mapping[str, str]] = {}
+    #: the template's forms, longest first; the first that ``fits`` is sent (templates/sms.txt.j2)
+    forms: ClassVar[Sequence[int]] = (0,)
+    #: the longest message body the provider takes, in characters (Twilio: 1,600), whatever else allows; check
+    #: refuses a rendering over it before anything is sent
+    max_body: ClassVar[int | None] = None
+    #: a channel that posts threads: the most weighted characters one post may have (X: 280)
+    max_post_weight: ClassVar[int | None] = None
+    #: True when the provider bills per unit of ``cost`` (SMS segments): the plan adds up every message's units
+    #: with its recipient's name filled in, and --sms-segment-price prices them
+    billed: ClassVar[bool] = False
+    #: True when a notice's ``override_suppressions`` reaches this channel's unsubscribed (email, never SMS STOP)
+    overridable_suppressions: ClassVar[bool] = False
+    #: the settings class; ``Settings.from_env(env)`` reads them for a live send (see config.Env)
+    settings: ClassVar[type[Any] | None] = None
+    #: variables whose values are secrets, masked everywhere; and the one that says where the provider is
+    secrets: ClassVar[tuple[str, ...]] = ()
+    host_variable: ClassVar[str | None] = None
     #: how many messages one ``send`` call may carry (SendGrid: 1000 personalizations)
     max_batch: ClassVar[int] = 1
     #: how many ``send`` calls may run at once
     max_concurrency: ClassVar[int] = 1
     #: True when the adapter talks to a network; the dry-run never constructs one
     live: ClassVar[bool] = True
-    #: this run's --rate / --concurrency limits for the channel (a rate.Gate), and its Ctrl-C event; set by send.deliver
-    gate: Gate | None = None
-    stop: threading.Event | None = None
+    gate: Gate | None
+    stop: threading.Event
+
+    def __init__(self, settings: Any = None, *, gate: Gate | None = None, stop: threading.Event | None = None) -> None:
+        #: this run's --rate / --concurrency limits for the channel (a rate.Gate), or None for none
+        self.gate = gate
+        #: set on Ctrl-C (send.deliver sets it): no request starts after it, retries and look-ups included
+        self.stop = stop if stop is not None else threading.Event()
+
+    # --- facts: what render, plan and report ask about this channel ---
+
+    @classmethod
+    def languages(cls, notice: Notice) -> list[str]:
+        """The notice languages this channel renders."""
+        return list(notice.languages)
+
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: Mapping[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        """The rendering as it goes out, from its rendered template parts (``local``: the notice in its language)."""
+        return replace(rendering, subject=parts.get("subject", "").strip(), html=parts.get("html", "").strip(),
+                       text=parts.get("text", "").strip())
+
+    @classmethod
+    def fits(cls, rendering: Rendering, options: RenderOptions) -> bool:
+        """Whether this form of a rendering keeps within the run's limits (only channels with several forms)."""
+        return True
+
+    @classmethod
+    def address_key(cls, address: str) -> str:
+        """The address as suppressions and the ledger compare it."""
+        return address
+
+    @classmethod
+    def cost(cls, rendering: Rendering) -> Cost:
+        """What one message of this rendering counts as (a personal one with its name filled in)."""
+        return Cost(1)
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        """What a person checks in a rendering before sending (segments, post lengths, subject), for the report."""
+        return {}
+
+    @classmethod
+    def readable(cls, rendering: Rendering) -> str:
+        """The message as a person reads it, in plain text (the staff brief quotes it)."""
+        from broadcast.text import html_text
+
+        return rendering.text or html_text(rendering.html)
+
+    @classmethod
+    def recipient(cls, language: str) -> str:
+        """A public channel's one recipient per language, as the ledger records it."""
+        return f"{cls.name}:{language}"
+
+    @classmethod
+    def ledger_key(cls, address: str) -> str:
+        """How the ledger keys a personal message's address, when it differs from the address itself."""
+        return ""
+
+    @classmethod
+    def looks_up_lost_answers(cls) -> bool:
+        """True when the provider can say what became of a message whose answer was lost (``reconcile``)."""
+        return cls.reconcile is not Channel.reconcile
 
     @contextmanager
     def request(self) -> Iterator[bool]:
@@ -36,7 +151,7 @@ class Channel(ABC):
         """
         if self.gate is None:
             # no limits, but Ctrl-C still holds: a thread's next post or retry must not start after it
-            yield not (self.stop is not None and self.stop.is_set())
+            yield not self.stop.is_set()
             return
         with self.gate.request(self.stop) as ok:
             yield ok

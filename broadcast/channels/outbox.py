@@ -10,9 +10,9 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import Any, ClassVar, TextIO
 
-from broadcast.channels import LIVE_ADAPTERS
+from broadcast.channels import REGISTRY
 from broadcast.channels.base import Channel
 from broadcast.display import clip, csv_row
 from broadcast.errors import InputError
@@ -71,7 +71,7 @@ def _clear(directory: Path) -> None:
     """Remove what an earlier preview wrote: the plan, the page, unfinished temporary files, each channel's folder."""
     for name in os.listdir(directory):
         path = directory / name
-        ours = name in (PLAN_FILE, PAGE_FILE) or name in LIVE_ADAPTERS or (name.startswith(".") and name.endswith(".tmp"))
+        ours = name in (PLAN_FILE, PAGE_FILE) or name in REGISTRY or (name.startswith(".") and name.endswith(".tmp"))
         if not ours:
             continue
         if stat.S_ISDIR(os.lstat(path).st_mode):
@@ -211,7 +211,8 @@ class OutboxChannel(Channel):
     max_batch: ClassVar[int] = 1000
     live: ClassVar[bool] = False
 
-    def __init__(self, name: str, outbox: Outbox) -> None:
+    def __init__(self, name: str, outbox: Outbox, **run: Any) -> None:
+        super().__init__(None, **run)
         self.name = name  # type: ignore[misc] - one outbox class stands in for every channel
         self.outbox = outbox
 

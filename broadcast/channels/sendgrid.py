@@ -10,17 +10,20 @@ import time
 import urllib.error
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from python_http_client.exceptions import HTTPError
-from sendgrid import SendGridAPIClient
+if TYPE_CHECKING:  # the SDK is imported where a client is built, so check and preview read this module cheaply
+    from python_http_client.exceptions import HTTPError
 
-from broadcast.channels.base import Channel
-from broadcast.config import EmailSettings, mask, provider_timeout
+    from broadcast.notice import LocalNotice
+
+from broadcast.channels.base import Channel, RenderOptions
+from broadcast.config import Env, Secret, email_sender, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status, placeholder
+from broadcast.text import tidy
 
 #: SendGrid takes at most 1000 personalizations and 1000 recipients (to + cc + bcc) per request
 MAX_RECIPIENTS = 1000
@@ -50,17 +53,86 @@ class _Answer:
     too_large: bool = False
 
 
+SENDGRID_HOST = "https://api.sendgrid.com"
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    api_key: Secret
+    sender: str
+    sender_name: str | None
+    host: str
+    sandbox: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env) -> EmailSettings | None:
+        """SENDGRID_API_KEY and BROADCAST_EMAIL_FROM ('Name <addr>' or an address); --sandbox from the run."""
+        api_key, host = env.secret("SENDGRID_API_KEY"), env.url("SENDGRID_API_HOST")
+        sender_name, sender, wrong = None, env.get("BROADCAST_EMAIL_FROM"), None
+        if sender:
+            sender_name, sender, wrong = email_sender(sender)
+            if wrong:
+                env.problem(f"BROADCAST_EMAIL_FROM={env.get('BROADCAST_EMAIL_FROM')!r} {wrong}")
+        if not env.need("SENDGRID_API_KEY", "BROADCAST_EMAIL_FROM") or api_key is None:
+            return None
+        return cls(
+            api_key=api_key,
+            sender=sender,
+            # BROADCAST_EMAIL_FROM_NAME, when set, names the sender over the name in BROADCAST_EMAIL_FROM
+            sender_name=env.get("BROADCAST_EMAIL_FROM_NAME") or sender_name or None,
+            host=host or SENDGRID_HOST,
+            sandbox=bool(env.option("sandbox", False)),
+        )
+
+
 class SendGridChannel(Channel):
     """Sends a batch sharing one rendering as one mail with one personalization per recipient."""
 
     name: ClassVar[str] = "email"
+    title: ClassVar[str] = "Email"
+    provider: ClassVar[str] = "SendGrid"
+    address: ClassVar[str] = "email"
+    aliases: ClassVar[tuple[str, ...]] = ("e-mail",)
+    templates: ClassVar[Mapping[str, str]] = {
+        "subject": "email/subject.txt.j2", "html": "email/body.html.j2", "text": "email/body.txt.j2",
+    }
+    # an emergency may reach people who unsubscribed from email, if the notice says so (notice.override_suppressions)
+    overridable_suppressions: ClassVar[bool] = True
+    settings: ClassVar[type[EmailSettings]] = EmailSettings
+    secrets: ClassVar[tuple[str, ...]] = ("SENDGRID_API_KEY",)
+    host_variable: ClassVar[str] = "SENDGRID_API_HOST"
     max_batch: ClassVar[int] = MAX_RECIPIENTS
     max_concurrency: ClassVar[int] = 4
 
-    def __init__(self, settings: EmailSettings, *, timeout: float | None = None) -> None:
+    def __init__(self, settings: EmailSettings, *, timeout: float | None = None, **run: Any) -> None:
+        from sendgrid import SendGridAPIClient
+
+        super().__init__(settings, **run)
         self.settings = settings
         self.timeout = provider_timeout() if timeout is None else timeout
         self._client = SendGridAPIClient(settings.api_key.reveal(), host=settings.host)
+
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: Mapping[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        return replace(rendering, subject=" ".join(parts["subject"].split()), html=parts["html"], text=tidy(parts["text"]))
+
+    @classmethod
+    def address_key(cls, address: str) -> str:
+        # an address is matched whatever its case: One@x and one@x are one person, who opted out once
+        return address.casefold()
+
+    @classmethod
+    def ledger_key(cls, address: str) -> str:
+        # the ledger keys an email lower-cased: One@x and one@x are one person (kept as it was: it is in every row)
+        return address.lower()
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        return {"subject": rendering.subject}
+
+    @classmethod
+    def readable(cls, rendering: Rendering) -> str:
+        return f"{rendering.subject}\n\n{rendering.text}"
 
     def send(self, messages: Sequence[Message]) -> list[Receipt]:
         receipts: dict[str, Receipt] = {}
@@ -107,6 +179,8 @@ class SendGridChannel(Channel):
         return [receipts[m.id] for m in messages]
 
     def _post(self, part: list[Message], subs: Mapping[str, dict[str, str]]) -> _Answer:
+        from python_http_client.exceptions import HTTPError
+
         mail = self._mail(part, subs)
         try:
             with self.request() as go:

@@ -5,22 +5,25 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import requests
-
-from broadcast.channels.base import Channel
-from broadcast.config import SmsSettings, mask, provider_timeout
+from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.config import Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
-from broadcast.message import INTERRUPTED, Message, Receipt, Status
+from broadcast.message import CONTACT_FIELDS, INTERRUPTED, Message, Receipt, Rendering, Status, personalize
+from broadcast.text import compact
 
 # The SDK is imported where a request is made, so check and preview can read this adapter's limits
-# (max_body) without loading Twilio's client
+# (max_body and the other facts) without loading Twilio's client
 if TYPE_CHECKING:
+    import requests
     from twilio.base.exceptions import TwilioRestException
     from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
+
+    from broadcast.notice import LocalNotice
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
 
@@ -50,16 +53,89 @@ CLOCK_SLACK = timedelta(minutes=10)
 SETTLE_TIMEOUTS = 2
 
 
+#: stands in for a recipient's name while the SMS form is chosen: a long name must not push the sent SMS over the
+#: limit. Thirty letters covers all but a few names; billing counts each real name (Channel.cost).
+LONG_NAME = "x" * 30
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    account_sid: Secret
+    auth_token: Secret
+    sender: str | None
+    messaging_service_sid: str | None
+    status_callback: str | None
+    base_url: str | None
+
+    @classmethod
+    def from_env(cls, env: Env) -> SmsSettings | None:
+        """TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and exactly one of TWILIO_FROM and TWILIO_MESSAGING_SERVICE_SID."""
+        sid, token = env.secret("TWILIO_ACCOUNT_SID"), env.secret("TWILIO_AUTH_TOKEN")
+        base_url, callback = env.url("TWILIO_API_BASE_URL"), env.url("TWILIO_STATUS_CALLBACK")
+        complete = env.need("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+        sender, service = env.get("TWILIO_FROM"), env.get("TWILIO_MESSAGING_SERVICE_SID")
+        if not sender and not service:
+            env.missing.append("TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID")
+            return None
+        if sender and service:
+            env.problem("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID, not both (Twilio accepts exactly one)")
+        if not complete or sid is None or token is None:
+            return None
+        return cls(sid, token, sender or None, service or None, callback, base_url)
+
+
 class TwilioChannel(Channel):
     """Twilio Programmable Messaging: From or MessagingServiceSid, optional StatusCallback, one request per SMS."""
 
-    name = "sms"
-    max_batch = 1
-    max_concurrency = 10
+    name: ClassVar[str] = "sms"
+    title: ClassVar[str] = "SMS"
+    provider: ClassVar[str] = "Twilio"
+    address: ClassVar[str] = "phone"
+    aliases: ClassVar[tuple[str, ...]] = ("text",)
+    templates: ClassVar[dict[str, str]] = {"text": "sms.txt.j2"}
+    #: the SMS template's forms, longest first (documented in templates/sms.txt.j2); the first that fits is sent
+    forms: ClassVar[range] = range(1, 8)
+    billed: ClassVar[bool] = True
+    settings: ClassVar[type[SmsSettings]] = SmsSettings
+    secrets: ClassVar[tuple[str, ...]] = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+    host_variable: ClassVar[str] = "TWILIO_API_BASE_URL"
+    max_batch: ClassVar[int] = 1
+    max_concurrency: ClassVar[int] = 10
     #: Twilio refuses a longer body (21617) however many segments it would be; check reads this
     max_body: ClassVar[int] = 1600
 
-    def __init__(self, settings: SmsSettings, *, timeout: float | None = None) -> None:
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        text = compact(parts["text"])
+        if options.transliterate:
+            # asked for, to pay for fewer segments: č→c, curly quotes → straight (recipients see the difference)
+            from broadcast.segments import transliterate
+
+            text = transliterate(text)
+        return replace(rendering, text=text)
+
+    @classmethod
+    def fits(cls, rendering: Rendering, options: RenderOptions) -> bool:
+        from broadcast.segments import count_segments
+
+        named = personalize(rendering, dict.fromkeys(CONTACT_FIELDS, LONG_NAME))
+        return options.max_segments is None or count_segments(named.text).segments <= options.max_segments
+
+    @classmethod
+    def cost(cls, rendering: Rendering) -> Cost:
+        from broadcast.segments import count_segments
+
+        return Cost(count_segments(rendering.text).segments, ("segment", "segments"))
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        from broadcast.segments import count_segments
+
+        info = count_segments(rendering.text)
+        return {"characters": info.characters, "encoding": info.encoding, "segments": info.segments, "form": rendering.form}
+
+    def __init__(self, settings: SmsSettings, *, timeout: float | None = None, **run: Any) -> None:
+        super().__init__(settings, **run)
         self.settings = settings
         self.timeout = provider_timeout() if timeout is None else timeout
         # Twilio accepts exactly one of From and MessagingServiceSid; config.py refuses both being set
@@ -107,6 +183,7 @@ class TwilioChannel(Channel):
         return client
 
     def _send_one(self, message: Message) -> Receipt:
+        import requests
         from twilio.base.exceptions import TwilioRestException
 
         body = message.personal().text
@@ -193,6 +270,7 @@ class TwilioChannel(Channel):
 
     def _look_up(self, client: Client, message: Message, body: str, started: datetime) -> Receipt | None:
         """The message in the recipient's newest messages: sent, unknown (Twilio could not be asked), or None."""
+        import requests
         from twilio.base.exceptions import TwilioException
 
         sender = {"from_": self.settings.sender} if "from_" in self._sender else {}
@@ -226,6 +304,8 @@ def _body_pattern(message: Message) -> re.Pattern[str] | None:
 def _never_sent(error: requests.RequestException) -> bool:
     """True when the connection failed before the request went out: refused, no DNS answer, connect timeout,
     or a URL requests would not even try (no scheme, unknown scheme, bad host)."""
+    import requests
+
     if isinstance(error, (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                           requests.exceptions.MissingSchema)):
         return True

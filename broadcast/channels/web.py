@@ -8,13 +8,17 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import Channel
-from broadcast.config import WebSettings
-from broadcast.message import Message, Receipt, Status
+from broadcast.channels.base import Channel, RenderOptions
+from broadcast.config import Env
+from broadcast.message import Message, Receipt, Rendering, Status
+
+if TYPE_CHECKING:
+    from broadcast.notice import LocalNotice
 
 INDEX_FILE = "banner.json"
 RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur"})
@@ -40,13 +44,34 @@ def text_direction(language: str) -> str:
     return "rtl" if language.split("-")[0].lower() in RTL_LANGUAGES else "ltr"
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    directory: Path
+
+    @classmethod
+    def from_env(cls, env: Env) -> WebSettings:
+        """--web-dir, else BROADCAST_WEB_DIR, else ./web."""
+        return cls(Path(env.option("web_dir") or env.get("BROADCAST_WEB_DIR") or "web"))
+
+
 class WebChannel(Channel):
     """Writes banner.<lang>.html per message and keeps banner.json listing every language of the notice."""
 
     name: ClassVar[str] = "web"
+    title: ClassVar[str] = "Web banner"
+    provider: ClassVar[str] = "the web folder"
+    personal: ClassVar[bool] = False
+    templates: ClassVar[dict[str, str]] = {"html": "web/banner.html.j2"}
+    settings: ClassVar[type[WebSettings]] = WebSettings
     max_batch: ClassVar[int] = 1000
 
-    def __init__(self, settings: WebSettings) -> None:
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        # the banner's subject is its headline, for the banner.json a site script reads
+        return replace(rendering, subject=local.headline, html=parts["html"].strip())
+
+    def __init__(self, settings: WebSettings, **run: Any) -> None:
+        super().__init__(settings, **run)
         self.directory = Path(os.path.abspath(settings.directory))
         # banner.json is read, merged and replaced as one step, whichever batch gets there first
         self._lock = threading.Lock()

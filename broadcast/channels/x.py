@@ -8,23 +8,24 @@ import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import requests
-import tweepy
-from requests.adapters import HTTPAdapter
-from twitter_text import extract_urls_with_indices, parse_tweet
-from urllib3.exceptions import NewConnectionError
-
-from broadcast.channels.base import Channel
-from broadcast.config import HIDDEN, SocialSettings, mask, provider_timeout
+from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError, ConfigError
-from broadcast.message import INTERRUPTED, Message, Receipt, Status
+from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
+from broadcast.text import split_thread, tidy, weighted_length
+
+# tweepy, requests and twitter-text are imported where a post is made, so check and preview read this module cheaply
+if TYPE_CHECKING:
+    import requests
+    import tweepy
+
+    from broadcast.notice import LocalNotice, Notice
 
 #: the host tweepy.Client hard-codes for every request
 X_HOST = "https://api.twitter.com"
-MAX_WEIGHTED_LENGTH = 280
 #: posts asked for when looking up one X refused as duplicate content: the most one timeline page holds
 LOOKUP_PAGE = 100
 
@@ -38,22 +39,48 @@ _BEARER_HINT = (
 )
 
 
-class _XTransport(HTTPAdapter):
-    """Gives every request to X a timeout (tweepy passes none) and, for a local or proxy endpoint, a new base URL."""
+def _transport(base_url: str | None, timeout: float) -> Any:
+    """A requests adapter that gives every request to X a timeout (tweepy passes none) and, for a local or proxy
+    endpoint, a new base URL."""
+    import requests
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self, base_url: str | None, timeout: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.timeout = timeout
+    class XTransport(HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            if base_url and request.url and request.url.startswith(X_HOST):
+                request.url = base_url.rstrip("/") + request.url[len(X_HOST) :]
+                # the session chose proxies for api.twitter.com; NO_PROXY must be checked for the real destination
+                kwargs["proxies"] = requests.utils.get_environ_proxies(request.url)
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            return super().send(request, **kwargs)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if self.base_url and request.url and request.url.startswith(X_HOST):
-            request.url = self.base_url + request.url[len(X_HOST) :]
-            # the session chose proxies for api.twitter.com; NO_PROXY must be checked for the real destination
-            kwargs["proxies"] = requests.utils.get_environ_proxies(request.url)
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+    return XTransport()
+
+
+@dataclass(frozen=True)
+class SocialSettings:
+    consumer_key: Secret | None
+    consumer_secret: Secret | None
+    access_token: Secret | None
+    access_token_secret: Secret | None
+    bearer_token: Secret | None
+    base_url: str | None
+
+    @classmethod
+    def from_env(cls, env: Env) -> SocialSettings | None:
+        """The four OAuth 1.0a variables, or X_BEARER_TOKEN (an OAuth 2.0 user token)."""
+        user = ("X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+        secrets = {name: env.secret(name) for name in (*user, "X_BEARER_TOKEN")}
+        base_url = env.url("X_API_BASE_URL")
+        has_user = [name for name in user if secrets[name]]
+        if not (secrets["X_BEARER_TOKEN"] and not has_user) and len(has_user) < len(user):
+            if has_user:
+                env.need(*user)
+            else:
+                env.missing.append(" + ".join(user) + " (OAuth 1.0a) or X_BEARER_TOKEN (OAuth 2.0 user token)")
+            return None
+        return cls(*(secrets[name] for name in user), bearer_token=secrets["X_BEARER_TOKEN"], base_url=base_url)
 
 
 @dataclass
@@ -79,11 +106,50 @@ class XChannel(Channel):
     """Posts each language's text to X: the first post, then each next one as a reply to the one before."""
 
     name: ClassVar[str] = "social"
+    title: ClassVar[str] = "X"
+    provider: ClassVar[str] = "X"
+    personal: ClassVar[bool] = False
+    templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
+    max_post_weight: ClassVar[int] = 280
+    settings: ClassVar[type[SocialSettings]] = SocialSettings
+    secrets: ClassVar[tuple[str, ...]] = (
+        "X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET", "X_BEARER_TOKEN",
+    )
+    host_variable: ClassVar[str] = "X_API_BASE_URL"
     max_batch: ClassVar[int] = 1
     # one language after another, so an account's followers see whole threads, not interleaved ones
     max_concurrency: ClassVar[int] = 1
 
-    def __init__(self, settings: SocialSettings, *, timeout: float | None = None) -> None:
+    @classmethod
+    def languages(cls, notice: Notice) -> list[str]:
+        # the notice says which languages the account posts in (social.languages); X has one audience
+        return list(notice.social_languages)
+
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        text = tidy(parts["text"])
+        return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight))
+
+    @classmethod
+    def cost(cls, rendering: Rendering) -> Cost:
+        return Cost(len(rendering.posts or (1,)), ("post", "posts"))
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        return {"posts": len(rendering.posts), "weighted": [weighted_length(p) for p in rendering.posts]}
+
+    @classmethod
+    def readable(cls, rendering: Rendering) -> str:
+        return "\n\n".join(rendering.posts)
+
+    @classmethod
+    def recipient(cls, language: str) -> str:
+        return f"x:{language}"  # the account's followers; named for the platform since the first ledger row
+
+    def __init__(self, settings: SocialSettings, *, timeout: float | None = None, **run: Any) -> None:
+        import tweepy
+
+        super().__init__(settings, **run)
         timeout = provider_timeout() if timeout is None else timeout
         oauth1 = (settings.consumer_key, settings.consumer_secret, settings.access_token, settings.access_token_secret)
         self._user_auth = all(oauth1)
@@ -103,7 +169,7 @@ class XChannel(Channel):
         else:
             # with user_auth=False tweepy sends this token as "Authorization: Bearer": X's OAuth 2.0 user context
             self._client = tweepy.Client(bearer_token=settings.bearer_token.reveal())
-        self._client.session.mount(X_HOST, _XTransport(settings.base_url, timeout))
+        self._client.session.mount(X_HOST, _transport(settings.base_url, timeout))
         self._threads: dict[str, _Thread] = {}
         self._lock = threading.Lock()
         self._user_id: str | None = None
@@ -118,6 +184,9 @@ class XChannel(Channel):
         return [self._post(message) for message in messages]
 
     def _post(self, message: Message) -> Receipt:
+        import requests
+        import tweepy
+
         posts = message.personal().posts
         problem = _length_problem(posts)
         if problem:
@@ -188,6 +257,9 @@ class XChannel(Channel):
 
         Returns None when found (the next post replies to it), else the receipt that ends this attempt.
         """
+        import requests
+        import tweepy
+
         where = f"post {index + 1} of {total} is on X already (duplicate content)"
         try:
             found = self._find(text, after=thread.ids[-1] if thread.ids else None)
@@ -334,10 +406,10 @@ def _length_problem(posts: Sequence[str]) -> str | None:
     for number, post in enumerate(posts, 1):
         if not post.strip():
             return f"post {number} of {len(posts)} is empty; check the social template (nothing was posted)"
-        weighted = parse_tweet(post).weightedLength
-        if weighted > MAX_WEIGHTED_LENGTH:
+        weighted = weighted_length(post)
+        if weighted > XChannel.max_post_weight:
             return (
-                f"post {number} of {len(posts)} is {weighted} weighted characters, over X's {MAX_WEIGHTED_LENGTH}; "
+                f"post {number} of {len(posts)} is {weighted} weighted characters, over X's {XChannel.max_post_weight}; "
                 "shorten the social template or the notice text (nothing was posted)"
             )
     return None
@@ -361,6 +433,8 @@ def _comparable(text: str) -> str:
     X returns &, < and > as HTML entities and every link it recognises as a t.co link, so links compare as one
     marker (found the way X finds them, with twitter-text), and spacing X may trim does not count.
     """
+    from twitter_text import extract_urls_with_indices
+
     text = unicodedata.normalize("NFC", html.unescape(text))
     for url in reversed(extract_urls_with_indices(text)):
         start, end = url["indices"]
@@ -383,6 +457,9 @@ def _wait(exc: tweepy.TooManyRequests) -> float | None:
 
 def _may_have_reached_x(exc: requests.RequestException) -> bool:
     """False only when the connection was never made, so X cannot have seen the post."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
                         requests.exceptions.MissingSchema)):
         return False
