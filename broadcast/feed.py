@@ -30,10 +30,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from broadcast.errors import ConfigError, NoticeError, shown
 from broadcast.notice import Notice, Phase, cap_sender_problem, pick
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lxml.etree import XMLParser, _Element
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -140,7 +145,9 @@ def cap_sender(notice: Notice, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def cap_alert(notice: Notice, release: Release, *, references: Sequence[Release] = (), source: str | Path | None = None) -> bytes:
+def cap_alert(
+    notice: Notice, release: Release, *, references: Sequence[Release] = (), source: str | Path | None = None
+) -> bytes:
     """One CAP 1.2 alert for ``release`` of ``notice``, with one <info> per notice language.
 
     ``references`` are the earlier releases this one updates or cancels. ``source`` (the notice file) only makes
@@ -172,7 +179,7 @@ def cap_alert(notice: Notice, release: Release, *, references: Sequence[Release]
     return etree.tostring(alert, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _info(alert: object, notice: Notice, release: Release, lang: str) -> None:
+def _info(alert: _Element, notice: Notice, release: Release, lang: str) -> None:
     d = notice.default_language
     info = _sub(alert, CAP_NS, "info")
     _sub(info, CAP_NS, "language", lang)
@@ -233,7 +240,9 @@ def _contact(notice: Notice, lang: str) -> str:
     return f"{pick(channel.label, lang, notice.default_language)}: {channel.contact}"
 
 
-def _check_publishable(notice: Notice, release: Release, references: Sequence[Release], source: str | Path | None) -> None:
+def _check_publishable(
+    notice: Notice, release: Release, references: Sequence[Release], source: str | Path | None
+) -> None:
     if notice.expires is None:
         raise NoticeError(
             "the notice has no `expires`: a public alert must say when it stops being true, so no CAP alert or feed "
@@ -300,7 +309,9 @@ def write_feed(
     except FileNotFoundError:
         existing = None
     except OSError as exc:
-        raise ConfigError(f"cannot read {cap_path}: {exc.strerror}", file=cap_path, hint="check the folder's permissions") from None
+        raise ConfigError(
+            f"cannot read {cap_path}: {exc.strerror}", file=cap_path, hint="check the feed folder's permissions"
+        ) from None
     if existing is not None and existing != alert:
         raise ConfigError(
             f"{cap_path.name} already holds a different alert with identifier {shown(release.identifier)}; a published "
@@ -310,8 +321,9 @@ def write_feed(
         )
     entries = [e for e in _entries(out / "cap") if e.file.name != cap_path.name]
     entries.append(_entry(cap_path, alert))
-    feed = atom_feed(entries, now=now, title=pick(notice.organization.name, notice.default_language, notice.default_language) or release.sender,
-                     feed_id=_feed_id(release.sender, base_url), base_url=base_url)
+    # the feed is the publisher's: titled with the organization of the notice being published
+    title = pick(notice.organization.name, notice.default_language, notice.default_language) or release.sender
+    feed = atom_feed(entries, now=now, title=title, feed_id=_feed_id(release.sender, base_url), base_url=base_url)
     feed_path = out / "feed.atom"
     if existing is None:
         _write_atomic(cap_path, alert)
@@ -319,7 +331,9 @@ def write_feed(
     return [cap_path, feed_path]
 
 
-def atom_feed(entries: Sequence[FeedEntry], *, now: datetime, title: str, feed_id: str, base_url: str | None = None) -> bytes:
+def atom_feed(
+    entries: Sequence[FeedEntry], *, now: datetime, title: str, feed_id: str, base_url: str | None = None
+) -> bytes:
     """An Atom (RFC 4287) feed of the current alerts and those superseded less than SUPERSEDED_KEPT ago.
 
     An alert is superseded once a later one names it in <references>. When the feed would be MAX_FEED_BYTES or
@@ -374,7 +388,18 @@ def _atom(entries: Sequence[FeedEntry], *, title: str, feed_id: str, base_url: s
 def _entries(cap_dir: Path) -> list[FeedEntry]:
     if not cap_dir.is_dir():
         return []
-    return [_entry(path, path.read_bytes()) for path in sorted(cap_dir.glob("*.xml"))]
+    entries = []
+    for path in sorted(cap_dir.glob("*.xml")):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {path.name}: {exc.strerror}, so the feed was not written",
+                file=path,
+                hint="check the feed folder's permissions",
+            ) from None
+        entries.append(_entry(path, data))
+    return entries
 
 
 def _entry(path: Path, data: bytes) -> FeedEntry:
@@ -419,7 +444,7 @@ def _entry(path: Path, data: bytes) -> FeedEntry:
     )
 
 
-def _parser() -> object:
+def _parser() -> XMLParser:
     from lxml import etree
 
     # the folder may hold files we did not write: never fetch or expand anything they point to
@@ -444,16 +469,17 @@ def _atom_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _maker(namespace: str):  # noqa: ANN202 - lxml's element factory
+def _maker(namespace: str) -> Callable[[str], _Element]:
+    """A root element factory whose namespace is the default one, so the XML reads <alert>, not <ns0:alert>."""
     from lxml import etree
 
-    def make(tag: str) -> etree._Element:
+    def make(tag: str) -> _Element:
         return etree.Element(f"{{{namespace}}}{tag}", nsmap={None: namespace})
 
     return make
 
 
-def _sub(parent: object, namespace: str, tag: str, text: str | None = None) -> object:
+def _sub(parent: _Element, namespace: str, tag: str, text: str | None = None) -> _Element:
     from lxml import etree
 
     element = etree.SubElement(parent, f"{{{namespace}}}{tag}")
@@ -463,7 +489,7 @@ def _sub(parent: object, namespace: str, tag: str, text: str | None = None) -> o
     return element
 
 
-def _link(parent: object, href: str, rel: str, media_type: str) -> None:
+def _link(parent: _Element, href: str, rel: str, media_type: str) -> None:
     from lxml import etree
 
     etree.SubElement(parent, f"{{{ATOM_NS}}}link", href=href, rel=rel, type=media_type)
