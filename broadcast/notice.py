@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -52,6 +53,12 @@ MAX_RESOURCES = 20
 #: entries in options and in questions, each
 MAX_LIST_TEXTS = 20
 LIMITS_HINT = "examples/README.md lists the limits of a notice"
+#: polygons, circles and geocodes of an area, each
+MAX_AREA_SHAPES = 20
+#: points of one area polygon: a county outline fits, a survey-grade coastline does not belong in an alert
+MAX_POLYGON_POINTS = 1_000
+#: check warns when a notice expires further ahead than this: an alert is about now, and feeds show it until then
+EXPIRES_WARN_AHEAD = timedelta(days=7)
 
 #: support channel kinds whose contact is a web address
 URL_KINDS = ("chat", "web", "social")
@@ -315,6 +322,137 @@ class SocialSettings(_Strict):
     languages: list[Language] | None = None
 
 
+# -- lifecycle and public-alert fields (CAP 1.2) -----------------------------------------------------
+
+Phase = Literal["alert", "update", "all_clear"]
+#: characters CAP 1.2 forbids in a sender or identifier: space, comma, and the XML-restricted & < (and " for safety)
+_CAP_RESTRICTED = re.compile(r'[\s,&<>"]')
+_COORDINATE = r"-?\d{1,3}(?:\.\d+)?"
+_POINT = re.compile(rf"^({_COORDINATE})\s*,\s*({_COORDINATE})$")
+_CIRCLE = re.compile(rf"^({_COORDINATE})\s*,\s*({_COORDINATE})\s+(\d+(?:\.\d+)?)$")
+
+
+def cap_sender_problem(value: str) -> tuple[str, str] | None:
+    """What makes ``value`` unusable as a CAP sender, and a hint; None when CAP accepts it."""
+    hint = "use one word that identifies your organization, such as alerts@lakeside.example or lakeside-water"
+    if not value or is_blank(value):
+        return "the CAP sender is empty", hint
+    if len(value) > MAX_ADDRESS_CHARS:
+        return f"the CAP sender is {len(value):,} characters; at most {MAX_ADDRESS_CHARS:,}", hint
+    bad = _CAP_RESTRICTED.search(value) or re.search(r"[\x00-\x1f\x7f]", value)
+    if bad:
+        what = "a space" if bad.group().isspace() else repr(bad.group())
+        return f"{shown(value)} contains {what}; CAP 1.2 forbids spaces, commas, & and < in a sender", hint
+    return None
+
+
+def _cap_sender(value: str) -> str:
+    problem = cap_sender_problem(value)
+    if problem:
+        raise _problem(*problem)
+    return value
+
+
+def _expires(value: Any) -> datetime:
+    """An ISO 8601 time with its zone; YAML gives a datetime when unquoted, a string when quoted."""
+    hint = "write the date, time and zone, e.g. 2026-11-30T18:00:00+03:00 (or 2026-11-30T15:00:00Z for UTC)"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _problem(f"{shown(value)} is not an ISO 8601 date and time", hint) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise _problem(f"{value.isoformat()} is a date without a time and zone", hint)
+    if not isinstance(value, datetime):
+        raise _problem(f"{shown(value)} is not a date and time", hint)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise _problem(
+            f"{value.isoformat()} has no time zone, so it would expire at a different moment for each reader",
+            hint,
+        )
+    return value
+
+
+def _points(value: Any) -> tuple[str, ...]:
+    """A polygon as CAP writes it ("lat,lon lat,lon ...") or as a YAML list of "lat,lon" points, checked."""
+    example = 'e.g. ["46.05,14.50", "46.06,14.52", "46.04,14.53", "46.05,14.50"]'
+    if isinstance(value, str):
+        raw = re.sub(r"\s*,\s*", ",", value.strip()).split()
+    elif isinstance(value, list):
+        raw = [str(p) if isinstance(p, str) else p for p in value]
+    else:
+        raise _problem("a polygon is a list of \"lat,lon\" points", example)
+    if len(raw) > MAX_POLYGON_POINTS:
+        raise _problem(f"{len(raw):,} points; a polygon allows at most {MAX_POLYGON_POINTS:,}", f"simplify the outline. {LIMITS_HINT}")
+    points = []
+    for i, point in enumerate(raw, 1):
+        match = _POINT.match(point.strip()) if isinstance(point, str) else None
+        if match is None:
+            raise _problem(f"point {i}, {shown(point)}, is not \"latitude,longitude\" in decimal degrees", example)
+        lat, lon = float(match.group(1)), float(match.group(2))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise _problem(
+                f"point {i}, {shown(point)}, is off the map: latitude is -90 to 90, longitude -180 to 180",
+                "write latitude first, then longitude (WGS 84, decimal degrees)",
+            )
+        points.append((lat, lon, f"{match.group(1)},{match.group(2)}"))
+    if len(points) < 4:
+        raise _problem(
+            f"a polygon needs at least 4 points (3 corners and the first again); this one has {len(points)}",
+            f"list at least 3 corners and repeat the first as the last, {example}",
+        )
+    if points[0][:2] != points[-1][:2]:
+        raise _problem(
+            f"the polygon is not closed: it starts at {points[0][2]} and ends at {points[-1][2]}",
+            f"repeat the first point, {points[0][2]}, as the last",
+        )
+    return tuple(p[2] for p in points)
+
+
+def _circle(value: Any) -> str:
+    match = _CIRCLE.match(value.strip()) if isinstance(value, str) else None
+    hint = 'write "latitude,longitude radius" with the radius in km, e.g. "46.05,14.50 3.5"'
+    if match is None:
+        raise _problem(f"{shown(value)} is not a circle", hint)
+    lat, lon = float(match.group(1)), float(match.group(2))
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise _problem(f"the centre {match.group(1)},{match.group(2)} is off the map", hint)
+    return f"{match.group(1)},{match.group(2)} {match.group(3)}"
+
+
+Polygon = Annotated[tuple[str, ...], BeforeValidator(_points)]
+Circle = Annotated[str, BeforeValidator(_circle)]
+CapSender = Annotated[str, AfterValidator(_cap_sender)]
+Expires = Annotated[datetime, BeforeValidator(_expires)]
+
+
+class Geocode(_Strict):
+    """A code for the area in a named system, as CAP writes it (valueName SAME, value 006113)."""
+
+    name: Annotated[str, AfterValidator(_visible(MAX_ADDRESS_CHARS, "geocode name"))]
+    value: Annotated[str, AfterValidator(_visible(MAX_ADDRESS_CHARS, "geocode value"))]
+
+    @field_validator("name", "value", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        # YAML reads unquoted 006113 as a number (an octal one, even): the code would silently change
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise _problem(
+                "a geocode is text, but this one was written as a number, and YAML drops its leading zeros",
+                "write it in quotes, exactly as the code list gives it, e.g. value: \"006113\"",
+            )
+        return value
+
+
+class Area(_Strict):
+    """Where the notice applies, for public alert feeds (CAP <area>)."""
+
+    description: Text
+    geocodes: Annotated[list[Geocode], _at_most(MAX_AREA_SHAPES, "geocodes")] = []
+    polygons: Annotated[list[Polygon], _at_most(MAX_AREA_SHAPES, "polygons")] = []
+    circles: Annotated[list[Circle], _at_most(MAX_AREA_SHAPES, "circles")] = []
+
+
 class Notice(_Strict):
     """One crisis notice: everything every channel says, in every language it ships in."""
 
@@ -344,6 +482,14 @@ class Notice(_Strict):
     #: the notice's own words for template labels, per language (``{en: {how_to_reach: Who can help}}``), in place of
     #: the catalog's. Which keys exist depends on the templates, so check compares them (render.unknown_labels).
     labels: dict[Language, dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], str]] = {}
+    #: where the notice is in its life: the first alert, an update, or the all-clear
+    phase: Phase = "alert"
+    #: when the notice stops being true: nothing is sent after it, and public feeds drop it
+    expires: Expires | None = None
+    #: where the notice applies, for CAP feeds
+    area: Area | None = None
+    #: who publishes the CAP alerts (else BROADCAST_CAP_SENDER): one word, no spaces or commas
+    cap_sender: CapSender | None = None
 
     @field_validator("languages")
     @classmethod
@@ -454,6 +600,10 @@ class Notice(_Strict):
     def channel(self, channel_id: str) -> SupportChannel:
         return next(c for c in self.channels if c.id == channel_id)
 
+    def expired(self, now: datetime) -> bool:
+        """Whether ``now`` (a time with its zone) is at or past ``expires``; a notice without it never expires."""
+        return self.expires is not None and now >= self.expires
+
 
 def links(notice: Notice) -> Iterator[tuple[str, str]]:
     """``(field path, URL)`` for every notice value that becomes a web link in an email or the banner."""
@@ -480,6 +630,23 @@ def link_warnings(notice: Notice, path: str | Path, lines: dict[str, int]) -> li
                 )
             )
     return found
+
+
+def expiry_warnings(notice: Notice, path: str | Path, lines: dict[str, int], now: datetime) -> list[NoticeWarning]:
+    """A warning when ``expires`` has passed (nothing would be sent) or is more than EXPIRES_WARN_AHEAD away."""
+    if notice.expires is None:
+        return []
+    line = _nearest_line("expires", lines)
+    where = f"{path}{f', line {line}' if line else ''}, field 'expires'"
+    when = notice.expires.isoformat()
+    if notice.expired(now):
+        return [NoticeWarning(where, f"{when} is in the past: the notice has expired, so send would send nothing "
+                                     "and feeds drop it; set a later time if it still holds")]
+    if notice.expires - now > EXPIRES_WARN_AHEAD:
+        days = (notice.expires - now) / timedelta(days=1)
+        return [NoticeWarning(where, f"{when} is {days:.0f} days ahead: feeds and banners would show the notice "
+                                     "that long; set when it stops being true, and send an update to extend it")]
+    return []
 
 
 def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
@@ -653,8 +820,11 @@ def _refuse_duplicate_keys(root: Any) -> None:
     walk(root, [])
 
 
-def load_notice(path: str | Path) -> Notice:
-    """Read and validate a notice file; raise NoticeError naming file, line and field on any problem."""
+def load_notice(path: str | Path, *, now: datetime | None = None) -> Notice:
+    """Read and validate a notice file; raise NoticeError naming file, line and field on any problem.
+
+    ``now`` (default: the clock) is when ``expires`` is compared for the warnings.
+    """
     path = Path(path)
     try:
         with path.open("rb") as stream:
@@ -731,6 +901,7 @@ def load_notice(path: str | Path) -> Notice:
     if tokens:
         raise _reserved_token_error(tokens, path, lines)
     notice._warnings = link_warnings(notice, path, lines)
+    notice._warnings += expiry_warnings(notice, path, lines, now or datetime.now(timezone.utc))
     if notice.fallback == "error":
         missing = missing_translations(notice)
         if missing:
