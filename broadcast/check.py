@@ -107,16 +107,6 @@ def check(
     checked = Checked(notice, templates, renders, updated=updated)
     # what loading found allowed but worth a look (an http:// link), shown by check, preview and send alike
     checked.warnings.extend(Caution(w.where, w.message) for w in notice.warnings)
-    # the channels billed per segment: --max-sms-segments, --sms-transliterate and the segment price concern them
-    billed = [c for c in renders.versions if REGISTRY[c].billed]
-    if sms_transliterate and billed:
-        plain = render_notice(
-            notice, templates, channels=billed, updated=[c for c in updated if c in billed], sms_max_segments=max_sms_segments
-        )
-        for (channel, lang, variant), rendering in plain.renderings.items():
-            if not variant:
-                cost = REGISTRY[channel].cost
-                checked.sms_saved[lang] = (cost(rendering).units, cost(renders.get(channel, lang)).units)
     fallbacks = _fallbacks(notice, renders)
     if strict and fallbacks:
         raise TemplateError(
@@ -124,13 +114,26 @@ def check(
             file=notice_path,
             hint="translate each listed field or label, or run without --strict",
         )
-    gaps = []
+    _check_contacts_named(renders, templates)
+    checked.warnings.extend(fallbacks)
+    _check_body_limit(renders, notice_path)
+    checked.warnings.extend(_support_gaps(notice, notice_path, strict=strict))
+    # the channels billed per segment: --max-sms-segments, --sms-transliterate and the segment price concern them
+    billed = [c for c in renders.versions if REGISTRY[c].billed]
+    if billed:
+        _check_segments(checked, billed, max_sms_segments, sms_transliterate)
+    return checked
+
+
+def _check_contacts_named(renders: RenderSet, templates: Templates) -> None:
+    """Every rendering must say how to reach every support channel; a channel with several forms, in each form
+    (another limit, or an update's prefix, sends another form than this run picks)."""
+    notice, gaps = renders.notice, []
     for (channel, lang, variant), rendering in renders.renderings.items():
         if channel in renders.forms:
             continue  # below, with every form
         for channel_id in missing_contacts(rendering, notice):
             gaps.append(f"  - {channel} ({lang}{', ' + variant if variant else ''}) leaves out {channel_id}: {notice.channel(channel_id).contact}")
-    # every form, not only the one this limit picks: another limit, or an update's prefix, sends another form
     for channel, languages in renders.forms.items():
         for lang, forms in languages.items():
             left_out: dict[tuple[str, str], list[int]] = {}
@@ -148,11 +151,12 @@ def check(
             file=templates.directory,
             hint="print every notice.channels entry (label and contact) in each template",
         )
-    checked.warnings.extend(fallbacks)
-    _check_body_limit(renders, notice_path)
-    # what the staff brief needs to help the people who answer (brief.support_gaps): warned, or with --strict refused
+
+
+def _support_gaps(notice: Notice, notice_path: str | Path, *, strict: bool) -> list[Caution]:
+    """What the staff brief needs to help the people who answer (brief.support_gaps): warned, or with --strict
+    refused."""
     from broadcast.brief import support_gaps
-    from broadcast.segments import count_segments
 
     gaps = support_gaps(notice)
     if strict and gaps:
@@ -162,43 +166,54 @@ def check(
             field=gaps[0].field,
             hint="add the listed fields (examples/README.md documents them), or run without --strict",
         )
-    checked.warnings.extend(Caution(f"notice field {g.field}", g.message) for g in gaps)
+    return [Caution(f"notice field {g.field}", g.message) for g in gaps]
+
+
+def _check_segments(checked: Checked, billed: list[str], max_segments: int, transliterate: bool) -> None:
+    """Segment counts of the channels billed by segment (SMS), in the wording a live send uses now and as a later
+    update would word them: over --max-sms-segments is refused without --force, so it is shown here first."""
+    from broadcast.segments import count_segments
+
+    notice, templates, renders, updated = checked.notice, checked.templates, checked.renders, checked.updated
+    if transliterate:
+        plain = render_notice(
+            notice, templates, channels=billed, updated=[c for c in updated if c in billed], sms_max_segments=max_segments
+        )
+        for (channel, lang, variant), rendering in plain.renderings.items():
+            if not variant:
+                cost = REGISTRY[channel].cost
+                checked.sms_saved[lang] = (cost(rendering).units, cost(renders.get(channel, lang)).units)
     # a later send of an edited notice says it is an update, and that prefix may need a shorter form than fits now
-    updates = (
-        render_notice(
-            notice, templates, channels=billed, updated=billed, sms_transliterate=sms_transliterate,
-            sms_max_segments=max_sms_segments,
-        ) if billed else None
+    updates = render_notice(
+        notice, templates, channels=billed, updated=billed, sms_transliterate=transliterate, sms_max_segments=max_segments
     )
     for rendering in (r for channel in billed for r in renders.of(channel)):
         if rendering.variant:
             continue  # the unnamed variant is never longer than the named one
         info = count_segments(rendering.text)
-        as_update = updates.get(rendering.channel, rendering.language) if updates is not None else rendering
-        update_info = count_segments(as_update.text)
-        if info.segments > max_sms_segments:
+        update_info = count_segments(updates.get(rendering.channel, rendering.language).text)
+        if info.segments > max_segments:
             checked.sms_too_long[rendering.language] = info.segments
             wording = " as an update" if rendering.channel in updated else ""
             checked.warnings.append(
                 Caution(
                     f"{rendering.channel} ({rendering.language})",
                     f"{info.segments} segments{wording} ({info.encoding}, {info.characters} characters) is over the "
-                    f"limit of {max_sms_segments} even in the SMS template's shortest form ({rendering.form}), so a "
+                    f"limit of {max_segments} even in the SMS template's shortest form ({rendering.form}), so a "
                     "live send refuses it without --force; shorten the headline, the first channel's needs or the "
                     "contacts, or the SMS template, or raise --max-sms-segments",
                 )
             )
-        elif update_info.segments > max_sms_segments:
+        elif update_info.segments > max_segments:
             checked.warnings.append(
                 Caution(
                     f"{rendering.channel} ({rendering.language}, update)",
                     f"fits now, but sent again as an update it is {update_info.segments} segments ({update_info.encoding}, "
-                    f"{update_info.characters} characters), over the limit of {max_sms_segments} even in the shortest "
+                    f"{update_info.characters} characters), over the limit of {max_segments} even in the shortest "
                     "form, so a live send of an edited notice would refuse; shorten the headline, the first channel's "
                     "needs or the contacts, or raise --max-sms-segments",
                 )
             )
-    return checked
 
 
 def _check_labels(notice: Notice, templates: Templates, notice_path: str | Path) -> None:
