@@ -51,8 +51,8 @@ class Checked:
     warnings: list[Caution] = field(default_factory=list)
     #: language → (segments before, after) when --sms-transliterate folded the SMS
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
-    #: channels a live send would word as an update: the ledger has an earlier version of them
-    updated: list[str] = field(default_factory=list)
+    #: (channel, language) renderings a live send would word as an update: the ledger has an earlier version
+    updated: list[tuple[str, str]] = field(default_factory=list)
     #: language → segments, for SMS renderings (in the wording a live send would use) over --max-sms-segments
     sms_too_long: dict[str, int] = field(default_factory=dict)
     #: the ledger the wording was decided with, as it may be shown (password hidden)
@@ -177,7 +177,7 @@ def _check_segments(checked: Checked, billed: list[str], max_segments: int, tran
     notice, templates, renders, updated = checked.notice, checked.templates, checked.renders, checked.updated
     if transliterate:
         plain = render_notice(
-            notice, templates, channels=billed, updated=[c for c in updated if c in billed], sms_max_segments=max_segments
+            notice, templates, channels=billed, updated=[u for u in updated if u[0] in billed], sms_max_segments=max_segments
         )
         for (channel, lang, variant), rendering in plain.renderings.items():
             if not variant:
@@ -185,7 +185,8 @@ def _check_segments(checked: Checked, billed: list[str], max_segments: int, tran
                 checked.sms_saved[lang] = (cost(rendering).units, cost(renders.get(channel, lang)).units)
     # a later send of an edited notice says it is an update, and that prefix may need a shorter form than fits now
     updates = render_notice(
-        notice, templates, channels=billed, updated=billed, sms_transliterate=transliterate, sms_max_segments=max_segments
+        notice, templates, channels=billed, updated=[(c, lang) for c in billed for lang in REGISTRY[c].languages(notice)],
+        sms_transliterate=transliterate, sms_max_segments=max_segments,
     )
     for rendering in (r for channel in billed for r in renders.of(channel)):
         if rendering.variant:
@@ -194,7 +195,7 @@ def _check_segments(checked: Checked, billed: list[str], max_segments: int, tran
         update_info = count_segments(updates.get(rendering.channel, rendering.language).text)
         if info.segments > max_segments:
             checked.sms_too_long[rendering.language] = info.segments
-            wording = " as an update" if rendering.channel in updated else ""
+            wording = " as an update" if (rendering.channel, rendering.language) in updated else ""
             checked.warnings.append(
                 Caution(
                     f"{rendering.channel} ({rendering.language})",
@@ -243,26 +244,36 @@ def render_as_sent(
     ledger: Ledger | None,
     sms_transliterate: bool = False,
     sms_max_segments: int | None = None,
-) -> tuple[RenderSet, list[str]]:
-    """Every rendering in the wording a live send would use now, and the channels that word it as an update.
+) -> tuple[RenderSet, list[tuple[str, str]]]:
+    """Every rendering in the wording a live send would use now, and the (channel, language) renderings that word
+    it as an update.
 
     The one place that decides the wording: `check`, `preview` and `send` all call it, so what one approves
-    is what the other sends. A channel whose ledger holds a version other than this one is an update.
+    is what the other sends. A rendering whose ledger holds another version of the same channel and language is
+    an update; one whose content did not change keeps its wording, so it is not sent again.
     """
+    from broadcast.lifecycle import release_number
+
+    release = release_number(ledger, notice) if ledger is not None else 1
     renders = render_notice(
-        notice, templates, channels=channels, sms_transliterate=sms_transliterate, sms_max_segments=sms_max_segments
+        notice, templates, channels=channels, sms_transliterate=sms_transliterate, sms_max_segments=sms_max_segments,
+        release=release,
     )
     if ledger is None:
         return renders, []
     earlier = ledger.sent_versions(notice.id)
-    updated = [c for c in channels if earlier.get(c, set()) - {renders.versions[c]}]
+    # a row recorded under the channel's whole version (before versions were per language) is this content too
+    updated = [
+        (channel, lang) for (channel, lang), version in renders.language_versions.items()
+        if earlier.get((channel, lang), set()) - {version, renders.versions[channel]}
+    ]
     if updated:
         # the update wording goes out under the version of the content: were the version a hash of the update
         # wording, the next run would find a version the ledger never sent and send it again
         renders = replace(render_notice(
             notice, templates, channels=channels, updated=updated, sms_transliterate=sms_transliterate,
-            sms_max_segments=sms_max_segments,
-        ), versions=renders.versions)
+            sms_max_segments=sms_max_segments, release=release,
+        ), versions=renders.versions, language_versions=renders.language_versions)
     return renders, updated
 
 

@@ -229,6 +229,12 @@ ledger_option = click.option(
 )
 
 
+feed_dir_option = click.option(
+    "--feed-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_FEED_DIR",
+    help="Also write this release as a CAP 1.2 alert (DIR/cap/) and the Atom feed (DIR/feed.atom) [env: BROADCAST_FEED_DIR].",
+)
+
+
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
@@ -337,11 +343,12 @@ def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool,
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
 @click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
 @click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
+@feed_dir_option
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, open_page: bool, as_json: bool, yes: bool, sandbox: bool,
     web_dir: Path | None, rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None,
-    trust_env_file: bool, **options: Any,
+    trust_env_file: bool, feed_dir: Path | None, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
     from broadcast.send import SendRequest
@@ -351,6 +358,7 @@ def send_command(
     request = SendRequest(
         _plan_request(notice, options), dry_run=dry_run, out_dir=out_dir, yes=yes, sandbox=sandbox, web_dir=web_dir,
         rates=tuple(rates), concurrency=tuple(concurrency), brief_dir=brief_dir, trust_env_file=trust_env_file,
+        feed_dir=feed_dir,
     )
     return _send(request, as_json, open_page)
 
@@ -421,6 +429,55 @@ def brief_command(
         notice, out_dir=out_dir, languages=list(languages), since=since, templates_dir=templates_dir, strict=strict
     )
     report.brief(result, since)
+    return 0
+
+
+@main.command("cancel")
+@notice_argument
+@click.option("--reason", default="", metavar="TEXT", help="Why the notice is withdrawn; added to every correction and to the CAP Cancel.")
+@click.option("--dry-run", is_flag=True, help="Write the corrections to --out and send nothing.")
+@click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
+@click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
+@click.option("--delete-posts", is_flag=True, help="Delete the notice's X posts instead of replying to them with the correction.")
+@click.option("--channel", "channel_list", callback=_channels, help="Only these channels, comma-separated: email,sms,social,web.")
+@ledger_option
+@templates_option
+@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
+@click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
+@click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
+@feed_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@_reports_errors
+def cancel_command(notice: Path, reason: str, dry_run: bool, out_dir: Path, yes: bool, delete_posts: bool,
+                   channel_list: tuple[str, ...] | None, ledger: str | None, templates_dir: Path | None, sandbox: bool,
+                   web_dir: Path | None, trust_env_file: bool, feed_dir: Path | None, as_json: bool) -> int:
+    """Retract NOTICE, sent in error: a short correction to everyone it reached; the banner is taken down."""
+    from broadcast import cancel, report
+
+    request = cancel.CancelRequest(
+        notice, reason, dry_run, out_dir, yes, delete_posts, channel_list, ledger, templates_dir, web_dir, sandbox,
+        trust_env_file, feed_dir,
+    )
+
+    def confirm(result: Any) -> bool:
+        report.cancel(result, as_json=False)
+        return click.confirm(f"Send {sum(result.planned.values())} corrections now?", err=True)
+
+    result = cancel.run(request, confirm=confirm if sys.stdin.isatty() else None)
+    report.cancel(result, as_json=as_json)
+    return result.exit_code
+
+
+@main.command("feed")
+@notice_argument
+@click.option("--out", "out_dir", default="feed", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where cap/ and feed.atom are written.")
+@ledger_option
+@_reports_errors
+def feed_command(notice: Path, out_dir: Path, ledger: str | None) -> int:
+    """Write NOTICE's latest release as a CAP 1.2 alert and the folder's Atom feed, from the ledger."""
+    from broadcast import lifecycle, report
+
+    report.paths("CAP feed", lifecycle.publish(lifecycle.FeedRequest(notice, out_dir, ledger)))
     return 0
 
 

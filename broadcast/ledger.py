@@ -61,6 +61,33 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_notice_channel", "notice", "channel"),
 )
 
+#: the last post of each thread a message put on a public channel (X): an update of the notice replies to it
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("message_id", sa.Text, primary_key=True),
+    #: the thread's post ids in order, space-separated
+    sa.Column("posts", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: each version of a notice as it went out: its phase and CAP message type, for `status`'s timeline and the CAP
+#: feed's references; a cancellation is a release too
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("msg_type", sa.Text, nullable=False),
+    #: a hash of the notice's content as sent: the same content sent again is the same release
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sender", sa.Text, nullable=False, default=""),
+    sa.Column("identifier", sa.Text, nullable=False, default=""),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+)
+
 suppressions = sa.Table(
     "suppressions",
     metadata,
@@ -280,28 +307,129 @@ class Ledger:
     # -- before sending ------------------------------------------------------------------------
 
     @_database_errors
-    def sent_versions(self, notice: str) -> dict[str, set[str]]:
-        """channel → versions of this notice that reached at least one recipient."""
-        out: dict[str, set[str]] = {}
+    def sent_versions(self, notice: str) -> dict[tuple[str, str], set[str]]:
+        """(channel, language) → versions of this notice that reached at least one recipient in that language."""
+        out: dict[tuple[str, str], set[str]] = {}
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(deliveries.c.channel, deliveries.c.version)
+                sa.select(deliveries.c.channel, deliveries.c.language, deliveries.c.version)
                 .where(deliveries.c.notice == notice, deliveries.c.status == "sent")
                 .distinct()
             )
-            for channel, version in rows:
-                out.setdefault(channel, set()).add(version)
+            for channel, language, version in rows:
+                out.setdefault((channel, language), set()).add(version)
         return out
 
     @_database_errors
-    def has_rows(self, notice: str, channel: str, version: str) -> bool:
-        """Whether any message of this notice version on this channel was ever claimed."""
+    def has_rows(self, notice: str, channel: str, versions: Iterable[str]) -> bool:
+        """Whether any message of this notice on this channel, in any of these versions, was ever claimed."""
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(sa.literal(1)).where(
-                    deliveries.c.notice == notice, deliveries.c.channel == channel, deliveries.c.version == version
+                    deliveries.c.notice == notice, deliveries.c.channel == channel,
+                    deliveries.c.version.in_(sorted(versions)),
                 ).limit(1)
             ).first() is not None
+
+    @_database_errors
+    def reached(self, notice: str, contacts: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (channel, contact) pairs among ``contacts`` that some version of this notice was sent to."""
+        found: set[tuple[str, str]] = set()
+        by_channel: dict[str, list[str]] = {}
+        for channel, contact in contacts:
+            by_channel.setdefault(channel, []).append(contact)
+        with self.engine.connect() as conn:
+            for channel, keys in by_channel.items():
+                for chunk in _chunks(keys):
+                    rows = conn.execute(
+                        sa.select(deliveries.c.contact).where(
+                            deliveries.c.notice == notice, deliveries.c.channel == channel,
+                            deliveries.c.status == "sent", deliveries.c.contact.in_(chunk),
+                        ).distinct()
+                    )
+                    found.update((channel, contact) for (contact,) in rows)
+        return found
+
+    @_database_errors
+    def thread_ends(self, notice: str) -> dict[tuple[str, str], str]:
+        """(channel, language) → the last post of the notice's latest thread there, which an update replies to."""
+        return {key: posts[-1] for key, posts in self.threads(notice).items() if posts}
+
+    @_database_errors
+    def threads(self, notice: str) -> dict[tuple[str, str], list[str]]:
+        """(channel, language) → the post ids of the notice's latest thread there."""
+        out: dict[tuple[str, str], tuple[datetime, list[str]]] = {}
+        with self.engine.connect() as conn:
+            if not _has_table(conn, threads):
+                return {}
+            rows = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.language, threads.c.posts, threads.c.recorded_at)
+                .join(threads, threads.c.message_id == deliveries.c.message_id)
+                .where(deliveries.c.notice == notice, deliveries.c.status.in_(("sent", "skipped")))
+            )
+            for channel, language, posts, at in rows:
+                at = _aware(at)
+                if (channel, language) not in out or at >= out[(channel, language)][0]:
+                    out[(channel, language)] = (at, posts.split())
+        return {key: posts for key, (_, posts) in out.items()}
+
+    @_database_errors
+    def all_threads(self, notice: str) -> list[tuple[str, list[str]]]:
+        """(channel, post ids) of every thread any version of the notice put up, oldest first."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, threads):
+                return []
+            rows = conn.execute(
+                sa.select(deliveries.c.channel, threads.c.posts)
+                .join(threads, threads.c.message_id == deliveries.c.message_id)
+                .where(deliveries.c.notice == notice)
+                .order_by(threads.c.recorded_at)
+            )
+            return [(channel, posts.split()) for channel, posts in rows]
+
+    @_database_errors
+    def reached_rows(self, notice: str) -> list[tuple[str, str, str, str]]:
+        """(channel, recipient, contact, language) of everyone some version of the notice was sent to, in the
+        language of the latest message each got; one row per channel and recipient."""
+        latest: dict[tuple[str, str], tuple[datetime, str, str]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.channel, deliveries.c.recipient, deliveries.c.contact, deliveries.c.language,
+                          deliveries.c.sent_at)
+                .where(deliveries.c.notice == notice, deliveries.c.status == "sent")
+            )
+            for channel, recipient, contact, language, sent_at in rows:
+                at = _aware(sent_at) or now()
+                if (channel, recipient) not in latest or at >= latest[(channel, recipient)][0]:
+                    latest[(channel, recipient)] = (at, contact, language)
+        return [(channel, recipient, contact, language) for (channel, recipient), (_, contact, language) in latest.items()]
+
+    @_database_errors
+    def releases(self, notice: str) -> list[dict[str, Any]]:
+        """The notice's releases, first to last: number, phase, msg_type, digest, sent_at, sender, identifier, note."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, releases):
+                return []
+            rows = conn.execute(sa.select(releases).where(releases.c.notice == notice).order_by(releases.c.number))
+            return [{**row._mapping, "sent_at": _aware(row.sent_at)} for row in rows]
+
+    @_database_errors
+    def record_release(
+        self, notice: str, *, phase: str, msg_type: str, digest: str, sender: str = "", identifier: str = "", note: str = ""
+    ) -> dict[str, Any]:
+        """Record a release of the notice unless the latest one has the same content and phase; return the latest."""
+        with self.engine.begin() as conn:
+            last = conn.execute(
+                sa.select(releases).where(releases.c.notice == notice).order_by(releases.c.number.desc()).limit(1)
+            ).first()
+            if last is not None and last.digest == digest and last.phase == phase and last.msg_type == msg_type:
+                return {**last._mapping, "sent_at": _aware(last.sent_at)}
+            row = dict(
+                notice=notice, number=(last.number + 1) if last is not None else 1, phase=phase, msg_type=msg_type,
+                digest=digest, sent_at=now(), sender=sender, identifier=identifier, note=note,
+            )
+            conn.execute(releases.insert().values(**row))
+            return row
 
     @_database_errors
     def suppressed(self) -> dict[str, set[str]]:
@@ -359,6 +487,10 @@ class Ledger:
             ids = [m.id for m in chunk]
             with self.engine.connect() as conn:
                 rows = {r.message_id: r for r in self._sql.rows(conn, ids)}
+                # only a message with no row of its own is looked up under its equivalents (Message.equivalents)
+                others = [i for m in chunk if m.id not in rows for i in m.equivalent_ids()]
+                if others:
+                    rows |= {r.message_id: r for r in self._sql.rows(conn, others)}
                 # who is alive matters only for rows in flight, which a fresh notice has none of
                 live = self._live_runs(conn) if any(r.status == "inflight" for r in rows.values()) else set()
             for message in chunk:
@@ -366,7 +498,14 @@ class Ledger:
                     yield Decision(message, False, "suppressed")
                     continue
                 row = rows.get(message.id)
+                if row is None:
+                    # this release reached the recipient under another version: recorded before versions were per
+                    # language, or in another language before the contact's was corrected; that row decides, and
+                    # an unknown one is looked up as it was written (Decision.version)
+                    row = next((r for i in message.equivalent_ids() if (r := rows.get(i)) is not None and r.status != "retry"), None)
                 decision = self._decide(message, row, live, resend_after, retry_unknown)
+                if row is not None and row.message_id != message.id and decision.unknown:
+                    decision = replace(decision, version=row.version)
                 yield decision if row is None else replace(decision, recorded=True)
 
     @staticmethod
@@ -450,6 +589,9 @@ class Ledger:
         for chunk in _chunks(receipts):
             with self.engine.begin() as conn:
                 self._sql.settle(conn, chunk, self.run_id, stamp)
+                posted = [dict(message_id=r.message_id, posts=" ".join(r.thread), recorded_at=stamp) for r in chunk if r.thread]
+                if posted:
+                    conn.execute(self._insert(threads).on_conflict_do_nothing(), posted)
         learned = [(r.channel, r.recipient, r.reason or "opted out", "provider") for r in receipts if r.suppress]
         if learned:
             self.suppress(learned)
@@ -458,27 +600,29 @@ class Ledger:
 
     @_database_errors
     def status(self, notice: str) -> dict[str, Any]:
-        """Per channel and version: counts by status, failures by reason, and the last run's time."""
+        """The notice's timeline (each release: version number, phase, CAP type, time) and, per channel, language and
+        version, counts by status, failures by reason, and the last run's time."""
+        columns = (deliveries.c.channel, deliveries.c.language, deliveries.c.version)
         with self.engine.connect() as conn:
             live = self._live_runs(conn)
             counts = conn.execute(
                 sa.select(
-                    deliveries.c.channel, deliveries.c.version, deliveries.c.status, deliveries.c.reason,
+                    *columns, deliveries.c.status, deliveries.c.reason,
                     deliveries.c.run_id, sa.func.count(), sa.func.max(deliveries.c.last_at),
                 )
                 .where(deliveries.c.notice == notice)
-                .group_by(deliveries.c.channel, deliveries.c.version, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id)
+                .group_by(*columns, deliveries.c.status, deliveries.c.reason, deliveries.c.run_id)
             ).all()
             last_run = conn.execute(
                 sa.select(sa.func.max(runs.c.started_at)).where(runs.c.notice == notice)
             ).scalar()
             suppressed = conn.execute(sa.select(sa.func.count()).select_from(suppressions)).scalar()
-        table: dict[tuple[str, str], dict[str, Any]] = {}
-        for channel, version, status, reason, run_id, n, last in counts:
+        table: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for channel, language, version, status, reason, run_id, n, last in counts:
             entry = table.setdefault(
-                (channel, version),
-                {"channel": channel, "version": version, "sent": 0, "failed": 0, "skipped": 0, "unknown": 0,
-                 "in_flight": 0, "retry": 0, "previewed": 0, "failed_reasons": Counter(), "last_at": None},
+                (channel, language, version),
+                {"channel": channel, "language": language, "version": version, "sent": 0, "failed": 0, "skipped": 0,
+                 "unknown": 0, "in_flight": 0, "retry": 0, "previewed": 0, "failed_reasons": Counter(), "last_at": None},
             )
             if status in ("inflight", "claimed"):
                 status = "in_flight" if run_id in live else "unknown"
@@ -489,14 +633,21 @@ class Ledger:
             if last and (entry["last_at"] is None or last > entry["last_at"]):
                 entry["last_at"] = last
         rows = []
-        for entry in sorted(table.values(), key=lambda e: (e["channel"], e["last_at"] or now())):
+        for entry in sorted(table.values(), key=lambda e: (e["channel"], e["language"], e["last_at"] or now())):
             entry["failed_reasons"] = dict(entry["failed_reasons"])
             entry["last_at"] = entry["last_at"].isoformat() if entry["last_at"] else None
             rows.append(entry)
+        timeline = [
+            {"number": r["number"], "phase": r["phase"], "type": r["msg_type"], "sent_at": r["sent_at"].isoformat(),
+             "note": r["note"]}
+            for r in self.releases(notice)
+        ]
         return {
             "notice": notice,
             "last_run": _aware(last_run).isoformat() if last_run else None,
             "suppressions": suppressed,
+            "cancelled": bool(timeline) and timeline[-1]["type"] == "Cancel",
+            "timeline": timeline,
             "rows": rows,
         }
 
@@ -536,11 +687,14 @@ class _PerMessage:
     def rows(self, conn: sa.Connection, ids: list[str]) -> list[_Row]:
         marks = ", ".join([self.mark] * len(ids))
         found = conn.exec_driver_sql(
-            "SELECT message_id, status, reason, run_id, sent_at, last_at, language FROM deliveries "
+            "SELECT message_id, status, reason, run_id, sent_at, last_at, language, version FROM deliveries "
             f"WHERE message_id IN ({marks})",
             tuple(ids),
         )
-        return [_Row(i, s, why, run, self._from_db(sent), self._from_db(last), lang) for i, s, why, run, sent, last, lang in found]
+        return [
+            _Row(i, s, why, run, self._from_db(sent), self._from_db(last), lang, version)
+            for i, s, why, run, sent, last, lang, version in found
+        ]
 
     def insert_new(self, conn: sa.Connection, messages: list[Message], run_id: str, stamp: datetime) -> set[str]:
         """Insert rows for messages the ledger has never seen, in flight for ``run_id``; return the ids inserted."""
@@ -560,6 +714,11 @@ class _PerMessage:
         )
 
 
+def _has_table(conn: sa.Connection, table: sa.Table) -> bool:
+    """Whether the ledger has this table: one an older broadcast made, opened read-only, may not have it yet."""
+    return sa.inspect(conn).has_table(table.name)
+
+
 def _stored(status: str) -> str:
     """The ledger's word for a receipt status: a message Ctrl-C kept from starting is sent by the next run, as a
     transient failure is, so both are stored as "retry"."""
@@ -577,6 +736,7 @@ class _Row:
     sent_at: datetime | None
     last_at: datetime | None
     language: str
+    version: str
 
 
 def _in_memory(url: str) -> bool:

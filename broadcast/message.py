@@ -91,11 +91,24 @@ class Message:
     contact_key: str = ""
     #: the recipient as the ledger keys it when that differs from the address: an email, lower-cased
     key: str = ""
+    #: other versions a row of this same release may be recorded under: the channel's version over every language
+    #: (how broadcast versioned messages before versions were per language) and the other languages' current
+    #: versions (a contact whose language was corrected got this release already). See equivalent_ids.
+    equivalents: tuple[str, ...] = ()
+    #: a public channel's post to reply to: the last post of this notice's latest thread in this language
+    reply_to: str | None = None
+    #: what earlier messages of the notice put up on this channel (X post ids), for Channel.withdraw
+    posted: tuple[str, ...] = ()
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
         # built once: the id is read at every claim, settle and receipt
         object.__setattr__(self, "id", f"{self.notice_id}/{self.channel}/{self.version}/{self.key or self.recipient}")
+
+    def equivalent_ids(self) -> list[str]:
+        """The ids this message's recipient has if they got this same release under another version."""
+        recipient = self.key or self.recipient
+        return [f"{self.notice_id}/{self.channel}/{v}/{recipient}" for v in self.equivalents if v != self.version]
 
     def personal(self) -> Rendering:
         """The rendering with this recipient's fields filled in."""
@@ -120,6 +133,9 @@ class Receipt:
     suppress: bool = False
     #: seconds the provider asked us to wait before trying again (Retry-After and friends)
     retry_after: float | None = None
+    #: the ids of the posts a public channel put up for this message, in order (X): a later update of the notice
+    #: replies to the last one, and `cancel --delete-posts` deletes them all
+    thread: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +153,6 @@ class Decision:
     language: str = ""
     #: the ledger has a row for this message (an earlier attempt, or another run's claim)
     recorded: bool = False
+    #: the version the earlier attempt was recorded under, when not the message's own (Message.equivalents)
+    version: str = ""
 

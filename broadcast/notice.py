@@ -742,6 +742,8 @@ class LocalNotice:
     channels: list[LocalChannel]
     routing: list[LocalRoute]
     resources: list[LocalResource]
+    #: alert, update or all_clear (an all-clear has its own wording in every template)
+    phase: str = "alert"
 
 
 def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNotice:
@@ -768,6 +770,7 @@ def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNoti
         channels=list(channels.values()),
         routing=[LocalRoute(t(r.need) or "", channels[r.channel]) for r in notice.routing],
         resources=[LocalResource(t(r.title) or "", r.url, r.kind, t(r.description)) for r in notice.resources],
+        phase=notice.phase,
     )
 
 

@@ -105,6 +105,8 @@ class Plan:
     sms_saved: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: messages → decisions: the ledger's triage (Triage, below), applied again as messages stream to the senders
     decide: Callable[[Iterable[Message]], Iterator[Any]] | None = None
+    #: (channel, language) → the post an update replies to: the last post of the notice's latest thread there
+    replies: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers
@@ -126,7 +128,7 @@ class Plan:
             yield from _personal_messages(self.renders, self.book, personal)
         for name in chosen:
             if not REGISTRY[name].personal:
-                yield from _shared_messages(self.renders, name)
+                yield from _shared_messages(self.renders, name, self.replies)
 
 
 def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, list[Caution]]:
@@ -162,7 +164,9 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
     plan.decide = Triage(
         ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
         resend_after=request.resend_after, retry_unknown=request.retry_unknown, override=override,
+        reached_only=checked.notice.phase == "all_clear",
     )
+    plan.replies = ledger.thread_ends(checked.notice.id) if ledger is not None else {}
     count_plan(plan, ledger)
     plan.sms_saved = checked.sms_saved
     for channel, n in plan.overridden.items():
@@ -191,7 +195,7 @@ def build_plan(renders: RenderSet, book: ContactBook, channels: Iterable[str]) -
                         plan.unnamed[(channel, lang)] += n
     for channel in chosen:
         if not REGISTRY[channel].personal:
-            for message in _shared_messages(renders, channel):
+            for message in _shared_messages(renders, channel, {}):
                 plan.counts[channel][message.language] += 1
     return plan
 
@@ -215,6 +219,8 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
     notice = renders.notice.id
     languages = _LanguageCache(renders.notice.languages)
     adapters = [(channel, REGISTRY[channel]) for channel in channels]
+    versions = renders.language_versions
+    equivalents = {channel: _equivalents(renders, channel) for channel in channels}
     for key, name, email, phone, tag, reachable in book.addresses():
         lang = languages(tag)[0]
         fields = dict(zip(CONTACT_FIELDS, (name,), strict=True))  # the one contact field templates see is the name
@@ -226,7 +232,8 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
             yield Message(
                 notice_id=notice,
                 channel=channel,
-                version=renders.versions[channel],
+                version=versions[(channel, lang)],
+                equivalents=equivalents[channel],
                 recipient=address,
                 language=lang,
                 rendering=renders.renderings[(channel, lang, variant)],
@@ -236,19 +243,22 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
             )
 
 
-def _shared_messages(renders: RenderSet, channel: str) -> Iterator[Message]:
-    """One message per language for channels everyone reads (the X thread, the web banner)."""
+def _shared_messages(renders: RenderSet, channel: str, replies: dict[tuple[str, str], str]) -> Iterator[Message]:
+    """One message per language for channels everyone reads (the X thread, the web banner); an update replies to
+    the language's latest thread, where the channel has threads."""
     notice, adapter = renders.notice, REGISTRY[channel]
     for lang in adapter.languages(notice):
         recipient = adapter.recipient(lang)
         yield Message(
             notice_id=notice.id,
             channel=channel,
-            version=renders.versions[channel],
+            version=renders.language_versions[(channel, lang)],
+            equivalents=(renders.versions[channel],),
             recipient=recipient,
             language=lang,
             rendering=renders.get(channel, lang),
             contact_key=recipient,
+            reply_to=replies.get((channel, lang)),
         )
 
 
@@ -273,7 +283,7 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
         # a version of the notice the ledger has no row of on this channel needs no look-up per message
         for decision in plan.decide(
             plan.messages(channel),
-            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, plan.renders.versions[channel]),
+            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, _versions_of(plan.renders, channel)),
         )
     )
     for decision in decisions:
@@ -292,6 +302,16 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
             plan.skipped[message.channel][decision.reason] += 1
 
 
+def _versions_of(renders: RenderSet, channel: str) -> set[str]:
+    """Every version a row of this channel's current messages may be recorded under (see Message.equivalents)."""
+    return set(_equivalents(renders, channel))
+
+
+def _equivalents(renders: RenderSet, channel: str) -> tuple[str, ...]:
+    """The channel's whole version (from before versions were per language) and each language's current one."""
+    return (renders.versions[channel], *(v for (c, _), v in renders.language_versions.items() if c == channel))
+
+
 #: the reason on a send decision that reaches a suppressed recipient because an emergency notice says so
 OVERRIDDEN = "suppression overridden: emergency notice with override_suppressions"
 
@@ -307,10 +327,13 @@ class Triage:
         resend_after: timedelta | None = None,
         retry_unknown: bool = False,
         override: frozenset[str] = frozenset(),
+        reached_only: bool = False,
     ) -> None:
         self.ledger = ledger
         self.resend_after = resend_after
         self.retry_unknown = retry_unknown
+        #: an all-clear goes only to the people this notice reached before (public channels always get it)
+        self.reached_only = reached_only
         #: (channel, recipient) never to contact: the suppression files and the ledger (STOP replies, earlier files)
         # compared by address_key, so a STOP or a listed One@x.example also holds for one@x.example
         self.blocked = {_blocked(c, r) for c, r in listed}
@@ -331,6 +354,8 @@ class Triage:
             if self.ledger is not None and recorded
             else (Decision(m, True) for m in messages)
         )
+        if self.reached_only:
+            decisions = self._reached(decisions)
         for decision in decisions:
             message = decision.message
             if decision.send and _blocked(message.channel, message.recipient) in self.blocked:
@@ -339,6 +364,34 @@ class Triage:
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
                     decision = Decision(message, True, OVERRIDDEN)
             yield decision
+
+
+    def _reached(self, decisions: Iterable[Decision]) -> Iterator[Decision]:
+        """Decisions with every personal message to someone this notice never reached turned into a skip."""
+        chunk: list[Decision] = []
+        for decision in decisions:
+            chunk.append(decision)
+            if len(chunk) >= REACHED_CHUNK:
+                yield from self._reached_chunk(chunk)
+                chunk = []
+        yield from self._reached_chunk(chunk)
+
+    def _reached_chunk(self, chunk: list[Decision]) -> Iterator[Decision]:
+        personal = [d.message for d in chunk if d.send and REGISTRY[d.message.channel].personal]
+        reached: set[tuple[str, str]] = set()
+        if personal and self.ledger is not None:
+            reached = self.ledger.reached(personal[0].notice_id, [(m.channel, m.contact_key) for m in personal])
+        for decision in chunk:
+            message = decision.message
+            if decision.send and REGISTRY[message.channel].personal and (message.channel, message.contact_key) not in reached:
+                decision = Decision(message, False, NOT_REACHED)
+            yield decision
+
+
+#: messages looked up at once when an all-clear asks who the notice reached
+REACHED_CHUNK = 1000
+#: why an all-clear skips someone
+NOT_REACHED = "not reached by this notice before: an all-clear goes only to the people who got it"
 
 
 def _blocked(channel: str, address: str) -> tuple[str, str]:

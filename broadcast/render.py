@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -414,6 +414,10 @@ class RenderSet:
     #: channel → language → form → variant → Rendering, for channels whose template has several forms (SMS):
     #: every form, so check can see that each names every support channel
     forms: dict[str, dict[str, dict[int, dict[str, Rendering]]]] = field(default_factory=dict)
+    #: (channel, language) → the version of that language's rendering: what a message carries, so an edit of one
+    #: language sends again to that language's recipients only. ``versions`` (one per channel, over every
+    #: language) is how broadcast versioned before; the ledger still matches rows recorded under it.
+    language_versions: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def get(self, channel: str, lang: str, variant: str = "") -> Rendering:
         return self.renderings[(channel, lang, variant)]
@@ -427,12 +431,14 @@ def render_notice(
     templates: Templates,
     *,
     channels: Iterable[str] | None = None,
-    updated: Iterable[str] = (),
+    updated: Iterable[tuple[str, str]] = (),
     sms_transliterate: bool = False,
     sms_max_segments: int | None = None,
+    release: int = 1,
 ) -> RenderSet:
-    """Render ``channels`` (default: every registered one) in their notice languages; ``updated`` channels say the
-    notice is an update.
+    """Render ``channels`` (default: every registered one) in their notice languages; the ``updated``
+    (channel, language) renderings say the notice is an update, as does every rendering of a notice whose phase
+    is update.
 
     ``sms_transliterate`` folds the SMS text to GSM-7 where it can (č→c), which the person asked for to
     pay for fewer segments; it is part of the SMS version, since recipients see the difference.
@@ -440,7 +446,7 @@ def render_notice(
     first form.
     """
 
-    options = RenderOptions(max_segments=sms_max_segments, transliterate=sms_transliterate)
+    options = RenderOptions(max_segments=sms_max_segments, transliterate=sms_transliterate, release=release)
     channels = list(REGISTRY if channels is None else channels)
     updated = set(updated)
     catalogs = {lang: templates.catalog(lang, fallback="en") for lang in notice.languages}
@@ -448,32 +454,36 @@ def render_notice(
     labels = {lang: {**catalogs[lang].labels, **notice.labels.get(lang, {})} for lang in notice.languages}
     renderings: dict[tuple[str, str, str], Rendering] = {}
     alternatives: dict[str, dict[str, dict[int, dict[str, Rendering]]]] = {}
-    versions = {}
+    versions, language_versions = {}, {}
     for channel in channels:
         adapter = REGISTRY[channel]
         # a personal rendering has a variant for contacts without a name; a public one never names anyone
         variants = ("", NO_NAME) if adapter.personal else ("",)
         for lang in adapter.languages(notice):
-            local = localize(notice, lang, is_update=channel in updated)
+            local = localize(notice, lang, is_update=(channel, lang) in updated or notice.phase == "update")
             context = {"lang": lang, "dir": catalogs[lang].direction, "t": Labels(labels[lang]), "notice": local}
+            # only what goes out as an update or all-clear is told apart by its release (an X thread's numbering)
+            shaping = options if local.is_update or local.phase == "all_clear" else replace(options, release=1)
             forms = {
-                form: {variant: _render_channel(templates, adapter, lang, variant, form, context, options) for variant in variants}
+                form: {variant: _render_channel(templates, adapter, lang, variant, form, context, shaping) for variant in variants}
                 for form in adapter.forms
             }
             chosen = next(
-                (form for form, each in forms.items() if all(adapter.fits(r, options) for r in each.values())), max(forms)
+                (form for form, each in forms.items() if all(adapter.fits(r, shaping) for r in each.values())), max(forms)
             )
             for variant in variants:
                 renderings[(channel, lang, variant)] = forms[chosen][variant]
             if len(forms) > 1:
                 alternatives.setdefault(channel, {})[lang] = forms
+            # every form: which form fits --max-sms-segments says nothing new to recipients
+            language_versions[(channel, lang)] = content_version(r for f in forms.values() for r in f.values())
         # every form of every language: which form fits --max-sms-segments says nothing new to recipients, so
         # changing the limit sends nothing again; a change to any form's wording is a new version
         versions[channel] = content_version(
             (r for forms in alternatives[channel].values() for f in forms.values() for r in f.values())
             if channel in alternatives else (r for (c, _, _), r in renderings.items() if c == channel)
         )
-    return RenderSet(notice, renderings, catalogs, versions, alternatives)
+    return RenderSet(notice, renderings, catalogs, versions, alternatives, language_versions)
 
 
 def rendering_digest(rendering: Rendering) -> str:

@@ -93,7 +93,8 @@ def checked(result: Checked, *, as_json: bool) -> None:
                 "notice": notice.id,
                 "ok": ok,
                 "languages": notice.languages,
-                "updated": result.updated,
+                # channel → the languages a send now words as an update (their content changed since it was sent)
+                "updated": _by_channel(result.updated),
                 "ledger": ledger,
                 "renderings": rows,
                 "sms_over_limit": result.sms_too_long,
@@ -107,13 +108,21 @@ def checked(result: Checked, *, as_json: bool) -> None:
     if ledger:
         console.print(f"Ledger: {_plain(ledger)}")
     if result.updated:
-        console.print(f"A send now is an [bold]update[/] on {', '.join(result.updated)}: the ledger has an earlier "
+        listed = ", ".join(f"{c} ({', '.join(langs)})" for c, langs in _by_channel(result.updated).items())
+        console.print(f"A send now is an [bold]update[/] on {_plain(listed)}: the ledger has an earlier "
                       "version; the counts below are for the update's wording.")
     for row in rows:
         console.print("  " + _describe(row))
     _cautions(console, result.warnings)
     if ok:
         console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
+
+
+def _by_channel(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for channel, lang in pairs:
+        out.setdefault(channel, []).append(lang)
+    return out
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -211,14 +220,88 @@ def send_result(result: SendResult, *, as_json: bool, sms_segment_price: float =
     """What `send` or `preview` did: the dry-run's preview, or the live send's counts."""
     for problem in result.trusted:
         print(f"Warning: {problem} (sending anyway: --trust-env-file)", file=sys.stderr)
+    if result.plan is None:
+        _expired(result, as_json=as_json)
+        return
     if result.dry_run:
         previewed(
             result.plan, result.outcome, result.warnings, out_dir or Path("outbox"), as_json=as_json,
             sms_segment_price=sms_segment_price, ledger=result.ledger, ledger_found=result.ledger_found,
         )
     else:
+        extra = {
+            "release": {k: result.release[k] for k in ("number", "phase", "msg_type")} if result.release else None,
+            "feed": [str(p) for p in result.feed],
+        }
         sent(result.plan, result.outcome, result.warnings, as_json=as_json, sms_segment_price=sms_segment_price,
-             ledger=result.ledger)
+             ledger=result.ledger, extra=extra)
+        if not as_json:
+            release(result)
+
+
+def _expired(result: SendResult, *, as_json: bool) -> None:
+    """A notice past its ``expires``: nothing was sent, and what was taken down."""
+    taken = {name: counts["sent"] for name, counts in result.outcome.counts.items()}
+    if as_json:
+        _json({
+            "expired": result.expired.isoformat(), "dry_run": result.dry_run, "sent": 0, "withdrawn": taken,
+            "failures": [{"channel": r.channel, "recipient": r.recipient, "reason": r.reason} for r in result.outcome.failures],
+            "ledger": result.ledger,
+        })
+        return
+    console = _console()
+    console.print(f"[bold]Expired[/] at {_plain(result.expired.isoformat())}: nothing was sent"
+                  + (" (dry-run)." if result.dry_run else "."))
+    for name, n in taken.items():
+        console.print(f"  {name}: taken down in {n} language(s)")
+    for receipt in result.outcome.failures[:MAX_PROBLEMS]:
+        console.print(f"  [red]not taken down[/] {receipt.channel} {_plain(receipt.recipient)}: {_message(receipt.reason)}")
+    console.print("To send it again, move `expires:` later (or remove it) in the notice file.")
+
+
+def release(result: SendResult) -> None:
+    """One line on what went out as the notice's timeline sees it, and the CAP files written."""
+    if result.release is None:
+        return
+    r = result.release
+    print(f"Release {r['number']}: {r['msg_type']} ({r['phase']})", file=sys.stderr)
+    for path in result.feed:
+        print(f"Feed: {path}", file=sys.stderr)
+
+
+def paths(what: str, written: list[Path]) -> None:
+    """The files a command wrote, one per line."""
+    for path in written:
+        print(f"{what}: {path}")
+
+
+def cancel(result: Any, *, as_json: bool) -> None:
+    """What `cancel` did (or, in a dry-run or before asking, would do): corrections per channel and language."""
+    sent = {name: dict(counts) for name, counts in result.outcome.counts.items()}
+    if as_json:
+        _json({
+            "notice": result.notice.id, "dry_run": result.dry_run, "ledger": result.ledger,
+            "corrections": {f"{c}:{lang}": n for (c, lang), n in sorted(result.planned.items())},
+            "outcome": sent, "withdrawn": dict(result.withdrawn),
+            "release": {k: result.release[k] for k in ("number", "msg_type")} if result.release else None,
+            "feed": [str(p) for p in result.feed],
+            "failures": [{"channel": r.channel, "recipient": r.recipient, "reason": r.reason} for r in result.outcome.failures],
+        })
+        return
+    console = _console(stderr=True)
+    console.print(f"[bold]Cancel {_plain(result.notice.id)}[/]" + (" (dry-run: nothing sent)" if result.dry_run else ""))
+    for (channel, lang), n in sorted(result.planned.items()):
+        console.print(f"  {channel:<7} {_plain(lang):<6} {n} correction(s)")
+    for channel, n in result.withdrawn.items():
+        console.print(f"  {channel:<7} taken down: {n}")
+    for name, counts in sent.items():
+        console.print(f"  {name}: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
+    for receipt in result.outcome.failures[:MAX_PROBLEMS]:
+        console.print(f"  [red]failed[/] {receipt.channel} {_plain(receipt.recipient)}: {_message(receipt.reason)}")
+    if result.release:
+        console.print(f"Recorded as cancelled (release {result.release['number']}); `send` refuses it until its file sets `phase:` again.")
+    for path in result.feed:
+        console.print(f"Feed: {_plain(path)}")
 
 
 def brief(result: Any, since: Path | None) -> None:
@@ -236,11 +319,12 @@ def brief(result: Any, since: Path | None) -> None:
 
 def sent(
     plan_: Plan, outcome: Outcome, cautions: list[Caution], *, as_json: bool, sms_segment_price: float = 0.0,
-    ledger: str | None = None,
+    ledger: str | None = None, extra: dict[str, Any] | None = None,
 ) -> None:
 
     data = summary(plan_, outcome, dry_run=False, sms_segment_price=sms_segment_price)
     data["ledger"] = ledger
+    data.update(extra or {})
     if as_json:
         data["warnings"] = [str(c) for c in cautions]
         _json(data)
@@ -289,13 +373,19 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
     if not data["rows"]:
         console.print(f"The ledger has nothing for {_plain(data['notice'])} yet.")
         return
+    for release in data.get("timeline", []):
+        note = f": {_plain(release['note'])}" if release["note"] else ""
+        console.print(f"  version {release['number']}  {release['type']:<6} {release['phase']:<9} {_plain(release['sent_at'])}{note}")
+    if data.get("cancelled"):
+        console.print("[red]Cancelled[/]: `send` refuses this notice until its file sets `phase:` again.")
     table = Table(title=f"{_plain(data['notice'])}: last run {_plain(data['last_run'] or 'never')}", title_justify="left")
-    for column in ("channel", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
-        table.add_column(column, justify="right" if column not in ("channel", "version", "last activity") else "left")
+    for column in ("channel", "language", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
+        table.add_column(column, justify="left" if column in ("channel", "language", "version", "last activity") else "right")
     for row in data["rows"]:
         table.add_row(
-            _plain(row["channel"]), _plain(row["version"]), str(row["sent"]), str(row["failed"] + row["retry"]), str(row["skipped"]),
-            str(row["unknown"]), str(row["in_flight"]), _plain(row["last_at"] or ""),
+            _plain(row["channel"]), _plain(row["language"]), _plain(row["version"]), str(row["sent"]),
+            str(row["failed"] + row["retry"]), str(row["skipped"]), str(row["unknown"]), str(row["in_flight"]),
+            _plain(row["last_at"] or ""),
         )
     console.print(table)
     for row in data["rows"]:

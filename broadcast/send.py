@@ -376,10 +376,12 @@ def _skip(message: Message, reason: str) -> Receipt:
     return Receipt(message.id, message.channel, message.recipient, "skipped", reason=reason)
 
 
-def dry_run_channels(plan: Plan, directory: str | Path, *, stop: threading.Event | None = None) -> dict[str, Channel]:
+def dry_run_channels(
+    channels: Iterable[str], directory: str | Path, *, stop: threading.Event | None = None
+) -> dict[str, Channel]:
     """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
     outbox = Outbox(directory)
-    return {name: OutboxChannel(name, outbox, stop=stop) for name in plan.channels}
+    return {name: OutboxChannel(name, outbox, stop=stop) for name in channels}
 
 
 def live_channels(
@@ -450,12 +452,12 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
         groups.setdefault(decision.message.channel, []).append(decision)
     for channel_name, group in groups.items():
         channel = channels.get(channel_name)
+        # each asked about, claimed and settled as it was tried: its row may be another language's version
+        group = [replace(d, message=_as_tried(plan, d)) for d in group]
         owned = ledger.claim(group) if channel is not None else []
         by_id = {d.message.id: d for d in group}
         receipts = (
-            channel.reconcile([(_as_tried(plan, by_id[m.id]), by_id[m.id].since or ledger_now()) for m in owned])
-            if owned
-            else None
+            channel.reconcile([(m, by_id[m.id].since or ledger_now()) for m in owned]) if owned else None
         )
         if receipts is None:
             if owned:  # no look-up here: hand the rows back exactly as they were
@@ -477,12 +479,16 @@ def reconcile(plan: Plan, channels: dict[str, Channel], ledger: Ledger) -> Count
 
 
 def _as_tried(plan: Plan, decision: Decision) -> Message:
-    """The message as the earlier attempt wrote it: in the language the ledger recorded, if that has changed since."""
+    """The message as the earlier attempt wrote it: in the language and under the version the ledger recorded, if
+    either has changed since (a corrected contact; see Message.equivalents)."""
     message, lang = decision.message, decision.language
+    if decision.version and decision.version != message.version:
+        message = replace(message, version=decision.version)
     key = (message.channel, lang, message.rendering.variant)
     if not lang or lang == message.language or key not in plan.renders.renderings:
         return message
     return replace(message, language=lang, rendering=plan.renders.renderings[key])
+
 
 
 # -- the send command: one request in, one result out ------------------------------------------------------------
@@ -506,13 +512,16 @@ class SendRequest:
     concurrency: tuple[str, ...] = ()
     brief_dir: Path | None = None
     trust_env_file: bool = False
+    #: also write the CAP 1.2 alert of this release and the Atom feed here (--feed-dir / BROADCAST_FEED_DIR)
+    feed_dir: Path | None = None
 
 
 @dataclass
 class SendResult:
     """What a send or a dry-run did, for the report and the exit code."""
 
-    plan: Plan
+    #: None when the notice had expired: nothing was planned
+    plan: Plan | None
     outcome: Outcome
     warnings: list[Caution]
     #: the ledger used, as it may be shown (password hidden); found: a dry-run read one
@@ -525,10 +534,17 @@ class SendResult:
     refusal: BroadcastError | None = None
     #: provider addresses and credentials from different places, sent anyway because --trust-env-file said so
     trusted: list[str] = field(default_factory=list)
+    #: when the notice expired, if it had: then nothing was planned or sent
+    expired: Any = None
+    #: the release this send recorded (number, phase, type), and the CAP files it wrote
+    release: dict[str, Any] | None = None
+    feed: list[Path] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         """130 after Ctrl-C; 1 when anyone was not reached (a failure, a stopped channel, a rejected contact row)."""
+        if self.plan is None:
+            return 1 if self.outcome.failures else 0  # expired: nothing to send; a banner that stayed up is a failure
         if self.outcome.interrupted:
             return 130
         if self.dry_run:
@@ -545,13 +561,20 @@ Progress = Callable[[Plan], Any]
 def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progress | None = None) -> SendResult:
     """`broadcast send`: check the credentials, plan against the ledger, ask, send and record; or, with
     ``dry_run``, the same plan written to the outbox and the preview page, with nothing sent."""
-    if request.dry_run:
-        return _dry_run(request)
+    from broadcast import lifecycle
     from broadcast.channels import REGISTRY
     from broadcast.config import channel_settings, trust_problems
-    from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
+    from broadcast.ledger import masked_url, now, open_ledger, resolve_url, stray_ledger
+    from broadcast.notice import load_notice
     from broadcast.rate import gates, parse_concurrency, parse_rates
 
+    notice = load_notice(request.plan.notice)
+    if notice.expired(now()):
+        return _expired(request, notice)
+    # a feed that could not be written must stop the send before it starts, not after it went out
+    sender = lifecycle.feed_sender(notice, request.plan.notice) if request.feed_dir is not None else ""
+    if request.dry_run:
+        return _dry_run(request)
     chosen = request.plan.channels or tuple(REGISTRY)
     limits = gates(parse_rates(request.rates), parse_concurrency(request.concurrency))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
@@ -563,6 +586,7 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     where = resolve_url(request.plan.ledger, request.plan.notice)
     stray_ledger(request.plan.notice, where, live=True, chosen=request.plan.ledger)
     ledger = open_ledger(where, dry_run=False)
+    lifecycle.refuse_cancelled(ledger, notice, request.plan.notice)
     plan, warnings = prepare(request.plan, ledger)
     refusal = long_sms_refusal(over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments, force=request.plan.force)
     if refusal is not None:
@@ -584,19 +608,52 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     channels = live_channels(plan, settings, limits=limits, stop=stop)
     with (progress(plan) if progress else nullcontext()) as advance:
         outcome = execute(plan, channels, ledger=ledger, progress=advance)
-    return SendResult(plan, outcome, warnings, masked_url(where), dry_run=False, trusted=trusted)
+    result = SendResult(plan, outcome, warnings, masked_url(where), dry_run=False, trusted=trusted)
+    if any(counts["sent"] for counts in outcome.counts.values()):
+        # this content went out: the timeline (`status`) and the CAP feed list it as a release
+        result.release = lifecycle.record_release(ledger, plan.notice, sender=sender)
+        if request.feed_dir is not None:
+            result.feed = lifecycle.write_feed(ledger, plan.notice, request.feed_dir, request.plan.notice, now=now())
+    return result
+
+
+def _expired(request: SendRequest, notice: Any) -> SendResult:
+    """After ``expires``: nothing is sent; what shows the notice while it is current (the banner) is taken down."""
+    from broadcast.channels import REGISTRY, live_channel
+    from broadcast.config import channel_settings
+    from broadcast.ledger import masked_url, resolve_url
+    from broadcast.message import Rendering
+
+    outcome = Outcome()
+    standing = [c for c in (request.plan.channels or tuple(REGISTRY)) if REGISTRY[c].standing]
+    if standing and not request.dry_run:
+        settings = channel_settings([REGISTRY[c] for c in standing], web_dir=request.web_dir, sandbox=request.sandbox,
+                                    trust_env_file=request.trust_env_file)
+        for name in standing:
+            adapter = REGISTRY[name]
+            messages = [
+                Message(notice.id, name, "expired", adapter.recipient(lang), lang, Rendering(name, lang))
+                for lang in adapter.languages(notice)
+            ]
+            with live_channel(name, settings[name]) as channel:
+                outcome.add(channel.withdraw(messages, "expired") or [])
+    where = resolve_url(request.plan.ledger, request.plan.notice)
+    return SendResult(None, outcome, [], masked_url(where), dry_run=request.dry_run, expired=notice.expires)
 
 
 def _dry_run(request: SendRequest) -> SendResult:
+    from broadcast import lifecycle
     from broadcast.channels import REGISTRY
     from broadcast.config import trust_problems
     from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
+    from broadcast.notice import load_notice
     from broadcast.page import write_preview
 
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
     where = resolve_url(request.plan.ledger, request.plan.notice)
     stray = stray_ledger(request.plan.notice, where, live=False, chosen=request.plan.ledger)
     ledger = open_ledger(where, dry_run=True)
+    lifecycle.refuse_cancelled(ledger, load_notice(request.plan.notice), request.plan.notice)
     plan, warnings = prepare(request.plan, ledger)
     warnings += [Caution(*stray)] if stray else []
     # what a live send would refuse (config.channel_settings), shown first
@@ -612,7 +669,7 @@ def _dry_run(request: SendRequest) -> SendResult:
         from broadcast.brief import for_renders
 
         for_renders(plan.renders, request.brief_dir, templates_dir=request.plan.templates_dir)
-    outcome = execute(plan, dry_run_channels(plan, request.out_dir))
+    outcome = execute(plan, dry_run_channels(plan.channels, request.out_dir))
     # the preview is written either way; its exit code is the one a live send of the same input would have
     refusal = long_sms_refusal(
         over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments,

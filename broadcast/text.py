@@ -38,8 +38,9 @@ _DOT_LETTER = re.compile(r"\.[A-Za-z]")
 _SEPARATORS = ("\n", ". ", " ")
 
 
-def split_thread(text: str, limit: int) -> tuple[str, ...]:
-    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)".
+def split_thread(text: str, limit: int, tag: str = "") -> tuple[str, ...]:
+    """One post if it fits, else a thread: paragraphs packed greedily, numbered " (1/3)", or " (1/3, v2)" with
+    ``tag`` ", v2": a later version's thread repeats most of the first one, and X refuses a post it has seen.
 
     Every post is at most ``limit`` with its number. Packing adds up the weights of the pieces, each
     measured once, so a long text costs time in proportion to its length (re-measuring each growing
@@ -50,7 +51,7 @@ def split_thread(text: str, limit: int) -> tuple[str, ...]:
     digits, slack = 1, 0
     while True:
         # the suffix " (n/N)" is as wide as N, and N is what the packing decides: try widths until they agree
-        room = limit - len(f" ({'9' * digits}/{'9' * digits})") - slack
+        room = limit - len(f" ({'9' * digits}/{'9' * digits}{tag})") - slack
         if room < 1:
             raise ValueError(f"a thread post cannot hold any text within {limit} characters")
         pieces = [piece for paragraph in text.split("\n\n") for piece in _fit(paragraph, room)]
@@ -59,7 +60,7 @@ def split_thread(text: str, limit: int) -> tuple[str, ...]:
         if len(str(total)) > digits:
             digits = len(str(total))
             continue
-        numbered = tuple(f"{post} ({i}/{total})" for i, post in enumerate(posts, 1))
+        numbered = tuple(f"{post} ({i}/{total}{tag})" for i, post in enumerate(posts, 1))
         over = max(weighted_length(post) for post in numbered) - limit
         if over <= 0:
             return numbered

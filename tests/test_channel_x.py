@@ -146,7 +146,7 @@ class FailOnce(XFake):
 def test_single_post(channel: XChannel, x_fake: XFake) -> None:
     [receipt] = channel.send([message("Boil your tap water. More: https://lakeside.example")])
     [tweet] = x_fake.tweets.values()
-    assert receipt == Receipt("notice-1/social/v1/x:en", "social", "x:en", "sent", provider_id=tweet["id"])
+    assert receipt == Receipt("notice-1/social/v1/x:en", "social", "x:en", "sent", provider_id=tweet["id"], thread=(tweet["id"],))
     assert tweet["in_reply_to_tweet_id"] is None and x_fake.deliveries[0].payload["auth"] == "oauth1"
 
 

@@ -91,8 +91,18 @@ def test_resend_after_reminds_only_old_sends(ledger: Ledger) -> None:
 
 def test_new_version_is_a_new_message_and_is_reported_as_earlier_sent(ledger: Ledger) -> None:
     run_once(ledger, [message(1, "v1")])
-    assert ledger.sent_versions("water") == {"sms": {"v1"}}
+    assert ledger.sent_versions("water") == {("sms", "en"): {"v1"}}
     assert [d.send for d in ledger.triage([message(1, "v2")])] == [True]
+
+
+def test_a_row_recorded_under_the_channels_whole_version_counts_for_the_same_content(ledger: Ledger) -> None:
+    # before versions were per language, a message carried the channel's version over every language; a ledger
+    # from then must not send the same content again, and must still send changed content
+    run_once(ledger, [message(1, "whole")])
+    same = replace(message(1, "en-v1"), equivalents=("whole", "en-v1"))
+    assert [(d.send, d.reason) for d in ledger.triage([same])] == [(False, "already sent")]
+    changed = replace(message(1, "en-v2"), equivalents=("other", "en-v2"))
+    assert [d.send for d in ledger.triage([changed])] == [True]
 
 
 def test_stop_replies_become_suppressions(ledger: Ledger) -> None:

@@ -136,9 +136,13 @@ def test_status_shows_what_the_ledger_knows(fakes, tmp_path: Path) -> None:  # n
     result = CliRunner().invoke(main, ["status", str(EXAMPLE), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    by_channel = {r["channel"]: r for r in data["rows"]}
-    assert by_channel["sms"]["sent"] == 8 and by_channel["email"]["sent"] == 11
+    sent = {c: sum(r["sent"] for r in data["rows"] if r["channel"] == c) for c in ("sms", "email")}
+    assert sent == {"sms": 8, "email": 11}
+    # a row per channel, language and version: each language's message is versioned on its own
+    assert {r["language"] for r in data["rows"] if r["channel"] == "sms"} == {"en", "sl", "sw"}
     assert data["last_run"]
+    # the timeline: the first release is the alert
+    assert [(t["number"], t["type"], t["phase"]) for t in data["timeline"]] == [(1, "Alert", "alert")]
     table = CliRunner().invoke(main, ["status", "boil-water-2026-03"])
     assert "sms" in table.output and "email" in table.output
 

@@ -32,7 +32,8 @@ def run(*args: object):  # noqa: ANN201
 
 
 def sms(notice: Notice, *, update: bool = False, limit: int | None = 3, templates: Templates = TEMPLATES):  # noqa: ANN201
-    return render_notice(notice, templates, channels=["sms"], updated=["sms"] if update else [], sms_max_segments=limit)
+    updated = [("sms", lang) for lang in notice.languages] if update else []
+    return render_notice(notice, templates, channels=["sms"], updated=updated, sms_max_segments=limit)
 
 
 @pytest.fixture()

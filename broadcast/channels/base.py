@@ -26,6 +26,8 @@ class RenderOptions:
     max_segments: int | None = None
     #: --sms-transliterate: fold text to GSM-7 where a channel bills by segment
     transliterate: bool = False
+    #: which release of the notice this is (1: the alert); a thread of a later one is told apart from the first
+    release: int = 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Channel(ABC):
     max_body: ClassVar[int | None] = None
     #: a channel that posts threads: the most weighted characters one post may have (X: 280)
     max_post_weight: ClassVar[int | None] = None
+    #: True for a channel that shows the notice only while it is current (the web banner): taken down when the notice
+    #: expires or is cancelled (``withdraw``), never sent a correction
+    standing: ClassVar[bool] = False
     #: True when the provider bills per unit of ``cost`` (SMS segments): the plan adds up every message's units
     #: with its recipient's name filled in, and --sms-segment-price prices them
     billed: ClassVar[bool] = False
@@ -168,6 +173,13 @@ class Channel(ABC):
 
         Raise ``ChannelError`` only when the whole channel must stop (bad credentials).
         """
+
+    def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt] | None:
+        """Take down what earlier messages published, for an expired ("expired") or cancelled ("cancelled") notice.
+
+        Return one receipt per message ("sent" once it is down); None when this channel has nothing to take down.
+        """
+        return None
 
     def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt] | None:
         """Ask the provider what became of messages whose outcome is unknown, each with when it was tried.

@@ -61,6 +61,7 @@ class WebChannel(Channel):
     title: ClassVar[str] = "Web banner"
     provider: ClassVar[str] = "the web folder"
     personal: ClassVar[bool] = False
+    standing: ClassVar[bool] = True
     templates: ClassVar[dict[str, str]] = {"html": "web/banner.html.j2"}
     settings: ClassVar[type[WebSettings]] = WebSettings
     max_batch: ClassVar[int] = 1000

@@ -128,7 +128,9 @@ class XChannel(Channel):
     @classmethod
     def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
         text = tidy(parts["text"])
-        return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight))
+        # a later release's thread repeats most posts of the first, which X refuses as duplicates: number it apart
+        tag = f", v{options.release}" if options.release > 1 else ""
+        return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight, tag))
 
     @classmethod
     def cost(cls, rendering: Rendering) -> Cost:
@@ -196,7 +198,8 @@ class XChannel(Channel):
         total = len(posts)
         while len(thread.ids) < total:
             index = len(thread.ids)
-            reply_to = thread.ids[-1] if thread.ids else None
+            # an update's first post replies to the notice's latest thread in this language, so followers read it there
+            reply_to = thread.ids[-1] if thread.ids else message.reply_to
             try:
                 response = self._limited(
                     self._client.create_tweet, text=posts[index], in_reply_to_tweet_id=reply_to, user_auth=self._user_auth
@@ -246,11 +249,13 @@ class XChannel(Channel):
             # every post was on X before this attempt: the same text under an earlier notice version, or an
             # earlier run that posted the whole thread and died before recording it
             reason = "already posted on X (duplicate content)" + (f": thread of {total} posts: {ids}" if total > 1 else "")
-            return self._receipt(message, "skipped", provider_id=thread.ids[0], reason=reason)
+            return self._receipt(message, "skipped", provider_id=thread.ids[0], reason=reason, thread=tuple(thread.ids))
         reason = None if total == 1 else f"thread of {total} posts: {ids}"
         if reason and thread.posted < total:
             reason += f" ({total - thread.posted} of them already on X from an earlier attempt)"
-        return self._receipt(message, "sent", provider_id=thread.ids[0], reason=reason)
+        if message.reply_to:
+            reason = f"in reply to {message.reply_to}" + (f"; {reason}" if reason else "")
+        return self._receipt(message, "sent", provider_id=thread.ids[0], reason=reason, thread=tuple(thread.ids))
 
     def _resume(self, message: Message, thread: _Thread, text: str, index: int, total: int) -> Receipt | None:
         """X refused post ``index`` as duplicate content, so it is on X already: find its id and go on from it.
@@ -290,6 +295,34 @@ class XChannel(Channel):
         thread.ids.append(found)
         thread.uncertain = None
         return None
+
+    def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt]:
+        """Delete the posts each message names (``posted``): `cancel --delete-posts`. A post X no longer has counts
+        as deleted; any other refusal fails that message and leaves the rest of its thread up, listed."""
+        import requests
+        import tweepy
+
+        receipts = []
+        for message in messages:
+            left = list(message.posted)
+            try:
+                while left:
+                    try:
+                        self._limited(self._client.delete_tweet, left[0], user_auth=self._user_auth)
+                    except tweepy.NotFound:
+                        pass  # gone already: deleted by hand, or by an earlier attempt whose answer was lost
+                    left.pop(0)
+            except _Interrupted:
+                receipts.append(self._receipt(message, "not_started", reason=f"{INTERRUPTED}; still on X: {' '.join(left)}"))
+                continue
+            except (tweepy.HTTPException, requests.RequestException) as exc:
+                detail = self._detail(exc) if isinstance(exc, tweepy.HTTPException) else type(exc).__name__
+                receipts.append(self._receipt(
+                    message, "failed", reason=f"X did not delete post {left[0]} ({detail}); still on X: {' '.join(left)}"
+                ))
+                continue
+            receipts.append(self._receipt(message, "sent", reason=f"{why}: deleted {len(message.posted)} post(s) from X"))
+        return receipts
 
     def _limited(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """One request to X, started when --rate / --concurrency allow it."""

@@ -29,6 +29,7 @@ MAX_WEIGHTED_LENGTH = 280
 SIGNED_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 _PROBLEM = "application/problem+json"
 _USER_POSTS = re.compile(r"/2/users/([^/]+)/tweets")
+_POST = re.compile(r"/2/tweets/([0-9]{1,19})")
 #: post.fields this fake fills, of those the spec lets a timeline ask for (its enum has no referenced_tweets;
 #: tweepy's tweet_fields sends a tweet.fields parameter, which the spec does not list for these paths)
 _POST_FIELDS = ("conversation_id", "created_at")
@@ -66,6 +67,8 @@ class XFake(FakeServer):
         self.user_id = prefix if prefix.isdigit() else "1234567890"
         # id -> {"id", "text", "in_reply_to_tweet_id", "conversation_id", "created_at"}, oldest first
         self.tweets: dict[str, dict[str, Any]] = {}
+        #: ids of posts deleted through DELETE /2/tweets/{id}, in order
+        self.deleted: list[str] = []
         self._ids = itertools.count(1_800_000_000_000_000_001)  # snowflake-sized, 19 digits
         super().__init__(validate=validate, latency=latency, faults=faults)
 
@@ -133,6 +136,9 @@ class XFake(FakeServer):
             return self._create(request) if request.method == "POST" else self.error_reply(405, "Method Not Allowed")
         if request.path == "/2/users/me":
             return self._me() if request.method == "GET" else self.error_reply(405, "Method Not Allowed")
+        post = _POST.fullmatch(request.path)
+        if post:
+            return self._delete(post[1]) if request.method == "DELETE" else self.error_reply(405, "Method Not Allowed")
         timeline = _USER_POSTS.fullmatch(request.path)
         if timeline:
             if request.method != "GET":
@@ -173,6 +179,14 @@ class XFake(FakeServer):
         auth = "bearer" if request.headers.get("authorization", "").startswith("Bearer ") else "oauth1"
         self.deliveries.append(Delivery(text, {"id": tweet_id, "in_reply_to_tweet_id": parent, "auth": auth}))
         return Reply(201, {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}})
+
+    def _delete(self, tweet_id: str) -> Reply:
+        """DELETE /2/tweets/{id}: the account's own post is gone; one that is not there is a 404, as on X."""
+        if tweet_id not in self.tweets:
+            return self.error_reply(404, f"Could not find tweet with id: [{tweet_id}].")
+        del self.tweets[tweet_id]
+        self.deleted.append(tweet_id)
+        return Reply(200, {"data": {"deleted": True}})
 
     def _me(self) -> Reply:
         # X's default user fields; more only when user.fields asks
