@@ -193,3 +193,34 @@ def test_a_notice_sent_in_error_is_cancelled(live_send: Fakes, tmp_path: Path, m
     atom = etree.parse(str(feed / "feed.atom")).getroot()
     links = {link.get("href") for link in atom.iter("{http://www.w3.org/2005/Atom}link")}
     assert any(h.endswith("bank-test-2026-11-2.xml") for h in links)
+
+
+def test_an_edited_swahili_label_sends_again_to_swahili_recipients_only(live_send: Fakes, tmp_path: Path) -> None:
+    live = live_send
+    templates = tmp_path / "templates"
+    import shutil
+
+    shutil.copytree(REPO / "templates", templates)
+    notice = tmp_path / "bank.yaml"
+    notice.write_text(ORIGINAL, encoding="utf-8")
+    people = write_people(tmp_path / "people.csv")
+    common = ("--contacts", people, "--channel", "email,sms", "--templates", templates, "--yes", "--json")
+    code, out, err = run("send", notice, *common)
+    assert code == 0, err + out
+    # the team rewords one Swahili label: the SMS header and the email greeting
+    sw = templates / "labels" / "sw.yaml"
+    text = sw.read_text(encoding="utf-8")
+    sw.write_text(text.replace('sms_header: "{severity} {org}: {headline}"', 'sms_header: "{severity} - {org}: {headline}"')
+                  .replace('greeting: "Habari,"', 'greeting: "Habari yako,"'), encoding="utf-8")
+    code, out, err = run("check", notice, "--templates", templates, "--json")
+    assert json.loads(out)["updated"] == {"email": ["sw"], "sms": ["sw"]}
+    before = marks(live)
+    code, out, err = run("send", notice, *common)
+    assert code == 0, err + out
+    got = counts(live, before)
+    assert got["email"] == got["sms"] == {"sw": 2}
+    assert all(d.payload["body"].startswith("SASISHO: ") for d in live.twilio.deliveries[before["sms"]:])
+    # sent again unchanged: nothing
+    before = marks(live)
+    code, out, err = run("send", notice, *common)
+    assert code == 0 and marks(live) == before
