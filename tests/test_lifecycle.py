@@ -224,3 +224,36 @@ def test_an_edited_swahili_label_sends_again_to_swahili_recipients_only(live_sen
     before = marks(live)
     code, out, err = run("send", notice, *common)
     assert code == 0 and marks(live) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "sender", "said"),
+    [
+        ("", "alerts@jamiibank.example", "no `expires`"),
+        (f"expires: {EXPIRES.isoformat()}\n", "", "no CAP sender"),
+        (f"expires: {EXPIRES.isoformat()}\n", "alerts, bank", "BROADCAST_CAP_SENDER"),
+    ],
+    ids=["no-expires", "no-sender", "bad-sender"],
+)
+def test_a_feed_that_cannot_be_written_sends_nothing(
+    live_send: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, sender: str, said: str
+) -> None:
+    monkeypatch.setenv("BROADCAST_CAP_SENDER", sender)
+    notice = tmp_path / "bank.yaml"
+    notice.write_text(BANK.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    people = write_people(tmp_path / "people.csv")
+    code, out, err = run("send", notice, "--contacts", people, "--yes", "--feed-dir", tmp_path / "feed")
+    assert code == 2, err + out
+    assert said in err and "nothing was" in err
+    assert marks(live_send) == {"sms": 0, "email": 0, "social": 0}
+    assert not (tmp_path / "feed").exists() and not (tmp_path / "web").exists()
+
+
+def test_feed_needs_a_release_in_the_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROADCAST_CAP_SENDER", "alerts@jamiibank.example")
+    monkeypatch.setenv("BROADCAST_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
+    notice = tmp_path / "bank.yaml"
+    notice.write_text(ORIGINAL, encoding="utf-8")
+    code, out, err = run("feed", notice, "--out", tmp_path / "feed")
+    assert code == 2 and "nothing of bank-breach-2026-11 has been sent" in err
+    assert not (tmp_path / "feed").exists()
