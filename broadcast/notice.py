@@ -742,6 +742,9 @@ class LocalNotice:
     channels: list[LocalChannel]
     routing: list[LocalRoute]
     resources: list[LocalResource]
+    #: where the notice is in its life (alert, update, all_clear) and when it stops being true (None: never)
+    phase: str = "alert"
+    expires: datetime | None = None
 
 
 def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNotice:
@@ -768,6 +771,8 @@ def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNoti
         channels=list(channels.values()),
         routing=[LocalRoute(t(r.need) or "", channels[r.channel]) for r in notice.routing],
         resources=[LocalResource(t(r.title) or "", r.url, r.kind, t(r.description)) for r in notice.resources],
+        phase=notice.phase,
+        expires=notice.expires,
     )
 
 

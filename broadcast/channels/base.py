@@ -178,6 +178,15 @@ class Channel(ABC):
         """
         return None
 
+    def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt] | None:
+        """Take down what earlier ``messages`` published, for an expired ("expired") or cancelled ("cancelled") notice.
+
+        Return one receipt per message, in the same order: "sent" when taken down, "skipped" when there was nothing
+        of it to take down, "failed" with a reason when it could not be; or None when this channel publishes nothing
+        that can be taken down (the default: an email or SMS, once sent, stays sent).
+        """
+        return None
+
     def __enter__(self) -> Channel:
         self.open()
         return self
