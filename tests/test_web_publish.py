@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,28 @@ def test_a_web_dir_broadcast_cannot_publish_to_is_listed_before_anything_is_sent
     assert problem in caught.value.message and "web: --web-dir" in caught.value.message
 
 
+@pytest.mark.parametrize("web_dir", ["ftp://example.org/banner", "s3://", "git+file:///srv/site.git"])
+def test_cli_refuses_a_web_dir_it_cannot_publish_to_and_writes_nothing(web_dir: str, tmp_path: Path) -> None:
+    result = cli_send(web_dir)
+    assert result.exit_code == 2, result.output
+    assert "web: --web-dir" in result.output and "Nothing was sent" in result.output
+    assert not list(tmp_path.glob("**/banner*")) and not list(tmp_path.glob("*:"))
+
+
 def test_a_bad_s3_endpoint_is_listed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         channel_settings([WebChannel], env={"BROADCAST_WEB_S3_ENDPOINT": "127.0.0.1:9000"}, web_dir="s3://alerts")
     assert "BROADCAST_WEB_S3_ENDPOINT='127.0.0.1:9000' is not a full URL" in caught.value.message
+
+
+def test_the_s3_endpoint_comes_from_broadcast_or_the_standard_aws_variable() -> None:
+    ours = {"BROADCAST_WEB_S3_ENDPOINT": "http://127.0.0.1:9000", "AWS_ENDPOINT_URL": "http://127.0.0.1:9999"}
+    assert channel_settings([WebChannel], env=ours, web_dir="s3://alerts")["web"].s3_endpoint == "http://127.0.0.1:9000"
+    aws = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9999"}
+    assert channel_settings([WebChannel], env=aws, web_dir="s3://alerts")["web"].s3_endpoint == "http://127.0.0.1:9999"
+    # a folder has no endpoint, and a bad one set for other tools is not its problem
+    folder = channel_settings([WebChannel], env={"BROADCAST_WEB_S3_ENDPOINT": "nonsense"}, web_dir="site")["web"]
+    assert folder.s3_endpoint is None
 
 
 def test_a_git_password_is_never_shown(tmp_path: Path) -> None:
@@ -234,6 +253,31 @@ def test_each_send_and_withdrawal_is_one_commit_on_top_of_the_site(bare: Path, t
     assert git(bare, "show", "gh-pages~1:banner.en.html") == "<p>storm en, later</p>\n"
 
 
+def test_a_branch_someone_else_moved_is_never_overwritten(bare: Path, tmp_path: Path) -> None:
+    channel = adapter(f"git+file://{bare}#gh-pages")
+    channel.send([message("en")])
+    # a site deploy lands between two sends of the same run
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", "-b", "gh-pages", str(bare), str(work)], check=True)
+    (work / "index.html").write_text("<h1>site</h1>\n", encoding="utf-8")
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(work), "-c", "user.name=site", "-c", "user.email=site@example.org", "commit", "-qm", "deploy"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "gh-pages"], check=True)
+    [receipt] = channel.send([message("sw")])
+    assert receipt.status == "failed" and receipt.reason == (
+        f"the branch 'gh-pages' of git+file://{bare}#gh-pages changed while broadcast was publishing; nothing was "
+        "published; send again"
+    )
+    assert git(bare, "log", "--format=%s", "gh-pages").splitlines() == ["deploy", "storm: banner (en)"]
+    # sent again, it builds on the deploy and keeps it
+    [receipt] = channel.send([message("sw")])
+    assert receipt.status == "sent"
+    assert git(bare, "log", "--format=%s", "gh-pages").splitlines() == ["storm: banner (sw)", "deploy", "storm: banner (en)"]
+    files = git(bare, "ls-tree", "--name-only", "gh-pages").split()
+    assert files == ["banner.en.html", "banner.json", "banner.sw.html", "index.html"]
+    assert list(json.loads(git(bare, "show", "gh-pages:banner.json"))["languages"]) == ["en", "sw"]
+
+
 def test_a_rejected_push_fails_every_banner_and_the_run(bare: Path) -> None:
     web_dir = f"git+file://{bare}#gh-pages"
     adapter(web_dir).send([message("en")])
@@ -256,31 +300,67 @@ def test_a_repository_that_is_not_there_is_a_failed_receipt(tmp_path: Path) -> N
     [receipt] = adapter(f"git+file://{tmp_path / 'missing.git'}#gh-pages").send([message()])
     assert receipt.status == "failed"
     assert receipt.reason.startswith(f"could not read the branch 'gh-pages' of git+file://{tmp_path / 'missing.git'}#gh-pages: ")
-    assert receipt.reason.endswith("check the repository URL and its credentials")
+    assert receipt.reason.endswith(
+        "check the repository URL and its credentials (BROADCAST_WEB_GIT_TOKEN, or user:password in the URL)"
+    )
 
 
-@pytest.fixture
-def protected(bare: Path) -> Iterator[str]:
-    """The bare repository served over smart HTTP on 127.0.0.1, with an update hook that refuses every push."""
+@contextmanager
+def served(bare: Path, *, refuse: str = "", token: str = "") -> Iterator[str]:
+    """The bare repository over smart HTTP on 127.0.0.1: an update hook refusing pushes with ``refuse``, and
+    HTTP basic auth wanting ``token`` as the password, when given."""
+    import base64
     from wsgiref.simple_server import make_server
 
     from dulwich.repo import Repo
     from dulwich.server import DictBackend
     from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_wsgi_chain
 
-    hook = bare / "hooks" / "update"
-    hook.write_text("#!/bin/sh\necho 'gh-pages is protected' >&2\nexit 1\n", encoding="utf-8")
-    hook.chmod(0o755)
+    if refuse:
+        hook = bare / "hooks" / "update"
+        hook.write_text(f"#!/bin/sh\necho '{refuse}' >&2\nexit 1\n", encoding="utf-8")
+        hook.chmod(0o755)
     repo = Repo(str(bare))
-    server = make_server("127.0.0.1", 0, make_wsgi_chain(DictBackend({"/": repo})),
-                         handler_class=WSGIRequestHandlerLogger, server_class=WSGIServerLogger)
+    git_app = make_wsgi_chain(DictBackend({"/": repo}))
+    wanted = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if token and environ.get("HTTP_AUTHORIZATION") != wanted:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'), ("Content-Length", "0")])
+            return [b""]
+        return git_app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, handler_class=WSGIRequestHandlerLogger, server_class=WSGIServerLogger)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"git+http://bot:s3cr3t-t0ken@127.0.0.1:{server.server_address[1]}/#gh-pages"
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    repo.close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+        repo.close()
+
+
+@pytest.fixture
+def protected(bare: Path) -> Iterator[str]:
+    with served(bare, refuse="gh-pages is protected") as url:
+        yield f"git+{url.replace('http://', 'http://bot:s3cr3t-t0ken@')}#gh-pages"
+
+
+def test_a_git_token_from_the_environment_is_the_password(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "ghs_0123456789abcdefTOKEN"
+    with served(bare, token=token) as url:
+        # without the token the server asks for one: a failed receipt that says where
+        [receipt] = adapter(f"git+{url}#gh-pages:alerts").send([message()])
+        assert receipt.status == "failed"
+        assert receipt.reason.startswith(f"could not read the branch 'gh-pages' of git+{url}#gh-pages:alerts: ")
+        monkeypatch.setenv("BROADCAST_WEB_DIR", f"git+{url}#gh-pages:alerts")
+        monkeypatch.setenv("BROADCAST_WEB_GIT_TOKEN", token)
+        result = CliRunner().invoke(main, ["send", str(STORM), "--contacts", str(CONTACTS), "--channel", "web", "--yes"])
+        assert result.exit_code == 0, result.output
+        assert "web     planned 4, sent 4" in result.output and token not in result.output
+    assert git(bare, "show", "gh-pages:alerts/banner.json").startswith("{")
 
 
 def test_a_push_the_server_refuses_fails_with_its_words_and_no_password(protected: str, bare: Path) -> None:

@@ -9,15 +9,19 @@ import re
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from broadcast.config import mask
+from broadcast.config import Secret, mask
 
 #: a new banner must be readable by the web server, which is rarely the user who sends
 NEW_FILE_MODE = 0o644
+#: the user name sent with BROADCAST_WEB_GIT_TOKEN: GitHub takes any with a token, and documents this one
+GIT_TOKEN_USER = "x-access-token"
+#: where a git branch's credentials come from, for the hints
+CREDENTIALS = "BROADCAST_WEB_GIT_TOKEN, or user:password in the URL"
 #: who the banner's commits are by, on a git branch
 GIT_AUTHOR = b"broadcast <broadcast@users.noreply.invalid>"
 
@@ -72,6 +76,9 @@ class Branch:
     url: str
     branch: str
     folder: str = ""
+    #: BROADCAST_WEB_GIT_TOKEN: the password for an https URL that carries none (user x-access-token, as GitHub
+    #: Actions' GITHUB_TOKEN wants); compared by nothing, printed as <hidden>
+    token: Secret | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return mask(f"git+{self.url}#{self.branch}{':' + self.folder if self.folder else ''}")
@@ -80,10 +87,13 @@ class Branch:
 Target = Folder | Bucket | Branch
 
 _GIT_SCHEMES = ("git+file", "git+https", "git+http", "git+ssh")
-_COLLAPSED = re.compile(r"^(?P<scheme>s3|git\+(?:file|https?|ssh)):/(?!/)(?P<rest>.*)$", re.I)
+#: a URL as a Path keeps it: one slash after the scheme (two letters or more, so C:/ stays a Windows folder)
+_COLLAPSED = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]+):(?:/(?!/)(?P<rest>.*))?$", re.I)
 
 
-def parse_target(value: str | os.PathLike[str], *, s3_endpoint: str | None = None) -> Target | str:
+def parse_target(
+    value: str | os.PathLike[str], *, s3_endpoint: str | None = None, git_token: Secret | None = None
+) -> Target | str:
     """Where ``value`` (the --web-dir form) publishes to, or a sentence saying what is wrong with it."""
     text = os.fspath(value).strip()
     if isinstance(value, os.PathLike):
@@ -91,7 +101,7 @@ def parse_target(value: str | os.PathLike[str], *, s3_endpoint: str | None = Non
         lost = _COLLAPSED.match(text)
         if not lost:
             return Folder(Path(value))
-        text = f"{lost['scheme']}://{'/' if lost['scheme'] == 'git+file' else ''}{lost['rest']}"
+        text = f"{lost['scheme']}://{'/' if lost['scheme'].lower().endswith('file') else ''}{lost['rest'] or ''}"
     shown = mask(text)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if not scheme:
@@ -120,7 +130,7 @@ def parse_target(value: str | os.PathLike[str], *, s3_endpoint: str | None = Non
         folder = posixpath.normpath(folder.strip("/")) if folder.strip("/") else ""
         if folder.startswith(".."):
             return f"--web-dir {shown!r}: the folder {folder!r} leaves the repository"
-        return Branch(url, branch, folder)
+        return Branch(url, branch, folder, git_token)
     return (f"--web-dir {shown!r} uses {scheme}://, which broadcast cannot publish to; give a folder, "
             "s3://BUCKET/FOLDER or git+https://HOST/REPO.git#BRANCH[:FOLDER]")
 
@@ -152,7 +162,10 @@ class Publication(ABC):
         """The file's address, for receipts."""
 
     def finish(self, summary: str) -> None:
-        """Make the changes public; raises PublishError (nothing of this publication is then public)."""
+        """Make the changes so far public; raises PublishError (none of them is then public, and they are dropped)."""
+
+    def close(self) -> None:
+        """Release connections; the publication is not used again."""
 
 
 def open_publication(target: Target) -> Publication:
@@ -250,6 +263,9 @@ class BucketPublication(Publication):
     def where(self, name: str) -> str:
         return f"s3://{self.target.bucket}/{self.key(name)}"
 
+    def close(self) -> None:
+        self.client.close()
+
     def _failure(self, verb: str, name: str, exc: Exception) -> str:
         from botocore.exceptions import BotoCoreError, NoCredentialsError
 
@@ -292,6 +308,9 @@ class BranchPublication(Publication):
     def _connect(self) -> tuple[Any, str]:
         from dulwich.client import get_transport_and_path
 
+        token = self.target.token
+        if token and urlsplit(self.target.url).scheme in ("http", "https") and "@" not in urlsplit(self.target.url).netloc:
+            return get_transport_and_path(self.target.url, username=GIT_TOKEN_USER, password=token.reveal())
         return get_transport_and_path(self.target.url)
 
     def _fetch(self) -> None:
@@ -309,9 +328,10 @@ class BranchPublication(Publication):
             result = client.fetch(path, repo, determine_wants=wants)
         except Exception as exc:
             raise PublishError(f"could not read the branch {self.target.branch!r} of {self.target}: "
-                               f"{_git_why(exc)}; check the repository URL and its credentials") from None
+                               f"{_git_why(exc)}; check the repository URL and its credentials ({CREDENTIALS})") from None
         self._repo = repo
         self._head = result.refs.get(self.ref)
+        self._loaded = {}
         if self._head is not None:
             self._loaded = _read_tree(repo, repo[self._head].tree, self.target.folder)
 
@@ -339,6 +359,15 @@ class BranchPublication(Publication):
     def finish(self, summary: str) -> None:
         if not self._files:
             return
+        try:
+            self._push(summary)
+        except PublishError:
+            # the branch is fetched again for the next send: it may have moved, and these changes are dropped
+            self._repo = None
+            self._files.clear()
+            raise
+
+    def _push(self, summary: str) -> None:
         from dulwich.objects import Commit
 
         repo = self._repo
@@ -375,7 +404,8 @@ class BranchPublication(Publication):
                                f"{self.target.branch!r}); nothing was published; send again in a minute") from None
         except Exception as exc:
             raise PublishError(f"the push to {self.target} failed: {_git_why(exc)}; nothing was published; "
-                               "check the repository URL, its credentials and that they may push to the branch") from None
+                               f"check the repository URL and that its credentials ({CREDENTIALS}) may push to the "
+                               "branch") from None
         if moved:
             raise PublishError(f"the branch {self.target.branch!r} of {self.target} changed while broadcast was "
                                "publishing; nothing was published; send again")

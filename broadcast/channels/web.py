@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import Channel, RenderOptions
-from broadcast.channels.publish import Bucket, PublishError, Publication, Target, open_publication, parse_target
-from broadcast.config import Env
+from broadcast.channels.publish import Branch, Bucket, PublishError, Publication, Target, open_publication, parse_target
+from broadcast.config import Env, Secret
 from broadcast.errors import ConfigError
 from broadcast.message import Message, Receipt, Rendering, Status, placeholder
 
@@ -48,6 +48,8 @@ class WebSettings:
     location: Path | str = "web"
     #: the S3-compatible service's URL (BROADCAST_WEB_S3_ENDPOINT or AWS_ENDPOINT_URL); None: AWS itself
     s3_endpoint: str | None = None
+    #: BROADCAST_WEB_GIT_TOKEN: the password for a git+https branch whose URL carries none
+    git_token: Secret | None = None
 
     @classmethod
     def from_env(cls, env: Env) -> WebSettings:
@@ -56,13 +58,15 @@ class WebSettings:
         target = parse_target(location)
         if isinstance(target, str):
             env.problem(f"web: {target}")
-        endpoint = None
+        endpoint = token = None
         if isinstance(target, Bucket):
             endpoint = env.url("BROADCAST_WEB_S3_ENDPOINT") or env.url("AWS_ENDPOINT_URL")
-        return cls(location, endpoint)
+        if isinstance(target, Branch):
+            token = env.secret("BROADCAST_WEB_GIT_TOKEN")
+        return cls(location, endpoint, token)
 
     def target(self) -> Target:
-        target = parse_target(self.location, s3_endpoint=self.s3_endpoint)
+        target = parse_target(self.location, s3_endpoint=self.s3_endpoint, git_token=self.git_token)
         if isinstance(target, str):
             raise ConfigError(target, field="--web-dir", hint="see `broadcast send --help` for the forms --web-dir takes")
         return target
@@ -77,8 +81,8 @@ class WebChannel(Channel):
     personal: ClassVar[bool] = False
     templates: ClassVar[dict[str, str]] = {"html": "web/banner.html.j2"}
     settings: ClassVar[type[WebSettings]] = WebSettings
-    #: an S3 bucket's credentials, read the standard AWS way (a git branch's password sits in its URL, masked there)
-    secrets: ClassVar[tuple[str, ...]] = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    #: an S3 bucket's credentials (read the standard AWS way) and a git branch's token: masked wherever printed
+    secrets: ClassVar[tuple[str, ...]] = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BROADCAST_WEB_GIT_TOKEN")
     max_batch: ClassVar[int] = 1000
 
     @classmethod
@@ -94,6 +98,13 @@ class WebChannel(Channel):
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         # banner.json is read, merged and replaced as one step, whichever batch gets there first
         self._lock = threading.Lock()
+        # one per run, made at the first send: a bucket's client, a branch already fetched
+        self._publication: Publication | None = None
+
+    def close(self) -> None:
+        if self._publication is not None:
+            self._publication.close()
+            self._publication = None
 
     def send(self, messages: Sequence[Message]) -> list[Receipt]:
         """Publish each message's banner and list it in banner.json; a banner already expired is taken down instead."""
@@ -154,8 +165,11 @@ class WebChannel(Channel):
         return [receipts[m.id] for m in messages]
 
     def _open(self, messages: Sequence[Message], receipts: dict[str, Receipt]) -> Publication | None:
+        if self._publication is not None:
+            return self._publication
         try:
-            return open_publication(self.target)
+            self._publication = open_publication(self.target)
+            return self._publication
         except Exception as exc:  # boto3 refusing its configuration (a bad region or endpoint) is not a bug of ours
             for message in messages:
                 reason = f"could not reach {self.target}: {exc}; check --web-dir / BROADCAST_WEB_DIR"
