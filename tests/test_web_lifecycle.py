@@ -88,6 +88,8 @@ def test_an_all_clear_has_its_own_styling_and_badge_in_each_language(tmp_path: P
     en = (out / "banner.en.html").read_text(encoding="utf-8")
     assert 'class="broadcast-banner broadcast-emergency broadcast-phase-all_clear"' in en and 'role="status"' in en
     assert '<span class="bb-badge">ALL CLEAR</span>' in en and "EMERGENCY</span>" not in en
+    # the all-clear says when it was given, like an update
+    assert re.search(r'<p class="bb-updated"><time datetime="[^"]+Z">Updated \d\d:\d\d UTC</time></p>', en)
     assert '<span class="bb-badge">HATARI IMEPITA</span>' in (out / "banner.sw.html").read_text(encoding="utf-8")
     assert '<span class="bb-badge">زال الخطر</span>' in (out / "banner.ar.html").read_text(encoding="utf-8")
     assert index(out)["phase"] == "all_clear"
