@@ -36,6 +36,10 @@ class Rendering:
     posts: tuple[str, ...] = ()
     #: which of the SMS template's forms this is (1 = full; see templates/sms.txt.j2); 0 for other channels
     form: int = 0
+    #: the notice's phase (alert, update, all_clear) and when it expires (ISO 8601, "" for never), for channels that
+    #: publish them beside the text (web: banner.json); not part of what recipients read, so not of the version
+    phase: str = "alert"
+    expires: str = ""
 
 
 #: per-recipient fields templates may use; they render as placeholders and are filled per message

@@ -742,8 +742,10 @@ class LocalNotice:
     channels: list[LocalChannel]
     routing: list[LocalRoute]
     resources: list[LocalResource]
-    #: alert, update or all_clear (an all-clear has its own wording in every template)
+    #: where the notice is in its life (alert, update, all_clear: an all-clear has its own wording in every
+    #: template) and when it stops being true (None: never)
     phase: str = "alert"
+    expires: datetime | None = None
 
 
 def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNotice:
@@ -771,6 +773,7 @@ def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNoti
         routing=[LocalRoute(t(r.need) or "", channels[r.channel]) for r in notice.routing],
         resources=[LocalResource(t(r.title) or "", r.url, r.kind, t(r.description)) for r in notice.resources],
         phase=notice.phase,
+        expires=notice.expires,
     )
 
 

@@ -51,13 +51,15 @@ def test_writes_each_banner_and_the_index(tmp_path: Path) -> None:
     assert (out / "banner.ar.html").read_text(encoding="utf-8") == f'<div lang="ar">{HEADLINES["ar"]}</div>\n'
     data = index(out)
     assert data["notice"] == "boil-water" and data["default_language"] == "en"
-    assert data["languages"] == {
-        "en": {"file": "banner.en.html", "headline": HEADLINES["en"], "dir": "ltr"},
-        "sw": {"file": "banner.sw.html", "headline": HEADLINES["sw"], "dir": "ltr"},
-        "ar": {"file": "banner.ar.html", "headline": HEADLINES["ar"], "dir": "rtl"},
-    }
     updated = datetime.fromisoformat(data["updated_at"])
     assert data["updated_at"].endswith("Z") and updated.utcoffset().total_seconds() == 0
+    shown = {"phase": "alert", "status": "active", "updated_at": data["updated_at"], "expires": None}
+    assert data["languages"] == {
+        "en": {"file": "banner.en.html", "headline": HEADLINES["en"], "dir": "ltr", **shown},
+        "sw": {"file": "banner.sw.html", "headline": HEADLINES["sw"], "dir": "ltr", **shown},
+        "ar": {"file": "banner.ar.html", "headline": HEADLINES["ar"], "dir": "rtl", **shown},
+    }
+    assert (data["status"], data["phase"], data["expires"]) == ("active", "alert", None)
     # no temp files left behind
     assert sorted(p.name for p in out.iterdir()) == ["banner.ar.html", "banner.en.html", "banner.json", "banner.sw.html"]
 

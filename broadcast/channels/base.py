@@ -174,19 +174,21 @@ class Channel(ABC):
         Raise ``ChannelError`` only when the whole channel must stop (bad credentials).
         """
 
-    def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt] | None:
-        """Take down what earlier messages published, for an expired ("expired") or cancelled ("cancelled") notice.
-
-        Return one receipt per message ("sent" once it is down); None when this channel has nothing to take down.
-        """
-        return None
-
     def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt] | None:
         """Ask the provider what became of messages whose outcome is unknown, each with when it was tried.
 
         Return one receipt per message: "sent" when the provider has it, "retry" when it provably never
         arrived (so sending is safe), "unknown" when it cannot tell; or None when the provider offers no
         look-up at all (the default), so those messages stay unknown until a person says --retry-unknown.
+        """
+        return None
+
+    def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt] | None:
+        """Take down what earlier ``messages`` published, for an expired ("expired") or cancelled ("cancelled") notice.
+
+        Return one receipt per message, in the same order: "sent" when taken down, "skipped" when there was nothing
+        of it to take down, "failed" with a reason when it could not be; or None when this channel publishes nothing
+        that can be taken down (the default: an email or SMS, once sent, stays sent).
         """
         return None
 
