@@ -40,7 +40,8 @@ class CancelRequest:
     channels: tuple[str, ...] | None = None
     ledger: str | None = None
     templates_dir: Path | None = None
-    web_dir: Path | None = None
+    #: a folder, s3://BUCKET/FOLDER or git+URL#BRANCH[:FOLDER] (channels/publish.py)
+    web_dir: str | Path | None = None
     sandbox: bool = False
     trust_env_file: bool = False
     feed_dir: Path | None = None

@@ -338,7 +338,7 @@ def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool,
 @open_option
 @click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
-@click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
+@click.option("--web-dir", envvar="BROADCAST_WEB_DIR", metavar="DIR|s3://BUCKET/FOLDER|git+URL#BRANCH[:FOLDER]", help="Where the web banner is published: a folder, an S3 bucket, or a folder on a git branch [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
 @click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
@@ -347,7 +347,7 @@ def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool,
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, open_page: bool, as_json: bool, yes: bool, sandbox: bool,
-    web_dir: Path | None, rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None,
+    web_dir: str | None, rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None,
     trust_env_file: bool, feed_dir: Path | None, **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
@@ -443,14 +443,14 @@ def brief_command(
 @ledger_option
 @templates_option
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
-@click.option("--web-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_WEB_DIR", help="Where the web banner files go [env: BROADCAST_WEB_DIR; default ./web].")
+@click.option("--web-dir", envvar="BROADCAST_WEB_DIR", metavar="DIR|s3://BUCKET/FOLDER|git+URL#BRANCH[:FOLDER]", help="Where the web banner is published: a folder, an S3 bucket, or a folder on a git branch [env: BROADCAST_WEB_DIR; default ./web].")
 @click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @feed_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @_reports_errors
 def cancel_command(notice: Path, reason: str, dry_run: bool, out_dir: Path, yes: bool, delete_posts: bool,
                    channel_list: tuple[str, ...] | None, ledger: str | None, templates_dir: Path | None, sandbox: bool,
-                   web_dir: Path | None, trust_env_file: bool, feed_dir: Path | None, as_json: bool) -> int:
+                   web_dir: str | None, trust_env_file: bool, feed_dir: Path | None, as_json: bool) -> int:
     """Retract NOTICE, sent in error: a short correction to everyone it reached; the banner is taken down."""
     from broadcast import cancel, report
 

@@ -221,6 +221,7 @@ def _panel(
     rendering: Rendering, direction: str, recipients: int, noname: int, *, sms_segment_price: float, max_sms_segments: int
 ) -> Panel:
     adapter = REGISTRY[rendering.channel]
+    rendering = adapter.preview(rendering, datetime.now(timezone.utc))
     panel = Panel(rendering.channel, rendering.language, direction, recipients, noname, personal=adapter.personal)
     panel.subject, panel.text = rendering.subject, rendering.text
     if rendering.html:

@@ -506,7 +506,8 @@ class SendRequest:
     yes: bool = False
     #: the run's own settings, read by the channels they concern (config.channel_settings)
     sandbox: bool = False
-    web_dir: Path | None = None
+    #: a folder, s3://BUCKET/FOLDER or git+URL#BRANCH[:FOLDER] (channels/publish.py)
+    web_dir: str | Path | None = None
     #: --rate and --concurrency, as typed: "sms=50/s", "sms=4"
     rates: tuple[str, ...] = ()
     concurrency: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from broadcast.channels import live_channel
 from broadcast.channels.publish import Branch, Bucket, Folder, parse_target
-from broadcast.channels.web import WebChannel, WebSettings
+from broadcast.channels.web import WebChannel
 from broadcast.cli import main
 from broadcast.config import channel_settings
 from broadcast.errors import ConfigError

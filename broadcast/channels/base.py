@@ -128,6 +128,11 @@ class Channel(ABC):
         return {}
 
     @classmethod
+    def preview(cls, rendering: Rendering, now: datetime) -> Rendering:
+        """The rendering as the preview page shows it: what the adapter fills in when it sends, filled in now."""
+        return rendering
+
+    @classmethod
     def readable(cls, rendering: Rendering) -> str:
         """The message as a person reads it, in plain text (the staff brief quotes it)."""
         from broadcast.text import html_text

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import Channel, RenderOptions
-from broadcast.channels.publish import Branch, Bucket, PublishError, Publication, Target, open_publication, parse_target
+from broadcast.channels.publish import Branch, Bucket, Publication, PublishError, Target, open_publication, parse_target
 from broadcast.config import Env, Secret
 from broadcast.errors import ConfigError
 from broadcast.message import Message, Receipt, Rendering, Status, placeholder
@@ -36,6 +36,12 @@ def banner_file(language: str) -> str:
 
 def text_direction(language: str) -> str:
     return "rtl" if language.split("-")[0].lower() in RTL_LANGUAGES else "ltr"
+
+
+def _stamped(html: str, now: datetime) -> str:
+    """The banner with its publishing time filled in (kept out of the rendering, so it is not in the version)."""
+    html = html.replace(PUBLISHED_AT, _utc(now))
+    return html.replace(PUBLISHED_TIME, now.astimezone(timezone.utc).strftime("%H:%M UTC"))
 
 
 def _utc(moment: datetime) -> str:
@@ -92,6 +98,11 @@ class WebChannel(Channel):
         expires = _utc(local.expires) if local.expires is not None else ""
         return replace(rendering, subject=local.headline, html=parts["html"].strip(), phase=local.phase, expires=expires)
 
+    @classmethod
+    def preview(cls, rendering: Rendering, now: datetime) -> Rendering:
+        # the preview shows the banner as it would be published now
+        return replace(rendering, html=_stamped(rendering.html, now))
+
     def __init__(self, settings: WebSettings, **run: Any) -> None:
         super().__init__(settings, **run)
         self.target = settings.target()
@@ -125,8 +136,7 @@ class WebChannel(Channel):
                     gone.append(message)
                     continue
                 name = banner_file(message.language)
-                html = message.personal().html.replace(PUBLISHED_AT, _utc(now))
-                html = html.replace(PUBLISHED_TIME, now.astimezone(timezone.utc).strftime("%H:%M UTC"))
+                html = _stamped(message.personal().html, now)
                 try:
                     publication.write(name, html if html.endswith("\n") else html + "\n")
                 except PublishError as exc:
