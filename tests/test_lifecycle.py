@@ -257,3 +257,19 @@ def test_feed_needs_a_release_in_the_ledger(tmp_path: Path, monkeypatch: pytest.
     code, out, err = run("feed", notice, "--out", tmp_path / "feed")
     assert code == 2 and "nothing of bank-breach-2026-11 has been sent" in err
     assert not (tmp_path / "feed").exists()
+
+
+def test_cancel_can_delete_the_posts_instead_of_replying(live_send: Fakes, tmp_path: Path) -> None:
+    live = live_send
+    notice = tmp_path / "bank.yaml"
+    notice.write_text(ORIGINAL, encoding="utf-8")
+    people = write_people(tmp_path / "people.csv")
+    code, out, err = run("send", notice, "--contacts", people, "--channel", "social", "--yes")
+    assert code == 0, err + out
+    posted = [d.payload["id"] for d in live.x.deliveries]
+    assert len(posted) >= 2  # a thread
+    code, out, err = run("cancel", notice, "--channel", "social", "--delete-posts", "--yes", "--json")
+    assert code == 0, err + out
+    assert live.x.deleted == posted and live.x.tweets == {}
+    assert len(live.x.deliveries) == len(posted)  # no correction posted
+    assert json.loads(out)["withdrawn"] == {"social": 1}

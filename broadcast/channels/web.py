@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import Channel, RenderOptions
-from broadcast.channels.publish import Branch, Bucket, Publication, PublishError, Target, open_publication, parse_target
+from broadcast.channels.publish import Branch, Bucket, Folder, Publication, PublishError, Target, open_publication, parse_target
 from broadcast.config import Env, Secret
 from broadcast.errors import ConfigError
 from broadcast.message import Message, Receipt, Rendering, Status, placeholder
@@ -64,6 +64,8 @@ class WebSettings:
         target = parse_target(location)
         if isinstance(target, str):
             env.problem(f"web: {target}")
+        elif isinstance(target, Folder) and target.path.exists() and not target.path.is_dir():
+            env.problem(f"web: --web-dir {location} is a file, not a folder; choose a folder (broadcast creates it)")
         endpoint = token = None
         if isinstance(target, Bucket):
             endpoint = env.url("BROADCAST_WEB_S3_ENDPOINT") or env.url("AWS_ENDPOINT_URL")
