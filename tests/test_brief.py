@@ -258,3 +258,25 @@ def test_send_writes_the_brief_to_brief_dir_from_the_messages_it_sends(tmp_path:
         assert re.findall(r'<details data-channel="(\w+)">', part) == ["web"], lang
     assert (tmp_path / "web" / "banner.ar.html").is_file()
 
+
+
+def test_an_all_clear_brief_says_what_to_say_now_in_every_language(tmp_path: Path) -> None:
+    def edit(data: dict) -> None:
+        data["phase"] = "all_clear"
+        data["summary"]["en"] = "The water is safe to drink again. Run the tap for two minutes first."
+
+    clear = edited(tmp_path, EXAMPLE, edit, "clear.yaml")
+    result = run("brief", clear, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    page = sections((tmp_path / "b" / "brief.html").read_text(encoding="utf-8"))
+    md = md_sections((tmp_path / "b" / "brief.md").read_text(encoding="utf-8"))
+    heading = {"en": "What to say now: the all-clear", "sw": "Cha kusema sasa: hali shwari",
+               "sl": "Kaj povedati zdaj: preklic nevarnosti"}
+    for lang, words in heading.items():
+        assert words in text_of(page[lang]) and f"## 6. {words}" in md[lang]
+    assert "Run the tap for two minutes first." in text_of(page["en"]).split(heading["en"])[1]
+    assert "The danger has passed and this notice is over." in md["en"]
+    # an alert's brief has no such section
+    result = run("brief", EXAMPLE, "--out", tmp_path / "alert")
+    alert = (tmp_path / "alert" / "brief.md").read_text(encoding="utf-8")
+    assert "What to say now" not in alert and "all-clear" not in alert
