@@ -287,7 +287,7 @@ def long_sms_refusal(
     listed = ", ".join(f"{lang}: {n} segments" for lang, n in sorted(too_long.items()))
     return InputError(
         f"the SMS is longer than --max-sms-segments {max_segments} ({listed}); a live send refuses it; {sent}",
-        field="sms",
+        field="--max-sms-segments",
         hint="shorten the SMS template or notice texts, add --sms-transliterate, raise --max-sms-segments, "
         "or add --force to pay for the longer SMS",
     )
