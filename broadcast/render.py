@@ -204,27 +204,26 @@ class Templates:
         from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
         from jinja2.exceptions import SecurityError
 
-        path = self.directory / name
         try:
             template = self.env.get_template(name)
             self.env.deadline = time.monotonic() + MAX_RENDER_SECONDS
-            out: list[str] = []
-            size = 0
-            chunks = template.generate(context)
-            for chunk in chunks:
-                size += len(chunk)
-                if size > MAX_RENDERED_CHARS:
-                    # the template's own generator is paused at the line that wrote the last chunk
-                    inner = getattr(chunks, "gi_yieldfrom", None)
-                    frame = getattr(inner, "gi_frame", None)
-                    row = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
-                    raise _TooMuch(f"it writes more than {MAX_RENDERED_CHARS:,} characters", row)
-                out.append(chunk)
-            return "".join(out)
-        except TemplateNotFound as exc:
+            return _capped(template, context)
+        except (
+            TemplateNotFound, TemplateSyntaxError, UndefinedError, SecurityError, _TooMuch, RecursionError, MemoryError,
+            TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError, OverflowError,
+        ) as exc:
+            raise self._failure(exc, name) from exc
+
+    def _failure(self, exc: BaseException, name: str) -> TemplateError:
+        """What went wrong in template ``name``, where, and what to do, for a person who edits templates."""
+        from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
+        from jinja2.exceptions import SecurityError
+
+        path = self.directory / name
+        if isinstance(exc, TemplateNotFound):
             wanted = exc.name or name
             if wanted != name and _outside(wanted):
-                raise TemplateError(
+                return TemplateError(
                     f"the template includes {wanted!r}, which is outside the templates folder; templates may only "
                     "include files inside it (nothing was sent)",
                     file=path,
@@ -232,63 +231,77 @@ class Templates:
                     hint=f"copy what you need into {self.directory} and include it by its path there",
                 )
             if wanted != name:
-                raise TemplateError(
+                return TemplateError(
                     f"the template includes {wanted!r}, which is not in the templates folder",
                     file=path,
                     row=_template_line(exc, path),
                     hint=f"add {wanted} to {self.directory}, or remove the include",
                 )
-            raise TemplateError(
+            return TemplateError(
                 "template file is missing", file=path, hint=f"every templates folder needs {name}; copy it from the defaults"
             )
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template syntax error: {exc.message}",
-                file=path,
-                row=exc.lineno,
+        if isinstance(exc, TemplateSyntaxError):
+            return TemplateError(
+                f"template syntax error: {exc.message}", file=path, row=exc.lineno,
                 hint="check the {{ }} and {% %} tags on that line",
             )
-        except UndefinedError as exc:
-            raise TemplateError(
+        if isinstance(exc, UndefinedError):
+            return TemplateError(
                 f"unknown template variable: {exc.message}",
                 file=path,
                 row=_template_line(exc, path),
                 hint="templates may use notice.*, contact.name, t.<label>, lang and dir; "
                 "a missing t.<label> must be added to every labels/*.yaml",
             )
-        except _TooMuch as exc:
-            raise TemplateError(
+        if isinstance(exc, _TooMuch):
+            return TemplateError(
                 f"the template does too much work: {exc.args[0]}; a notice never needs that (nothing was sent)",
                 file=path,
                 row=exc.args[1] if len(exc.args) > 1 else _template_line(exc, path),
                 hint="look for loops inside loops, a large repeat (*) or power (**), or a growing string on that line; "
                 "if that line prints a notice text, the notice text is far too long for any message: shorten it",
             )
-        except RecursionError as exc:
-            raise TemplateError(
+        if isinstance(exc, RecursionError):
+            return TemplateError(
                 "the template calls itself without end (a macro calling itself, or a file including itself); "
                 "nothing was sent",
                 file=path,
                 row=_template_line(exc, path, first=True),
                 hint="remove the recursive macro call or {% include %} of the same file",
             )
-        except MemoryError:
-            raise TemplateError(
+        if isinstance(exc, MemoryError):
+            return TemplateError(
                 "the template builds a value too large for memory; nothing was sent",
                 file=path,
                 hint="look for a large width or count given to a filter (center, indent, wordwrap) or a large repeat",
             )
-        except SecurityError as exc:
-            raise TemplateError(
+        if isinstance(exc, SecurityError):
+            return TemplateError(
                 f"template tried something the sandbox forbids: {exc}",
                 file=path,
                 row=_template_line(exc, path),
                 hint="templates can only print notice data; remove attribute access to Python internals",
             )
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError, OverflowError) as exc:
-            raise TemplateError(
-                f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
-            )
+        return TemplateError(
+            f"template failed: {exc}", file=path, row=_template_line(exc, path), hint="check that line of the template"
+        )
+
+
+def _capped(template: Any, context: Mapping[str, Any]) -> str:
+    """The template's output, stopped at MAX_RENDERED_CHARS with the line that wrote past it."""
+    out: list[str] = []
+    size = 0
+    chunks = template.generate(context)
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            # the template's own generator is paused at the line that wrote the last chunk
+            inner = getattr(chunks, "gi_yieldfrom", None)
+            frame = getattr(inner, "gi_frame", None)
+            row = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
+            raise _TooMuch(f"it writes more than {MAX_RENDERED_CHARS:,} characters", row)
+        out.append(chunk)
+    return "".join(out)
 
 
 #: most characters one template file may write for one rendering: a notice is far shorter (an email body is a
