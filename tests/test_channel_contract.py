@@ -117,6 +117,26 @@ def test_reconcile_answers_each_lost_message_or_says_it_cannot_look(channel: tup
     assert all(r.reason for r in answer if r.status != "sent")
 
 
+def test_withdraw_takes_down_what_was_published_or_says_there_is_nothing(channel: tuple[str, Channel]) -> None:
+    """None: a message once sent stays sent (email, SMS). Otherwise one receipt per message, in order: sent (taken
+    down), skipped or failed, each but sent with its reason; and what was published is gone."""
+    from dataclasses import replace
+
+    name, adapter = channel
+    messages = planned(name)[:1]
+    with adapter:
+        if not type(adapter).personal and type(adapter).live:
+            [published] = adapter.send(messages)
+            assert published.status == "sent", published.reason
+            messages = [replace(m, posted=published.thread) for m in messages]
+        answer = adapter.withdraw(messages, "cancelled")
+    if type(adapter).withdraw is Channel.withdraw:
+        assert answer is None
+        return
+    assert answer is not None and [r.message_id for r in answer] == [m.id for m in messages]
+    assert [r.status for r in answer] == ["sent"] and all(r.reason for r in answer)
+
+
 CREDENTIAL = {"email": "SENDGRID_API_KEY", "sms": "TWILIO_AUTH_TOKEN", "social": "X_ACCESS_TOKEN_SECRET"}
 
 
