@@ -413,6 +413,9 @@ def _send(request: Any, as_json: bool, open_page: bool) -> int:
         progress=lambda plan: report.progress(plan, enabled=watching),
     )
     report.send_result(result, as_json=as_json, sms_segment_price=price, out_dir=request.out_dir)
+    if result.approval.startswith("override"):
+        # an emergency sent without a second person's look stands out wherever it is reported
+        click.secho(f"SENT WITHOUT APPROVAL ({result.approval}); recorded in the audit log", fg="red", bold=True, err=True)
     if result.page is not None and not as_json:
         click.echo(f"Preview page: {result.page}", err=True)
     if result.page is not None and open_page:
@@ -471,7 +474,9 @@ def log_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
 
         click.echo(json.dumps(found, ensure_ascii=False))
     else:
-        click.echo("\n".join(approval.log_lines(found)))
+        for line in approval.log_lines(found):
+            # an emergency sent without approval is shown in red, as in the send's own report
+            click.secho(line, fg="red" if "override:" in line else None)
     return 0
 
 

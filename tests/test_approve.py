@@ -220,3 +220,12 @@ def test_the_scheduled_workflow_exits_2_with_one_error_line_naming_the_unapprove
     print("\nCI:", second.returncode, errors)
     assert second.returncode == 2 and marks(live_send) == before
     assert len(errors) == 1 and "sms × sl changed since Ana Novak approved at" in errors[0] and "Nothing was sent" in errors[0]
+
+
+@pytest.mark.parametrize("value", ["maybe", "{policy: required, audience: everyone}", "{required: yes}"])
+def test_a_bad_approval_field_names_the_line_and_field(tmp_path: Path, value: str) -> None:
+    notice = tmp_path / "bank.yaml"
+    notice.write_text(BANK.read_text(encoding="utf-8") + f"approval: {value}\n", encoding="utf-8")
+    code, out, err = run("check", notice)
+    assert code == 2 and "Traceback" not in err
+    assert "approval" in err and re.search(r"line \d+", err), err

@@ -259,8 +259,11 @@ def test_an_emergency_may_go_out_unapproved_and_is_logged(live_send: Fakes, send
     assert code == 0, err + out
     assert marks(live_send)["sms"] - before["sms"] == 6
     assert any("sent WITHOUT approval (override: gas leak; approver unreachable)" in w for w in json.loads(out)["warnings"])
+    assert "SENT WITHOUT APPROVAL (override: gas leak; approver unreachable)" in err
     events = json.loads(run("log", notice, "--json")[1])["events"]
     assert [(e["event"], e["detail"]) for e in events] == [("send", "override: gas leak; approver unreachable")]
+    coloured = CliRunner().invoke(main, ["log", str(notice)], color=True).stdout
+    assert "\x1b[31m" in coloured and "override: gas leak" in coloured
     print("\nemergency override logged:", events[0]["event"], events[0]["who"], events[0]["detail"], events[0]["counts"]["sms"])
 
 
@@ -286,3 +289,27 @@ def test_a_new_contact_keeps_the_approval_unless_the_audience_is_fixed(live_send
     code, out, err = send(notice, people)
     assert code == 0, err + out
     assert json.loads(out)["channels"]["sms"]["sent"] == 7
+
+
+def test_ctrl_c_during_a_send_is_logged_as_a_stop_with_its_counts(live_send: Fakes, sender: str, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    twilio = live_send.twilio
+    twilio.latency = 0.05
+    notice, _ = notice_and_people(tmp_path, BANK.read_text(encoding="utf-8"))
+    contacts = tmp_path / "many.csv"
+    contacts.write_text("phone,language\n" + "\n".join(f"+38641{n:06d},sl" for n in range(100, 400)) + "\n", encoding="utf-8")
+    args = [sys.executable, "-m", "broadcast", "send", str(notice), "--contacts", str(contacts), "--channel", "sms", "--yes", "--json", "--force"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while len(twilio.deliveries) < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    sent = json.loads(out)["channels"]["sms"]["sent"]
+    events = json.loads(run("log", notice, "--json")[1])["events"]
+    assert [(e["event"], e["exit_code"]) for e in events] == [("stop", 130)]
+    assert events[0]["counts"]["sms"]["sent"] == sent and events[0]["counts"]["sms"]["not_started"] > 0
+    print(f"\nstop logged: sent {sent}, not started {events[0]['counts']['sms']['not_started']}")
