@@ -328,6 +328,8 @@ def gate(ledger: Ledger, plan: Plan, asked: SendApproval, notice_path: str | Pat
         )
     missing = state.missing(planned_keys(plan), self_approve=asked.self_approve)
     if missing:
+        # approved, yet missing: the only approval is the sender's own
+        own = any(f.state == "approved" for f in missing)
         lines = []
         for found in missing:
             if found.state == "approved":
@@ -338,7 +340,7 @@ def gate(ledger: Ledger, plan: Plan, asked: SendApproval, notice_path: str | Pat
             "; ".join(lines) + "; run approve again. Nothing was sent",
             file=notice_path, field="approval",
             hint=f"another person runs `broadcast approve {notice_path} --contacts …` with the same options, then "
-            "send again" + (" (or add --self-approve when you are the only one)" if any(f.state == "approved" for f in missing) else ""),
+            "send again" + (" (or add --self-approve when you are the only one)" if own else ""),
         )
     by_sender = any(state.renderings[k].by_sender for k in planned_keys(plan))
     return Gate(sender, state, "self-approved" if by_sender else "approved")

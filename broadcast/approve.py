@@ -6,6 +6,7 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,13 +14,13 @@ from broadcast.approval import (
     KEY_VARIABLE,
     Fingerprint,
     Identity,
-    sign,
-    short_name,
     identity,
     needs_identity,
     plan_fingerprint,
     record,
     refused,
+    short_name,
+    sign,
 )
 from broadcast.errors import Aborted, BroadcastError, InputError
 
@@ -129,8 +130,10 @@ def run(request: ApproveRequest, *, confirm: Callable[[ApproveResult], bool] | N
                detail=f"#{result.number}")
         return result
     except BroadcastError as exc:
-        record(ledger, event, notice.id, who, fp=result.fingerprint, counts=result.counts, exit_code=exc.exit_code,
-               detail=refused(exc))
+        # the refusal is logged too; a ledger that cannot take the entry must not hide the refusal itself
+        with suppress(BroadcastError):
+            record(ledger, event, notice.id, who, fp=result.fingerprint, counts=result.counts,
+                   exit_code=exc.exit_code, detail=refused(exc))
         raise
     finally:
         ledger.close()

@@ -229,3 +229,13 @@ def test_a_bad_approval_field_names_the_line_and_field(tmp_path: Path, value: st
     code, out, err = run("check", notice)
     assert code == 2 and "Traceback" not in err
     assert "approval" in err and re.search(r"line \d+", err), err
+
+
+def test_approve_asks_and_without_a_terminal_needs_yes(live_send: Fakes, sender: str, tmp_path: Path) -> None:
+    notice, people = notice_and_people(tmp_path)
+    code, out, err = run("approve", notice, "--contacts", people, "--as", ANA)
+    assert code == 2 and "refusing to approve without --yes in a non-interactive shell; nothing was recorded" in err
+    before = marks(live_send)
+    assert send(notice, people)[0] == 2 and marks(live_send) == before
+    code, out, err = run("log", notice, "--json")
+    assert [(e["event"], e["exit_code"]) for e in json.loads(out)["events"]] == [("approve", 2), ("send", 2)]
