@@ -235,7 +235,7 @@ def test_an_approval_made_for_another_ledger_is_refused(live_send: Fakes, sender
     assert "was made for another ledger" in err
 
 
-def test_approving_a_notice_that_fails_check_records_nothing(live_send: Fakes, sender: str, tmp_path: Path) -> None:
+def test_approving_a_notice_that_fails_check_records_no_approval_only_the_refusal(live_send: Fakes, sender: str, tmp_path: Path) -> None:
     notice, people = notice_and_people(tmp_path)
     code, out, err = approve(notice, people, "--max-sms-segments", "1")
     assert code == 2 and "nothing was approved" in err and "Traceback" not in err
