@@ -59,6 +59,8 @@ class Checked:
     ledger: str = ""
     #: what a live send would refuse (a long SMS without --force): raised after the report is shown
     refusal: BroadcastError | None = None
+    #: the approval fingerprint of every rendering (approval.fingerprint), as `approve` and `send` compute it
+    fingerprint: str = ""
 
 
 def run(request: CheckRequest) -> Checked:
@@ -75,6 +77,14 @@ def run(request: CheckRequest) -> Checked:
     checked.ledger = masked_url(where)
     checked.refusal = long_sms_refusal(
         checked.sms_too_long, request.max_sms_segments, force=request.force, sent="check found it"
+    )
+    from broadcast import approval
+
+    fp = approval.fingerprint(checked.renders, list(checked.renders.versions))
+    checked.fingerprint = fp.digest
+    approval.record_beside(
+        where, "check", checked.notice.id, fp=fp, counts={"renderings": len(fp.renderings)},
+        exit_code=checked.refusal.exit_code if checked.refusal else 0,
     )
     return checked
 

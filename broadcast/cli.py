@@ -235,6 +235,12 @@ feed_dir_option = click.option(
 )
 
 
+as_option = click.option(
+    "--as", "who", metavar='"NAME <EMAIL>"',
+    help="Who runs this, for approvals and the audit log [default: env BROADCAST_USER, else git user.email].",
+)
+
+
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
@@ -344,13 +350,18 @@ def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool,
 @click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
 @click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
 @feed_dir_option
+@as_option
+@click.option("--self-approve", is_flag=True, help="Count the sender's own approval (a one-person team); the report says so.")
+@click.option("--no-approval", metavar="REASON", help="Send an emergency notice without approval, for this reason (recorded in the audit log).")
 @_reports_errors
 def send_command(
     notice: Path, dry_run: bool, out_dir: Path, open_page: bool, as_json: bool, yes: bool, sandbox: bool,
     web_dir: str | None, rates: tuple[str, ...], concurrency: tuple[str, ...], brief_dir: Path | None,
-    trust_env_file: bool, feed_dir: Path | None, **options: Any,
+    trust_env_file: bool, feed_dir: Path | None, who: str | None, self_approve: bool, no_approval: str | None,
+    **options: Any,
 ) -> int:
     """Send NOTICE to the contacts on every channel (or preview it with --dry-run)."""
+    from broadcast.approval import SendApproval
     from broadcast.send import SendRequest
 
     if open_page and not dry_run:
@@ -358,7 +369,7 @@ def send_command(
     request = SendRequest(
         _plan_request(notice, options), dry_run=dry_run, out_dir=out_dir, yes=yes, sandbox=sandbox, web_dir=web_dir,
         rates=tuple(rates), concurrency=tuple(concurrency), brief_dir=brief_dir, trust_env_file=trust_env_file,
-        feed_dir=feed_dir,
+        feed_dir=feed_dir, approval=SendApproval(who, self_approve, no_approval),
     )
     return _send(request, as_json, open_page)
 
@@ -402,6 +413,9 @@ def _send(request: Any, as_json: bool, open_page: bool) -> int:
         progress=lambda plan: report.progress(plan, enabled=watching),
     )
     report.send_result(result, as_json=as_json, sms_segment_price=price, out_dir=request.out_dir)
+    if result.approval.startswith("override"):
+        # an emergency sent without a second person's look stands out wherever it is reported
+        click.secho(f"SENT WITHOUT APPROVAL ({result.approval}); recorded in the audit log", fg="red", bold=True, err=True)
     if result.page is not None and not as_json:
         click.echo(f"Preview page: {result.page}", err=True)
     if result.page is not None and open_page:
@@ -409,6 +423,61 @@ def _send(request: Any, as_json: bool, open_page: bool) -> int:
     if result.refusal is not None:
         raise result.refusal
     return result.exit_code
+
+
+@main.command("approve")
+@notice_argument
+@_plan_options
+@as_option
+@click.option("--yes", is_flag=True, help="Approve without asking; required when not in a terminal.")
+@click.option("--revoke", is_flag=True, help="Revoke every approval of NOTICE: send refuses until it is approved again.")
+@_reports_errors
+def approve_command(notice: Path, as_json: bool, who: str | None, yes: bool, revoke: bool, **options: Any) -> int:
+    """Approve exactly what `send` with the same options would send (or --revoke), recorded in the ledger."""
+    from broadcast import approve
+
+    request = approve.ApproveRequest(_plan_request(notice, options), who=who, yes=yes, revoke=revoke)
+
+    def confirm(result: Any) -> bool:
+        click.echo("\n".join(result.summary()), err=True)
+        return click.confirm("Record this approval?" if not result.revoked else "Revoke?", err=True)
+
+    result = approve.run(request, confirm=confirm if sys.stdin.isatty() else None)
+    if as_json:
+        import json
+
+        fp = result.fingerprint
+        click.echo(json.dumps({
+            "notice": result.notice, "approver": result.approver.name, "source": result.approver.source,
+            "number": result.number, "revoked": result.revoked, "ledger": result.ledger,
+            "fingerprint": fp.digest if fp else "", "renderings": fp.renderings if fp else {},
+            "counts": result.counts, "segments": result.segments, "headlines": result.headlines,
+        }, ensure_ascii=False))
+    else:
+        click.echo("\n".join(result.summary()))
+        click.echo(f"{'Revoked' if result.revoked else 'Approved'}: #{result.number} by {result.approver}")
+    return 0
+
+
+@main.command("log")
+@click.argument("notice_id")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER; default: beside NOTICE_ID when it is the notice file, else ./.broadcast/ledger.db].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the lines.")
+@_reports_errors
+def log_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
+    """The audit log of NOTICE_ID (a notice id, or the notice file): who checked, approved, sent, when, with what result."""
+    from broadcast import approval
+
+    found = approval.log(notice_id, ledger)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(found, ensure_ascii=False))
+    else:
+        for line in approval.log_lines(found):
+            # an emergency sent without approval is shown in red, as in the send's own report
+            click.secho(line, fg="red" if "override:" in line else None)
+    return 0
 
 
 @main.command("brief")
@@ -463,7 +532,12 @@ def cancel_command(notice: Path, reason: str, dry_run: bool, out_dir: Path, yes:
         report.cancel(result, as_json=False)
         return click.confirm(f"Send {sum(result.planned.values())} corrections now?", err=True)
 
-    result = cancel.run(request, confirm=confirm if sys.stdin.isatty() else None)
+    from broadcast import approval
+
+    result = approval.audited(
+        "cancel", notice, ledger, lambda: cancel.run(request, confirm=confirm if sys.stdin.isatty() else None),
+        lambda done: {f"{c} × {lang}": n for (c, lang), n in done.planned.items()},
+    )
     report.cancel(result, as_json=as_json)
     return result.exit_code
 

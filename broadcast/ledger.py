@@ -110,6 +110,85 @@ runs = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
 )
 
+#: facts about the ledger itself: its id, so an approval made for another ledger is told apart (approve.py)
+ledger_meta = sa.Table(
+    "ledger_meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+#: approvals and revocations, in order per notice; rows are only ever added (a revocation is a row of its own), and
+#: the (notice, number) key makes two approvers racing on one notice a conflict for the second, not a silent overwrite
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    #: approve | revoke
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("ledger_id", sa.Text, nullable=False),
+    sa.Column("approver", sa.Text, nullable=False),
+    #: where the approver's identity came from: --as, BROADCAST_USER, git user.email
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False),
+    #: JSON: "channel × language" → digest of every form of that rendering, as it would go out
+    sa.Column("renderings", sa.Text, nullable=False),
+    sa.Column("audience", sa.Text, nullable=False),
+    sa.Column("channels", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    #: HMAC-SHA256 of the row with BROADCAST_APPROVAL_KEY, "" without a key
+    sa.Column("mac", sa.Text, nullable=False, default=""),
+)
+
+#: the append-only audit log: who did what to which notice, when, from where, with what result. Counts only: no
+#: recipient address and no secret is ever written here. Nothing in broadcast updates or deletes its rows, and
+#: triggers refuse it (audit_triggers).
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("notice", sa.Text, nullable=False),
+    #: check, preview, approve, revoke, send, cancel, stop
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("who", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    #: JSON: channel → count, and other numbers
+    sa.Column("counts", sa.Text, nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+#: the database refuses to change or remove an audit row, whoever asks
+_AUDIT_TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS approvals_no_update BEFORE UPDATE ON approvals "
+        "BEGIN SELECT RAISE(ABORT, 'approvals are append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS approvals_no_delete BEFORE DELETE ON approvals "
+        "BEGIN SELECT RAISE(ABORT, 'approvals are append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION broadcast_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$",
+        # created once: DROP/CREATE on every open would lock the table against a running send
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_append_only') THEN "
+        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION broadcast_append_only(); END IF; END $$",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'approvals_append_only') THEN "
+        "CREATE TRIGGER approvals_append_only BEFORE UPDATE OR DELETE ON approvals "
+        "FOR EACH ROW EXECUTE FUNCTION broadcast_append_only(); END IF; END $$",
+    ],
+}
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -169,6 +248,8 @@ class Ledger:
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7262011)"))
                     metadata.create_all(conn)
                     _widen(conn)
+                    for statement in _AUDIT_TRIGGERS.get(self.engine.dialect.name, []):
+                        conn.execute(sa.text(statement))
         except sa.exc.ArgumentError as exc:
             raise LedgerError(
                 f"not a database URL: {exc}", hint="use sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
@@ -650,6 +731,57 @@ class Ledger:
             "timeline": timeline,
             "rows": rows,
         }
+
+    # -- approvals and the audit log (approve.py decides; the ledger keeps) -------------------------------------
+
+    @_database_errors
+    def ledger_id(self) -> str:
+        """This ledger's own id, made once when first asked: an approval names the ledger it was made for."""
+        with self.engine.connect() as conn:
+            if _has_table(conn, ledger_meta):
+                found = conn.execute(sa.select(ledger_meta.c.value).where(ledger_meta.c.key == "ledger_id")).scalar()
+                if found or self.read_only:
+                    return found or ""
+            elif self.read_only:
+                return ""
+        with self.engine.begin() as conn:
+            # two runs asking at once keep the first id
+            conn.execute(self._insert(ledger_meta).values(key="ledger_id", value=uuid.uuid4().hex).on_conflict_do_nothing())
+            return conn.execute(sa.select(ledger_meta.c.value).where(ledger_meta.c.key == "ledger_id")).scalar_one()
+
+    @_database_errors
+    def approvals(self, notice: str) -> list[dict[str, Any]]:
+        """The notice's approvals and revocations, first to last."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, approvals):
+                return []
+            rows = conn.execute(sa.select(approvals).where(approvals.c.notice == notice).order_by(approvals.c.number))
+            return [{**row._mapping, "approved_at": _aware(row.approved_at)} for row in rows]
+
+    @_database_errors
+    def add_approval(self, row: dict[str, Any]) -> bool:
+        """Add an approval or revocation under ``row["number"]``; False when another approver took that number
+        first (the two raced: the second must look again at what is now recorded)."""
+        with self.engine.begin() as conn:
+            inserted = conn.execute(
+                self._insert(approvals).values(**row).on_conflict_do_nothing().returning(approvals.c.number)
+            )
+            return inserted.first() is not None
+
+    @_database_errors
+    def append_audit(self, row: dict[str, Any]) -> None:
+        """Add one event to the audit log; never updates or deletes one."""
+        with self.engine.begin() as conn:
+            conn.execute(audit.insert().values(**row))
+
+    @_database_errors
+    def audit_log(self, notice: str) -> list[dict[str, Any]]:
+        """The notice's audit events, oldest first."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, audit):
+                return []
+            rows = conn.execute(sa.select(audit).where(audit.c.notice == notice).order_by(audit.c.id))
+            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
 
     def close(self) -> None:
         self.finish_run()

@@ -453,6 +453,22 @@ class Area(_Strict):
     circles: Annotated[list[Circle], _at_most(MAX_AREA_SHAPES, "circles")] = []
 
 
+class ApprovalPolicy(_Strict):
+    """Whether a second person must approve the notice before `send` sends it, and what their approval covers."""
+
+    #: required: `send` refuses content nobody else approved (also BROADCAST_REQUIRE_APPROVAL=1)
+    policy: Literal["required", "optional"] = "optional"
+    #: renderings: an approval holds while the texts are unchanged (new contacts are fine); fixed: any change of
+    #: the contact set or the chosen channels voids it too
+    audience: Literal["renderings", "fixed"] = "renderings"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, value: Any) -> Any:
+        # `approval: required` is the short form of `approval: {policy: required}`
+        return {"policy": value} if isinstance(value, str) else value
+
+
 class Notice(_Strict):
     """One crisis notice: everything every channel says, in every language it ships in."""
 
@@ -490,6 +506,9 @@ class Notice(_Strict):
     area: Area | None = None
     #: who publishes the CAP alerts (else BROADCAST_CAP_SENDER): one word, no spaces or commas
     cap_sender: CapSender | None = None
+    #: who must look before it goes out (approve.py). Left out of model_dump, so out of the release digest: requiring
+    #: approval changes who may send, not what recipients read
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy, exclude=True)
 
     @field_validator("languages")
     @classmethod

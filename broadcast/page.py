@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from markupsafe import Markup, escape
 
@@ -81,6 +81,10 @@ class Panel:
     personal: bool = True
     #: the most weighted characters one post may have, for a thread
     post_limit: int = 0
+    #: this rendering's approval (approve.RenderingApproval.state: approved, changed, revoked, unapproved, audience)
+    #: and its words ("sms × sl changed since Ana Novak approved at …"); "" when nobody asked about approval
+    approval: str = ""
+    approval_text: str = ""
 
     @property
     def id(self) -> str:
@@ -120,6 +124,7 @@ def write_preview(
     sms_segment_price: float = 0.0,
     max_sms_segments: int = 3,
     templates_dir: str | Path | None = None,
+    approval: Any = None,
 ) -> Path:
     """Write every rendering of the planned channels, the staff brief and the preview page; return the page."""
     from broadcast.brief import for_renders
@@ -132,7 +137,8 @@ def write_preview(
     # the page links to the staff brief: what the people who answer need, beside what customers will get
     for_renders(plan.renders, directory, templates_dir=templates_dir)
     return write_page(
-        plan, list(cautions), Path(directory), sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments
+        plan, list(cautions), Path(directory), sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments,
+        approval=approval,
     )
 
 
@@ -143,20 +149,25 @@ def write_page(
     *,
     sms_segment_price: float = 0.0,
     max_sms_segments: int = 3,
+    approval: Any = None,
 ) -> Path:
     """Write ``directory/index.html``: counts and warnings first, then every channel × language as recipients see it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    page = render_page(plan, cautions, sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments)
+    page = render_page(
+        plan, cautions, sms_segment_price=sms_segment_price, max_sms_segments=max_sms_segments, approval=approval
+    )
     # Written whole and renamed, so a browser opened by --open never shows half a page, and a link
     # planted at index.html is replaced rather than written through
     return write_file(directory / PAGE_FILE, page)
 
 
 def render_page(
-    plan: Plan, cautions: Sequence[CautionLike], *, sms_segment_price: float = 0.0, max_sms_segments: int = 3
+    plan: Plan, cautions: Sequence[CautionLike], *, sms_segment_price: float = 0.0, max_sms_segments: int = 3,
+    approval: Any = None,
 ) -> str:
-    """The preview page as one HTML string (write_page writes it)."""
+    """The preview page as one HTML string (write_page writes it); ``approval`` (approve.PreviewApproval) adds each
+    rendering's approval state."""
     notice = plan.notice
     renders = plan.renders
     languages = []
@@ -177,6 +188,9 @@ def render_page(
                     max_sms_segments=max_sms_segments,
                 )
             )
+            found = approval.of(channel, lang) if approval is not None else None
+            if found is not None:
+                panels[-1].approval, panels[-1].approval_text = found.state, found.describe()
         local = localize(notice, lang)
         languages.append(Language(lang, direction, local.headline, local.organization.name, panels))
 
@@ -205,6 +219,7 @@ def render_page(
         "price": sms_segment_price,
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "csp": CSP,
+        "approval": approval,
     }
     return _environment().from_string(PAGE_TEMPLATE).render(context)
 
@@ -535,6 +550,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <span class="sev sev-{{ notice.severity }}">{{ notice.severity }}</span>
 <div class="meta">
 <span>Languages <b>{% for lang in languages %}{{ lang.code }}{% if lang.direction == 'rtl' %} (rtl){% endif %}{% if not loop.last %}, {% endif %}{% endfor %}</b></span>
+{% if approval %}<span id="approval-policy">Approval <b>{{ 'required' if approval.required else 'optional' }}</b>{% if approval.state %} · fingerprint <b class="mono">{{ approval.state.fingerprint.digest }}</b>{% endif %}</span>{% endif %}
 <span>Versions {% for channel, version in versions %}<b class="mono">{{ channel }} {{ version }}</b>{% if not loop.last %} · {% endif %}{% endfor %}</span>
 </div>
 <span class="dry">Preview only: nothing has been sent</span>
@@ -642,6 +658,7 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 <div class="panel-head" dir="ltr" lang="en">
 <h3>{{ panel.title }} · <span class="mono">{{ panel.language }}</span></h3>
 {% if panel.over_limit %}<span class="pill red">{{ panel.segments }} segments, over {{ max_sms_segments }}</span>{% endif %}
+{% if panel.approval %}<span class="pill approval {{ 'green' if panel.approval == 'approved' else ('red' if approval.required else 'grey') }}" data-approval="{{ panel.approval }}" title="{{ panel.approval_text }}">{{ panel.approval_text | clip }}</span>{% endif %}
 <span class="who">{% if panel.kind == 'posts' %}<b>{{ panel.posts | length }}</b> post{{ 's' if panel.posts | length != 1 }}{% if panel.recipients %}, posted once{% else %}, not posted{% endif %}{% elif not panel.personal %}{% if panel.recipients %}<b>published</b>{% else %}not published{% endif %}{% elif panel.recipients %}<b>{{ panel.recipients }}</b> recipient{{ 's' if panel.recipients != 1 }}{% else %}<span class="pill grey">no recipients in this language</span>{% endif %}</span>
 </div>
 <div class="panel-body">

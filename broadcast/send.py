@@ -10,11 +10,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broadcast.approval import SendApproval
 from broadcast.channels.base import Channel
 from broadcast.channels.outbox import Outbox, OutboxChannel
 from broadcast.check import Caution, long_sms_refusal
@@ -515,6 +516,8 @@ class SendRequest:
     trust_env_file: bool = False
     #: also write the CAP 1.2 alert of this release and the Atom feed here (--feed-dir / BROADCAST_FEED_DIR)
     feed_dir: Path | None = None
+    #: who sends (--as), and --self-approve / --no-approval (approval.gate)
+    approval: SendApproval = SendApproval()
 
 
 @dataclass
@@ -540,6 +543,8 @@ class SendResult:
     #: the release this send recorded (number, phase, type), and the CAP files it wrote
     release: dict[str, Any] | None = None
     feed: list[Path] = field(default_factory=list)
+    #: how the send got past approval: "" (not required), "approved", "self-approved", "override: REASON"
+    approval: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -562,7 +567,7 @@ Progress = Callable[[Plan], Any]
 def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progress | None = None) -> SendResult:
     """`broadcast send`: check the credentials, plan against the ledger, ask, send and record; or, with
     ``dry_run``, the same plan written to the outbox and the preview page, with nothing sent."""
-    from broadcast import lifecycle
+    from broadcast import approval, lifecycle
     from broadcast.channels import REGISTRY
     from broadcast.config import channel_settings, trust_problems
     from broadcast.ledger import masked_url, now, open_ledger, resolve_url, stray_ledger
@@ -587,11 +592,42 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     where = resolve_url(request.plan.ledger, request.plan.notice)
     stray_ledger(request.plan.notice, where, live=True, chosen=request.plan.ledger)
     ledger = open_ledger(where, dry_run=False)
+    try:
+        result = _live(request, notice, ledger, settings, limits, trusted, sender, confirm, progress)
+    except BroadcastError as exc:
+        # a refusal is part of the story too: who tried to send what, and why it did not go; a ledger that cannot
+        # take the entry must not hide the refusal itself
+        with suppress(BroadcastError):
+            approval.record(ledger, "send", notice.id, approval.identity(request.approval.who), exit_code=exc.exit_code,
+                           detail=approval.refused(exc))
+        raise
+    except KeyboardInterrupt:
+        with suppress(BroadcastError):
+            approval.record(ledger, "stop", notice.id, approval.identity(request.approval.who), exit_code=130,
+                           detail="interrupted before sending")
+        raise
+    return result
+
+
+def _live(
+    request: SendRequest, notice: Any, ledger: Ledger, settings: Any, limits: Any, trusted: list[str], sender: str,
+    confirm: Confirm | None, progress: Progress | None,
+) -> SendResult:
+    from broadcast import approval, lifecycle
+    from broadcast.ledger import masked_url, now, resolve_url
+
+    where = resolve_url(request.plan.ledger, request.plan.notice)
     lifecycle.refuse_cancelled(ledger, notice, request.plan.notice)
     plan, warnings = prepare(request.plan, ledger)
     refusal = long_sms_refusal(over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments, force=request.plan.force)
     if refusal is not None:
         raise refusal
+    # after the plan (the wording as it would go out) and before anyone is asked: unapproved content stops here
+    gated = approval.gate(ledger, plan, request.approval, request.plan.notice)
+    if gated.how.startswith("override"):
+        warnings.append(Caution("approval", f"sent WITHOUT approval ({gated.how}); recorded in the audit log"))
+    elif gated.how == "self-approved":
+        warnings.append(Caution("approval", f"self-approved: the sender {gated.sender} approved this content (--self-approve)"))
     if request.brief_dir is not None:
         # written first, so the people who answer have it before the first customer reads the notice
         from broadcast.brief import for_renders
@@ -609,12 +645,18 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     channels = live_channels(plan, settings, limits=limits, stop=stop)
     with (progress(plan) if progress else nullcontext()) as advance:
         outcome = execute(plan, channels, ledger=ledger, progress=advance)
-    result = SendResult(plan, outcome, warnings, masked_url(where), dry_run=False, trusted=trusted)
+    result = SendResult(plan, outcome, warnings, masked_url(where), dry_run=False, trusted=trusted, approval=gated.how)
     if any(counts["sent"] for counts in outcome.counts.values()):
         # this content went out: the timeline (`status`) and the CAP feed list it as a release
         result.release = lifecycle.record_release(ledger, plan.notice, sender=sender)
         if request.feed_dir is not None:
             result.feed = lifecycle.write_feed(ledger, plan.notice, request.feed_dir, request.plan.notice, now=now())
+    counts = {name: dict(outcome.counts.get(name, {})) for name in plan.channels}
+    approval.record(
+        ledger, "stop" if outcome.interrupted else "send", notice.id, gated.sender,
+        fp=approval.plan_fingerprint(plan, audience=False), counts=counts, exit_code=result.exit_code,
+        detail=gated.how,
+    )
     return result
 
 
@@ -643,7 +685,7 @@ def _expired(request: SendRequest, notice: Any) -> SendResult:
 
 
 def _dry_run(request: SendRequest) -> SendResult:
-    from broadcast import lifecycle
+    from broadcast import approval, lifecycle
     from broadcast.channels import REGISTRY
     from broadcast.config import trust_problems
     from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
@@ -662,9 +704,11 @@ def _dry_run(request: SendRequest) -> SendResult:
         Caution("env file", f"{p}; a live send refuses this without --trust-env-file")
         for p in trust_problems([REGISTRY[c] for c in plan.channels])
     ]
+    # each rendering's approval, as the live send would judge it (approval.gate), shown on the page
+    approved = approval.preview_state(ledger, plan, request.approval)
     page = write_preview(
         plan, request.out_dir, warnings, sms_segment_price=request.plan.sms_segment_price,
-        max_sms_segments=request.plan.max_sms_segments, templates_dir=request.plan.templates_dir,
+        max_sms_segments=request.plan.max_sms_segments, templates_dir=request.plan.templates_dir, approval=approved,
     )
     if request.brief_dir is not None:
         from broadcast.brief import for_renders
@@ -675,6 +719,11 @@ def _dry_run(request: SendRequest) -> SendResult:
     refusal = long_sms_refusal(
         over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments,
         force=request.plan.force, sent="the preview shows it",
+    )
+    approval.record_beside(
+        where, "preview", plan.notice.id, fp=approved.state.fingerprint if approved.state else None,
+        counts={name: plan.to_send[name] for name in plan.channels},
+        exit_code=refusal.exit_code if refusal else (1 if plan.book.rejected else 0),
     )
     return SendResult(
         plan, outcome, warnings, masked_url(where), dry_run=True, ledger_found=ledger is not None, page=page,
