@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,13 @@ def test_an_update_replies_to_the_previous_thread_with_its_root(channel: Bluesky
     reply = bluesky_fake.deliveries[-1].payload["record"]["reply"]
     assert reply["parent"]["uri"] == first.thread[-1] and reply["root"]["uri"] == first.thread[0]
     assert update.status == "sent" and update.reason.startswith("in reply to ")
+
+
+def test_withdraw_deletes_the_thread(channel: BlueskyChannel, bluesky_fake: BlueskyFake) -> None:
+    [sent] = channel.send([thread_of(2)])
+    [gone] = channel.withdraw([replace(thread_of(2), posted=sent.thread)], "cancelled")
+    assert gone.status == "sent" and bluesky_fake.records == {}
+    assert bluesky_fake.deleted == [uri.rsplit("/", 1)[-1] for uri in sent.thread]
 
 
 def test_posts_keep_within_300_graphemes_with_long_links() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,7 @@ def test_settings_name_what_is_missing() -> None:
 
 def test_withdraw_deletes_the_thread(channel: MastodonChannel, mastodon_fake: MastodonFake) -> None:
     [sent] = channel.send([thread_of(2)])
-    [gone] = channel.withdraw([message("x", version="v1", reply_to=None).__class__(
-        **{**{f: getattr(thread_of(2), f) for f in ("notice_id", "channel", "version", "recipient", "language", "rendering")},
-           "posted": sent.thread})], "cancelled")
+    [gone] = channel.withdraw([replace(thread_of(2), posted=sent.thread)], "cancelled")
     assert gone.status == "sent" and mastodon_fake.deleted == list(sent.thread) and mastodon_fake.statuses == {}
 
 
