@@ -38,9 +38,10 @@ def channel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
     if kind == "outbox":
         yield "email", OutboxChannel("email", Outbox(tmp_path / "outbox"))
         return
-    fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}.get(kind)
+    fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake", "mastodon": "mastodon_fake",
+                    "bluesky": "bluesky_fake"}.get(kind)
     fake = request.getfixturevalue(fake_fixture) if fake_fixture else None
-    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x"}[kind]: fake} if fake else {}))
+    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky"}[kind]: fake} if fake else {}))
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     settings = channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")
     yield kind, live_channel(kind, settings[kind])
@@ -147,7 +148,7 @@ def test_a_refused_credential_stops_the_channel_with_a_channel_error(
     from broadcast.errors import ChannelError
 
     fake = request.getfixturevalue({"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}[kind])
-    use_fakes(monkeypatch, **{{"email": "sendgrid", "sms": "twilio", "social": "x"}[kind]: fake})
+    use_fakes(monkeypatch, **{{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky"}[kind]: fake})
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     monkeypatch.setenv(CREDENTIAL[kind], "wrong-" + "x" * 30)
     adapter = live_channel(kind, channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")[kind])

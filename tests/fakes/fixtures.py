@@ -8,6 +8,8 @@ from typing import NamedTuple
 import pytest
 
 from tests.fakes import credentials
+from tests.fakes.bluesky import BlueskyFake
+from tests.fakes.mastodon import MastodonFake
 from tests.fakes.sendgrid import SendGridFake
 from tests.fakes.twilio import TwilioFake
 from tests.fakes.x import XFake
@@ -27,6 +29,8 @@ def use_fakes(
     sendgrid: SendGridFake | None = None,
     twilio: TwilioFake | None = None,
     x: XFake | None = None,
+    mastodon: MastodonFake | None = None,
+    bluesky: BlueskyFake | None = None,
 ) -> None:
     """Set the environment broadcast reads so it talks to these fakes with the fake credentials.
 
@@ -49,6 +53,13 @@ def use_fakes(
         monkeypatch.setenv("X_CONSUMER_SECRET", x.consumer_secret)
         monkeypatch.setenv("X_ACCESS_TOKEN", x.access_token)
         monkeypatch.setenv("X_ACCESS_TOKEN_SECRET", x.access_token_secret)
+    if mastodon is not None:
+        monkeypatch.setenv("MASTODON_API_BASE_URL", mastodon.url)
+        monkeypatch.setenv("MASTODON_ACCESS_TOKEN", mastodon.access_token)
+    if bluesky is not None:
+        monkeypatch.setenv("BLUESKY_PDS_URL", bluesky.url)
+        monkeypatch.setenv("BLUESKY_HANDLE", bluesky.handle)
+        monkeypatch.setenv("BLUESKY_APP_PASSWORD", bluesky.app_password)
 
 
 @pytest.fixture
@@ -66,6 +77,18 @@ def twilio_fake() -> Iterator[TwilioFake]:
 @pytest.fixture
 def x_fake() -> Iterator[XFake]:
     with XFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def mastodon_fake() -> Iterator[MastodonFake]:
+    with MastodonFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def bluesky_fake() -> Iterator[BlueskyFake]:
+    with BlueskyFake() as fake:
         yield fake
 
 
