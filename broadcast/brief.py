@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from broadcast.channels import REGISTRY
+from broadcast.channels import REGISTRY, defaults
 from broadcast.errors import InputError, TemplateError
 from broadcast.notice import (
     ANY_LANGUAGE,
@@ -169,7 +169,7 @@ def assemble(
     every channel is rendered here. ``previous`` is the earlier version, for "what changed".
     """
     languages = languages or list(notice.languages)
-    renders = renders or render_notice(notice, templates)
+    renders = renders or render_notice(notice, templates, channels=defaults())
     found = changes(previous, notice) if previous is not None else None
     sections = []
     for lang in languages:

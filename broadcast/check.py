@@ -80,7 +80,8 @@ def run(request: CheckRequest) -> Checked:
     )
     from broadcast import approval
 
-    fp = approval.fingerprint(checked.renders, list(checked.renders.versions))
+    # what a send without --channel would send: the fingerprint approve and send compute for the same run
+    fp = approval.fingerprint(checked.renders, [c for c in checked.renders.versions if REGISTRY[c].by_default])
     checked.fingerprint = fp.digest
     approval.record_beside(
         where, "check", checked.notice.id, fp=fp, counts={"renderings": len(fp.renderings)},

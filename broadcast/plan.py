@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broadcast.channels import REGISTRY
+from broadcast.channels import REGISTRY, defaults
 from broadcast.check import Caution, check
 from broadcast.contacts import (
     DEFAULT_MAX_REJECTED,
@@ -139,7 +139,8 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
     With a ledger, the plan keeps only what still needs sending: new recipients, transient failures,
     reminders due, and (when asked) unknowns; everyone else is counted as skipped, with the reason.
     """
-    channels = list(request.channels) if request.channels else None
+    # the channels this run sends on: --channel, else those a run uses by default (Channel.by_default)
+    channels = list(request.channels or defaults())
     # an edited notice is a new version: everyone gets it again, and it says it is an update (check decides)
     checked = check(
         request.notice, templates_dir=request.templates_dir, max_sms_segments=request.max_sms_segments,
@@ -150,7 +151,7 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
         list(request.contacts), default_region=request.region, allow_number_types=request.allow_number_types
     )
     refuse_rejected(book, request.max_rejected or parse_max_rejected(DEFAULT_MAX_REJECTED))
-    plan = build_plan(renders, book, channels or list(REGISTRY))
+    plan = build_plan(renders, book, channels)
     # read before the contacts' plan is used: a suppressions file that cannot be read completely stops the run
     suppressions = read_suppressions(request.suppression_files(), default_region=request.region)
     suppressed = suppressions.entries

@@ -568,9 +568,9 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     """`broadcast send`: check the credentials, plan against the ledger, ask, send and record; or, with
     ``dry_run``, the same plan written to the outbox and the preview page, with nothing sent."""
     from broadcast import approval, lifecycle
-    from broadcast.channels import REGISTRY
+    from broadcast.channels import REGISTRY, defaults
     from broadcast.config import channel_settings, trust_problems
-    from broadcast.ledger import masked_url, now, open_ledger, resolve_url, stray_ledger
+    from broadcast.ledger import now, open_ledger, resolve_url, stray_ledger
     from broadcast.notice import load_notice
     from broadcast.rate import gates, parse_concurrency, parse_rates
 
@@ -581,7 +581,7 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     sender = lifecycle.feed_sender(notice, request.plan.notice) if request.feed_dir is not None else ""
     if request.dry_run:
         return _dry_run(request)
-    chosen = request.plan.channels or tuple(REGISTRY)
+    chosen = request.plan.channels or defaults()
     limits = gates(parse_rates(request.rates), parse_concurrency(request.concurrency))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
     settings = channel_settings(
@@ -662,13 +662,13 @@ def _live(
 
 def _expired(request: SendRequest, notice: Any) -> SendResult:
     """After ``expires``: nothing is sent; what shows the notice while it is current (the banner) is taken down."""
-    from broadcast.channels import REGISTRY, live_channel
+    from broadcast.channels import REGISTRY, defaults, live_channel
     from broadcast.config import channel_settings
     from broadcast.ledger import masked_url, resolve_url
     from broadcast.message import Rendering
 
     outcome = Outcome()
-    standing = [c for c in (request.plan.channels or tuple(REGISTRY)) if REGISTRY[c].standing]
+    standing = [c for c in (request.plan.channels or defaults()) if REGISTRY[c].standing]
     if standing and not request.dry_run:
         settings = channel_settings([REGISTRY[c] for c in standing], web_dir=request.web_dir, sandbox=request.sandbox,
                                     trust_env_file=request.trust_env_file)

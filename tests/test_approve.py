@@ -8,12 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from broadcast.cli import main
 from tests.fakes.fixtures import Fakes
-from tests.test_lifecycle import PEOPLE, counts, marks, write_people
+from tests.test_lifecycle import counts, marks, write_people
 
 REPO = Path(__file__).resolve().parent.parent
 BANK = REPO / "tests" / "data" / "notices" / "bank-breach.yaml"

@@ -23,7 +23,6 @@ from tests.fakes.fixtures import use_fakes
 from tests.fakes.mastodon import MastodonFake
 
 
-
 def settings(fake: MastodonFake, **wrong: str) -> MastodonSettings:
     return MastodonSettings(wrong.get("url", fake.url), Secret(wrong.get("token", fake.access_token)))
 

@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broadcast.channels import REGISTRY as CHANNELS
+from broadcast.channels import defaults
 from broadcast.page import write_page
 from broadcast.plan import PlanRequest, prepare
 from broadcast.segments import count_segments
 from tests.conftest import CONTACTS, EXAMPLE, STORM
+
+#: what a preview without --channel shows
+CHANNELS = defaults()
 
 XSS = "<script>alert(1)</script>"
 

@@ -11,10 +11,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from broadcast.channels import REGISTRY as CHANNELS
+from broadcast.channels import defaults
 from broadcast.page import write_page
 from broadcast.plan import PlanRequest, prepare
 from tests.conftest import CONTACTS, REPO, STORM
+
+#: what a preview without --channel shows
+CHANNELS = defaults()
 
 # The system browser (Debian's chromium package); no browser is downloaded for the tests
 CHROMIUM = Path(os.environ.get("BROADCAST_TEST_CHROMIUM", "/usr/bin/chromium"))

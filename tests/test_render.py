@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from broadcast.channels import REGISTRY
 from broadcast.channels.x import XChannel
 from broadcast.errors import TemplateError
 from broadcast.message import Rendering, personalize, placeholder
@@ -35,8 +36,9 @@ def custom_templates(tmp_path: Path) -> Path:
 def test_every_channel_and_language_names_every_support_channel(path: Path) -> None:
     notice = load_notice(path)
     renders = render_notice(notice, Templates())
-    expected = {("social", lang) for lang in notice.social_languages}
-    expected |= {(c, lang) for c in ("email", "sms", "web") for lang in notice.languages}
+    # every registered channel, in the languages it renders (X, Mastodon, Bluesky: the notice's social languages)
+    expected = {(c, lang) for c, adapter in REGISTRY.items() for lang in adapter.languages(notice)}
+    assert {("social", lang) for lang in notice.social_languages} | {("email", lang) for lang in notice.languages} <= expected
     assert {(c, lang) for (c, lang, _) in renders.renderings} == expected
     for rendering in renders.renderings.values():
         assert missing_contacts(rendering, notice) == [], (rendering.channel, rendering.language)
@@ -158,7 +160,7 @@ def test_versions_differ_per_channel_and_change_with_the_notice(tmp_path: Path) 
     edited = tmp_path / "edited.yaml"
     edited.write_text(EXAMPLE.read_text(encoding="utf-8").replace("severity: urgent", "severity: emergency"), encoding="utf-8")
     second = render_notice(load_notice(edited), Templates())
-    assert len(set(first.versions.values())) == 4
+    assert len(set(first.versions.values())) == len(REGISTRY)
     assert all(first.versions[c] != second.versions[c] for c in first.versions)
     again = render_notice(load_notice(EXAMPLE), Templates())
     assert again.versions == first.versions

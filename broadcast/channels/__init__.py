@@ -6,6 +6,8 @@ from typing import Any
 
 from broadcast import config
 from broadcast.channels.base import Channel
+from broadcast.channels.bluesky import BlueskyChannel
+from broadcast.channels.mastodon import MastodonChannel
 from broadcast.channels.sendgrid import SendGridChannel
 from broadcast.channels.twilio import TwilioChannel
 from broadcast.channels.web import WebChannel
@@ -28,11 +30,18 @@ register(SendGridChannel)
 register(TwilioChannel)
 register(XChannel)
 register(WebChannel)
+register(MastodonChannel)
+register(BlueskyChannel)
 
 
 def names() -> tuple[str, ...]:
     """Every channel's name, in the registry's order."""
     return tuple(REGISTRY)
+
+
+def defaults() -> tuple[str, ...]:
+    """The channels a run uses when --channel names none (Channel.by_default)."""
+    return tuple(name for name, adapter in REGISTRY.items() if adapter.by_default)
 
 
 def adapter(name: str) -> type[Channel]:

@@ -85,6 +85,9 @@ class Channel(ABC):
     max_concurrency: ClassVar[int] = 1
     #: True when the adapter talks to a network; the dry-run never constructs one
     live: ClassVar[bool] = True
+    #: True when a run without --channel uses it; False for a channel that needs an account people must set up first
+    #: (Mastodon, Bluesky, team chat, voice): a run uses those only when --channel names them
+    by_default: ClassVar[bool] = True
     gate: Gate | None
     stop: threading.Event
 

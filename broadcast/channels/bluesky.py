@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.channels.mastodon import split_counting_links
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
-from broadcast.channels.mastodon import split_counting_links
 from broadcast.text import tidy
 
 # atproto (httpx, pydantic models) is imported where a post is made, so check and preview read this module cheaply
@@ -89,6 +89,8 @@ class BlueskyChannel(Channel):
     title: ClassVar[str] = "Bluesky"
     provider: ClassVar[str] = "Bluesky"
     personal: ClassVar[bool] = False
+    # an account people must set up first: used only when --channel names it
+    by_default: ClassVar[bool] = False
     # the same public-post text as X and Mastodon; only the split differs
     templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     max_post_weight: ClassVar[int] = MAX_GRAPHEMES
@@ -172,7 +174,11 @@ class BlueskyChannel(Channel):
     def _post(self, message: Message) -> Receipt:
         import httpx
         from atproto.exceptions import (
-            AtProtocolError, BadRequestError, NetworkError, RateLimitExceededError, UnauthorizedError,
+            AtProtocolError,
+            BadRequestError,
+            NetworkError,
+            RateLimitExceededError,
+            UnauthorizedError,
         )
 
         posts = message.personal().posts

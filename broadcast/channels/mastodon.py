@@ -100,6 +100,8 @@ class MastodonChannel(Channel):
     title: ClassVar[str] = "Mastodon"
     provider: ClassVar[str] = "Mastodon"
     personal: ClassVar[bool] = False
+    # an account people must set up first: used only when --channel names it
+    by_default: ClassVar[bool] = False
     # the same public-post text as X: the account's followers read the same notice; only the split differs
     templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     #: the stock instance's limit; a send reads the instance's own and refuses, before posting, a post over it
@@ -194,7 +196,11 @@ class MastodonChannel(Channel):
 
     def _post(self, message: Message) -> Receipt:
         from mastodon import (
-            MastodonAPIError, MastodonNetworkError, MastodonNotFoundError, MastodonRatelimitError, MastodonServerError,
+            MastodonAPIError,
+            MastodonNetworkError,
+            MastodonNotFoundError,
+            MastodonRatelimitError,
+            MastodonServerError,
             MastodonUnauthorizedError,
         )
 

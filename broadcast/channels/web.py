@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import Channel, RenderOptions
-from broadcast.channels.publish import Branch, Bucket, Folder, Publication, PublishError, Target, open_publication, parse_target
+from broadcast.channels.publish import (
+    Branch,
+    Bucket,
+    Folder,
+    Publication,
+    PublishError,
+    Target,
+    open_publication,
+    parse_target,
+)
 from broadcast.config import Env, Secret
 from broadcast.errors import ConfigError
 from broadcast.message import Message, Receipt, Rendering, Status, placeholder
