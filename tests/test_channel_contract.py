@@ -38,9 +38,9 @@ def channel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
     if kind == "outbox":
         yield "email", OutboxChannel("email", Outbox(tmp_path / "outbox"))
         return
-    fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}.get(kind)
+    fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake", "team": "team_fake"}.get(kind)
     fake = request.getfixturevalue(fake_fixture) if fake_fixture else None
-    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x"}[kind]: fake} if fake else {}))
+    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "team": "team"}[kind]: fake} if fake else {}))
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     settings = channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")
     yield kind, live_channel(kind, settings[kind])

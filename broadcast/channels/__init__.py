@@ -7,6 +7,7 @@ from typing import Any
 from broadcast import config
 from broadcast.channels.base import Channel
 from broadcast.channels.sendgrid import SendGridChannel
+from broadcast.channels.team import TeamChannel
 from broadcast.channels.twilio import TwilioChannel
 from broadcast.channels.web import WebChannel
 from broadcast.channels.x import XChannel
@@ -28,6 +29,7 @@ register(SendGridChannel)
 register(TwilioChannel)
 register(XChannel)
 register(WebChannel)
+register(TeamChannel)
 
 
 def names() -> tuple[str, ...]:

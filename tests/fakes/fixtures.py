@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes import credentials
 from tests.fakes.sendgrid import SendGridFake
+from tests.fakes.team import SlackWebhookFake, point_apprise_at, shared_receiver
 from tests.fakes.twilio import TwilioFake
 from tests.fakes.x import XFake
 
@@ -27,6 +28,7 @@ def use_fakes(
     sendgrid: SendGridFake | None = None,
     twilio: TwilioFake | None = None,
     x: XFake | None = None,
+    team: SlackWebhookFake | None = None,
 ) -> None:
     """Set the environment broadcast reads so it talks to these fakes with the fake credentials.
 
@@ -43,6 +45,13 @@ def use_fakes(
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", twilio.account_sid)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", twilio.auth_token)
         monkeypatch.setenv("TWILIO_FROM", credentials.TWILIO_FROM)
+    if team is None and (sendgrid or twilio or x):
+        # every registered channel is on by default: a live send needs team chat URLs too, so tests that do not
+        # look at team chat post to one receiver kept for the whole test process
+        team = shared_receiver()
+    if team is not None:
+        point_apprise_at(monkeypatch, team)
+        monkeypatch.setenv("BROADCAST_TEAM_URLS", team.slack_url("staff"))
     if x is not None:
         monkeypatch.setenv("X_API_BASE_URL", x.url)
         monkeypatch.setenv("X_CONSUMER_KEY", x.consumer_key)
@@ -60,6 +69,12 @@ def sendgrid_fake() -> Iterator[SendGridFake]:
 @pytest.fixture
 def twilio_fake() -> Iterator[TwilioFake]:
     with TwilioFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def team_fake() -> Iterator[SlackWebhookFake]:
+    with SlackWebhookFake() as fake:
         yield fake
 
 
