@@ -155,7 +155,8 @@ class TeamChannel(Channel):
             return self._receipt(message, "sent", done, [])
         # A chat that refused for good (a revoked or archived webhook: HTTP 4xx) fails the message, so the next run
         # does not post again to the chats that took it. Any other failure is retried; within this run only the
-        # chats still owed are posted to, but a later run posts to every chat again (see the module's README text).
+        # chats still owed are posted to, but a later run posts to every chat again: the ledger has one row for the
+        # post, not one per chat (plan.py makes a public channel's recipients from languages alone).
         return self._receipt(message, "retry" if transient else "failed", done, failures)
 
     def _receipt(self, message: Message, status: Status, done: set[int], failures: list[str]) -> Receipt:
