@@ -39,9 +39,9 @@ def channel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
         yield "email", OutboxChannel("email", Outbox(tmp_path / "outbox"))
         return
     fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake", "mastodon": "mastodon_fake",
-                    "bluesky": "bluesky_fake"}.get(kind)
+                    "bluesky": "bluesky_fake", "team": "team_fake"}.get(kind)
     fake = request.getfixturevalue(fake_fixture) if fake_fixture else None
-    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky"}[kind]: fake} if fake else {}))
+    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky", "team": "team"}[kind]: fake} if fake else {}))
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     settings = channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")
     yield kind, live_channel(kind, settings[kind])

@@ -150,7 +150,7 @@ def test_env_file_is_read_and_secrets_are_masked(tmp_path: Path) -> None:
 
 
 def test_help_does_not_import_the_provider_sdks() -> None:
-    code = "import sys, broadcast.cli; print(sorted(m for m in ('sendgrid','twilio','tweepy','jinja2','pydantic','rich','sqlalchemy','boto3','botocore','dulwich','mastodon','atproto','atproto_client','httpx') if m in sys.modules))"
+    code = "import sys, broadcast.cli; print(sorted(m for m in ('sendgrid','twilio','tweepy','apprise','jinja2','pydantic','rich','sqlalchemy','boto3','botocore','dulwich','mastodon','atproto','atproto_client','httpx') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
@@ -339,7 +339,7 @@ def test_check_and_a_dry_run_load_no_provider_sdk(tmp_path: Path) -> None:
         f"assert CliRunner().invoke(main, ['check', {str(EXAMPLE)!r}]).exit_code == 0\n"
         f"assert CliRunner().invoke(main, ['send', {str(EXAMPLE)!r}, '--contacts', {str(CONTACTS)!r}, '--dry-run',"
         f" '--out', {str(tmp_path / 'out')!r}]).exit_code == 0\n"
-        "print(sorted(m for m in ('sendgrid', 'twilio', 'tweepy') if m in sys.modules))"
+        "print(sorted(m for m in ('sendgrid', 'twilio', 'tweepy', 'apprise') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(REPO)})

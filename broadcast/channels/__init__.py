@@ -9,6 +9,7 @@ from broadcast.channels.base import Channel
 from broadcast.channels.bluesky import BlueskyChannel
 from broadcast.channels.mastodon import MastodonChannel
 from broadcast.channels.sendgrid import SendGridChannel
+from broadcast.channels.team import TeamChannel
 from broadcast.channels.twilio import TwilioChannel
 from broadcast.channels.web import WebChannel
 from broadcast.channels.x import XChannel
@@ -32,6 +33,7 @@ register(XChannel)
 register(WebChannel)
 register(MastodonChannel)
 register(BlueskyChannel)
+register(TeamChannel)
 
 
 def names() -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from tests.fakes import credentials
 from tests.fakes.bluesky import BlueskyFake
 from tests.fakes.mastodon import MastodonFake
 from tests.fakes.sendgrid import SendGridFake
+from tests.fakes.team import SlackWebhookFake, point_apprise_at, shared_receiver
 from tests.fakes.twilio import TwilioFake
 from tests.fakes.x import XFake
 
@@ -31,6 +32,7 @@ def use_fakes(
     x: XFake | None = None,
     mastodon: MastodonFake | None = None,
     bluesky: BlueskyFake | None = None,
+    team: SlackWebhookFake | None = None,
 ) -> None:
     """Set the environment broadcast reads so it talks to these fakes with the fake credentials.
 
@@ -47,6 +49,13 @@ def use_fakes(
         monkeypatch.setenv("TWILIO_ACCOUNT_SID", twilio.account_sid)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", twilio.auth_token)
         monkeypatch.setenv("TWILIO_FROM", credentials.TWILIO_FROM)
+    if team is None and (sendgrid or twilio or x):
+        # every registered channel is on by default: a live send needs team chat URLs too, so tests that do not
+        # look at team chat post to one receiver kept for the whole test process
+        team = shared_receiver()
+    if team is not None:
+        point_apprise_at(monkeypatch, team)
+        monkeypatch.setenv("BROADCAST_TEAM_URLS", team.slack_url("staff"))
     if x is not None:
         monkeypatch.setenv("X_API_BASE_URL", x.url)
         monkeypatch.setenv("X_CONSUMER_KEY", x.consumer_key)
@@ -71,6 +80,12 @@ def sendgrid_fake() -> Iterator[SendGridFake]:
 @pytest.fixture
 def twilio_fake() -> Iterator[TwilioFake]:
     with TwilioFake() as fake:
+        yield fake
+
+
+@pytest.fixture
+def team_fake() -> Iterator[SlackWebhookFake]:
+    with SlackWebhookFake() as fake:
         yield fake
 
 

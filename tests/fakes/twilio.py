@@ -63,6 +63,10 @@ class TwilioFake(FakeServer):
         self.unsubscribed: set[str] = set()
         self.region_disabled: set[str] = set()
         self.messages: list[dict[str, Any]] = []
+        #: every accepted Call resource, with the TwiML it was given ("twiml"), in order
+        self.calls: list[dict[str, Any]] = []
+        #: numbers a call is refused to (13224: Twilio cannot call this number)
+        self.uncallable: set[str] = set()
         self._basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         super().__init__(validate=validate, latency=latency, faults=faults)
 
@@ -70,8 +74,13 @@ class TwilioFake(FakeServer):
     def messages_path(self) -> str:
         return f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
 
+    @property
+    def calls_path(self) -> str:
+        return f"/2010-04-01/Accounts/{self.account_sid}/Calls.json"
+
     def _reset_state(self) -> None:
         self.messages.clear()
+        self.calls.clear()
 
     def authorized(self, request: RecordedRequest) -> bool:
         return request.headers.get("authorization") == self._basic
@@ -97,6 +106,8 @@ class TwilioFake(FakeServer):
         return self.error_reply(400, "Invalid parameter: " + "; ".join(errors), 20001)
 
     def route(self, request: RecordedRequest) -> Reply:
+        if request.path == self.calls_path and request.method == "POST":
+            return self._call(request.body if isinstance(request.body, dict) else {})
         if request.path != self.messages_path:
             return self.error_reply(404, f"The requested resource {request.path} was not found")
         if request.method == "POST":
@@ -172,6 +183,34 @@ class TwilioFake(FakeServer):
             )
         )
         return Reply(201, message)
+
+    def _call(self, form: dict[str, Any]) -> Reply:
+        """Calls create: To and From (the spec requires both), and exactly one of Url, Twiml or ApplicationSid."""
+        to, sender = form.get("To", ""), form.get("From", "")
+        given = [name for name in ("Url", "Twiml", "ApplicationSid") if form.get(name)]
+        if len(given) != 1:
+            return self.error_reply(400, "Exactly one of Url, Twiml or ApplicationSid is required.", 21205)
+        if len(form.get("Twiml", "")) > 4000:
+            return self.error_reply(400, "Twiml is over 4000 characters.", 21232)
+        if not _E164.match(sender):
+            return self.error_reply(400, f"The source phone number provided, {sender}, is not yet verified.", 21210)
+        if to in self.invalid_numbers or not _E164.match(to):
+            return self.error_reply(400, f"The phone number you are attempting to call, {to}, is not valid.", 13223)
+        if to in self.uncallable:
+            return self.error_reply(400, f"Twilio cannot call {to}.", 13224)
+        sid = "CA" + uuid.uuid4().hex
+        now = format_datetime(datetime.now(UTC).replace(microsecond=0))
+        call = {
+            "account_sid": self.account_sid, "annotation": None, "answered_by": None, "api_version": "2010-04-01",
+            "caller_name": None, "date_created": now, "date_updated": now, "direction": "outbound-api",
+            "duration": None, "end_time": None, "forwarded_from": None, "from": sender, "from_formatted": sender,
+            "group_sid": None, "parent_call_sid": None, "phone_number_sid": None, "price": None, "price_unit": "USD",
+            "queue_time": "0", "sid": sid, "start_time": None, "status": "queued", "subresource_uris": {},
+            "to": to, "to_formatted": to, "trunk_sid": None, "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+        }
+        self.calls.append({**call, "twiml": form.get("Twiml")})
+        # kept apart from ``deliveries``, which count SMS
+        return Reply(201, call)
 
     def _list(self, query: dict[str, str]) -> Reply:
         """Newest first, filtered like Twilio: To, From, and DateSent / DateSent< / DateSent> by GMT day, inclusive."""

@@ -1,0 +1,169 @@
+"""The team-chat channel: one staff-facing post to every Apprise URL in BROADCAST_TEAM_URLS (Slack, Teams, ...)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from broadcast.channels.base import Channel, RenderOptions
+from broadcast.config import HIDDEN, Env, Secret, mask
+from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
+from broadcast.text import compact
+
+if TYPE_CHECKING:
+    from broadcast.notice import LocalNotice, Notice
+
+#: the variable that lists the chats; every URL in it carries a webhook token or a password, so all of it is secret
+URLS_VARIABLE = "BROADCAST_TEAM_URLS"
+#: Apprise URLs are separated by commas or white space, as Apprise's own configuration files write them
+_SEPARATOR = re.compile(r"[,\s]+")
+#: the part of a URL that may be shown: its scheme (slack, msteams, tgram, matrix, discord)
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
+#: how Apprise's plugins log the HTTP status of a refused post: "Failed to send Slack notification: ... error=410."
+_HTTP_ERROR = re.compile(r"error=(\d{3})\b")
+
+
+@dataclass(frozen=True)
+class TeamSettings:
+    #: the Apprise URLs, in the order BROADCAST_TEAM_URLS lists them; each one is a secret
+    urls: tuple[Secret, ...]
+
+    @classmethod
+    def from_env(cls, env: Env) -> TeamSettings | None:
+        """BROADCAST_TEAM_URLS: Apprise URLs separated by commas or spaces; each must be one Apprise can use."""
+        if not env.need(URLS_VARIABLE):
+            return None
+        urls = tuple(u for u in _SEPARATOR.split(env.get(URLS_VARIABLE)) if u)
+        for position, url in enumerate(urls, 1):
+            problem = url_problem(url)
+            if problem:
+                env.problem(f"team: {URLS_VARIABLE} entry {position} ({scheme_of(url)}) {problem}")
+        return cls(tuple(Secret(u) for u in urls))
+
+
+def scheme_of(url: str) -> str:
+    """How a URL is named in messages: its scheme only (``slack://…``), never its tokens."""
+    found = _SCHEME.match(url)
+    return f"{found.group(1).lower()}://…" if found else "no scheme"
+
+
+def url_problem(url: str) -> str | None:
+    """Why Apprise cannot use ``url``, without quoting any of it; None when it can."""
+    import apprise
+
+    if not _SCHEME.match(url):
+        return "is not a URL: write it as scheme://…, e.g. slack://TokenA/TokenB/TokenC (see Apprise's wiki)"
+    with apprise.LogCapture(level=logging.DEBUG, fmt="%(message)s") as log:
+        plugin = apprise.Apprise.instantiate(url)
+    if plugin is not None:
+        return None
+    said = _last_line(log.getvalue(), [url])
+    return f"is not an Apprise URL it can use{': ' + said if said else ''}; check the scheme and the tokens"
+
+
+def _last_line(log: str, secrets: Sequence[str]) -> str:
+    """The last thing Apprise logged, with the URLs and their parts hidden."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return _hide(lines[-1], secrets) if lines else ""
+
+
+def _refused_for_good(log: str) -> bool:
+    """True when Apprise logged an HTTP 4xx answer other than 408 and 429: the chat refuses the post itself.
+
+    Apprise's plugins return only True or False; most log the HTTP status as ``error=NNN``. A failure without one
+    (a connection error, a timeout) is taken as transient.
+    """
+    codes = [int(code) for code in _HTTP_ERROR.findall(log)]
+    return bool(codes) and all(400 <= code < 500 and code not in (408, 429) for code in codes)
+
+
+def _hide(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every URL, and every part of one long enough to be a token, replaced by <hidden>."""
+    for url in secrets:
+        parts = [url, *re.split(r"[/:@?&=#]+", url.split("://", 1)[-1])]
+        for part in sorted(parts, key=len, reverse=True):
+            if len(part) >= 6:
+                text = text.replace(part, HIDDEN)
+    return mask(text)
+
+
+class TeamChannel(Channel):
+    """Apprise: one post per configured chat URL, in the notice's default language, for the staff who answer."""
+
+    name: ClassVar[str] = "team"
+    title: ClassVar[str] = "Team chat"
+    provider: ClassVar[str] = "Apprise"
+    personal: ClassVar[bool] = False
+    # needs BROADCAST_TEAM_URLS set up first: used only when --channel names it
+    by_default: ClassVar[bool] = False
+    templates: ClassVar[dict[str, str]] = {"subject": "team/title.txt.j2", "text": "team/body.txt.j2"}
+    settings: ClassVar[type[TeamSettings]] = TeamSettings
+    secrets: ClassVar[tuple[str, ...]] = (URLS_VARIABLE,)
+    #: Slack's incoming webhooks take about one post a second per channel, Teams' about four; one at a time keeps
+    #: every service under its limit and keeps Apprise's log (the reason on a receipt) to one post
+    max_concurrency: ClassVar[int] = 1
+    #: the shortest limit of the services named in BROADCAST_TEAM_URLS' documentation: Telegram, 4,096 characters
+    max_body: ClassVar[int] = 4096
+
+    @classmethod
+    def languages(cls, notice: Notice) -> list[str]:
+        # staff read the notice's first language; they have the other languages in the staff brief
+        return [notice.default_language]
+
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        return replace(rendering, subject=compact(parts["subject"]), text=parts["text"].strip())
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        return {"characters": len(rendering.text), "subject": rendering.subject}
+
+    def __init__(self, settings: TeamSettings, **run: Any) -> None:
+        super().__init__(settings, **run)
+        self.settings = settings
+        #: message id → positions of the URLs that took it in this run: a retry posts only to the others
+        self._posted: dict[str, set[int]] = {}
+
+    def send(self, messages: Sequence[Message]) -> list[Receipt]:
+        return [self._send_one(message) for message in messages]
+
+    def _send_one(self, message: Message) -> Receipt:
+        import apprise
+
+        rendering = message.personal()
+        done = self._posted.setdefault(message.id, set())
+        failures: list[str] = []
+        transient = False
+        urls = [u.reveal() for u in self.settings.urls]
+        for position, url in enumerate(urls, 1):
+            if position in done:
+                continue
+            with self.request() as go:
+                if not go:
+                    return Receipt(message.id, message.channel, message.recipient, "not_started", reason=INTERRUPTED)
+                with apprise.LogCapture(level=logging.INFO, fmt="%(message)s") as log:
+                    plugin = apprise.Apprise.instantiate(url)
+                    ok = plugin is not None and plugin.notify(body=rendering.text, title=rendering.subject)
+            if ok:
+                done.add(position)
+            else:
+                said = _last_line(log.getvalue(), urls) or "Apprise gave no reason"
+                failures.append(f"entry {position} ({scheme_of(url)}): {said}")
+                transient = transient or not _refused_for_good(log.getvalue())
+        if not failures:
+            return self._receipt(message, "sent", done, [])
+        # A chat that refused for good (a revoked or archived webhook: HTTP 4xx) fails the message, so the next run
+        # does not post again to the chats that took it. Any other failure is retried; within this run only the
+        # chats still owed are posted to, but a later run posts to every chat again: the ledger has one row for the
+        # post, not one per chat (plan.py makes a public channel's recipients from languages alone).
+        return self._receipt(message, "retry" if transient else "failed", done, failures)
+
+    def _receipt(self, message: Message, status: Status, done: set[int], failures: list[str]) -> Receipt:
+        total = len(self.settings.urls)
+        posted = f"posted to {len(done)} of {total} chat(s) in {URLS_VARIABLE}"
+        reason = f"{posted}; not yet: " + "; ".join(failures) if failures else None
+        provider_id = "entries " + ",".join(str(p) for p in sorted(done)) if done else None
+        return Receipt(message.id, message.channel, message.recipient, status, provider_id, reason)
