@@ -98,6 +98,8 @@ def checked(result: Checked, *, as_json: bool) -> None:
                 "ledger": ledger,
                 "renderings": rows,
                 "sms_over_limit": result.sms_too_long,
+                # what `approve` records and `send` checks, for a send without --channel (approval.fingerprint)
+                "fingerprint": result.fingerprint,
                 "warnings": [str(w) for w in result.warnings],
             }
         )
@@ -116,6 +118,8 @@ def checked(result: Checked, *, as_json: bool) -> None:
     _cautions(console, result.warnings)
     if ok:
         console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
+    if result.fingerprint:
+        console.print(f"Fingerprint {_plain(result.fingerprint)} (what `broadcast approve` records and `send` checks)")
 
 
 def _by_channel(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
