@@ -206,3 +206,29 @@ class Channel(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ThreadChannel(Channel):
+    """A public account that posts each language as a post or a thread of replies (X, Mastodon, Bluesky): the facts
+    they share. Each adapter says how it splits a text into posts (``shape``) and posts them."""
+
+    personal: ClassVar[bool] = False
+
+    @classmethod
+    def languages(cls, notice: Notice) -> list[str]:
+        # the notice says which languages its public accounts post in (social.languages)
+        return list(notice.social_languages)
+
+    @classmethod
+    def cost(cls, rendering: Rendering) -> Cost:
+        return Cost(len(rendering.posts or (1,)), ("post", "posts"))
+
+    @classmethod
+    def readable(cls, rendering: Rendering) -> str:
+        return "\n\n".join(rendering.posts)
+
+    @staticmethod
+    def release_tag(options: RenderOptions) -> str:
+        """Numbering that tells a later release's thread apart: it repeats most posts of the first, and services
+        refuse a post they have seen (", v2" in "(1/3, v2)")."""
+        return f", v{options.release}" if options.release > 1 else ""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.channels.base import RenderOptions, ThreadChannel
 from broadcast.channels.mastodon import split_counting_links
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
@@ -16,7 +16,7 @@ from broadcast.text import tidy
 
 # atproto (httpx, pydantic models) is imported where a post is made, so check and preview read this module cheaply
 if TYPE_CHECKING:
-    from broadcast.notice import LocalNotice, Notice
+    from broadcast.notice import LocalNotice
 
 DEFAULT_PDS_URL = "https://bsky.social"
 #: app.bsky.feed.post's text: maxGraphemes 300 (the lexicon)
@@ -80,7 +80,7 @@ class _Ref:
     root_cid: str
 
 
-class BlueskyChannel(Channel):
+class BlueskyChannel(ThreadChannel):
     """Posts each language's text to a Bluesky account: the first post, then each next one as a reply (root and
     parent refs), each with its language and link facets. Every attempt first reads the account's newest posts,
     so a post an earlier attempt or a crashed run made is continued from, never posted twice."""
@@ -88,7 +88,6 @@ class BlueskyChannel(Channel):
     name: ClassVar[str] = "bluesky"
     title: ClassVar[str] = "Bluesky"
     provider: ClassVar[str] = "Bluesky"
-    personal: ClassVar[bool] = False
     # an account people must set up first: used only when --channel names it
     by_default: ClassVar[bool] = False
     # the same public-post text as X and Mastodon; only the split differs
@@ -105,27 +104,16 @@ class BlueskyChannel(Channel):
     max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def languages(cls, notice: Notice) -> list[str]:
-        return list(notice.social_languages)
-
-    @classmethod
     def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
         text = tidy(parts["text"])
-        tag = f", v{options.release}" if options.release > 1 else ""
+        tag = cls.release_tag(options)
         return replace(rendering, text=text, posts=split_posts(text, MAX_GRAPHEMES, tag))
-
-    @classmethod
-    def cost(cls, rendering: Rendering) -> Cost:
-        return Cost(len(rendering.posts or (1,)), ("post", "posts"))
 
     @classmethod
     def stats(cls, rendering: Rendering) -> dict[str, Any]:
         # "weighted": the key report.py reads post lengths from (characters here, shown "of 300")
         return {"posts": len(rendering.posts), "weighted": [post_length(p) for p in rendering.posts]}
 
-    @classmethod
-    def readable(cls, rendering: Rendering) -> str:
-        return "\n\n".join(rendering.posts)
 
     def __init__(self, settings: BlueskySettings, *, timeout: float | None = None, **run: Any) -> None:
         from atproto import Client

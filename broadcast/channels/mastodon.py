@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.channels.base import RenderOptions, ThreadChannel
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
@@ -18,7 +18,7 @@ from broadcast.text import split_thread, tidy
 
 # Mastodon.py is imported where a post is made, so check and preview read this module cheaply
 if TYPE_CHECKING:
-    from broadcast.notice import LocalNotice, Notice
+    from broadcast.notice import LocalNotice
 
 #: Mastodon's default status length (configuration.statuses.max_characters of a stock instance)
 DEFAULT_MAX_CHARACTERS = 500
@@ -92,14 +92,13 @@ class _Interrupted(Exception):
     """Ctrl-C was pressed while a request waited for its turn: it never started."""
 
 
-class MastodonChannel(Channel):
+class MastodonChannel(ThreadChannel):
     """Posts each language's text to a Mastodon account: the first post, then each next one as a reply to the one
     before, each with its language and an Idempotency-Key, so a retry or a re-run never posts anything twice."""
 
     name: ClassVar[str] = "mastodon"
     title: ClassVar[str] = "Mastodon"
     provider: ClassVar[str] = "Mastodon"
-    personal: ClassVar[bool] = False
     # an account people must set up first: used only when --channel names it
     by_default: ClassVar[bool] = False
     # the same public-post text as X: the account's followers read the same notice; only the split differs
@@ -116,28 +115,16 @@ class MastodonChannel(Channel):
     max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def languages(cls, notice: Notice) -> list[str]:
-        # the notice says which languages its public accounts post in (social.languages), as on X
-        return list(notice.social_languages)
-
-    @classmethod
     def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
         text = tidy(parts["text"])
-        tag = f", v{options.release}" if options.release > 1 else ""
+        tag = cls.release_tag(options)
         return replace(rendering, text=text, posts=split_statuses(text, cls.max_post_weight, tag))
-
-    @classmethod
-    def cost(cls, rendering: Rendering) -> Cost:
-        return Cost(len(rendering.posts or (1,)), ("post", "posts"))
 
     @classmethod
     def stats(cls, rendering: Rendering) -> dict[str, Any]:
         # "weighted": the key report.py reads post lengths from (Mastodon characters here, shown "of 500")
         return {"posts": len(rendering.posts), "weighted": [status_length(p) for p in rendering.posts]}
 
-    @classmethod
-    def readable(cls, rendering: Rendering) -> str:
-        return "\n\n".join(rendering.posts)
 
     def __init__(self, settings: MastodonSettings, *, timeout: float | None = None, **run: Any) -> None:
         from mastodon import Mastodon

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import Channel, Cost, RenderOptions
+from broadcast.channels.base import RenderOptions, ThreadChannel
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError, ConfigError
 from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import requests
     import tweepy
 
-    from broadcast.notice import LocalNotice, Notice
+    from broadcast.notice import LocalNotice
 
 #: the host tweepy.Client hard-codes for every request
 X_HOST = "https://api.twitter.com"
@@ -102,13 +102,12 @@ class _Interrupted(Exception):
     """Ctrl-C was pressed while a request waited for its turn: it never started."""
 
 
-class XChannel(Channel):
+class XChannel(ThreadChannel):
     """Posts each language's text to X: the first post, then each next one as a reply to the one before."""
 
     name: ClassVar[str] = "social"
     title: ClassVar[str] = "X"
     provider: ClassVar[str] = "X"
-    personal: ClassVar[bool] = False
     templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     max_post_weight: ClassVar[int] = 280
     settings: ClassVar[type[SocialSettings]] = SocialSettings
@@ -121,28 +120,15 @@ class XChannel(Channel):
     max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def languages(cls, notice: Notice) -> list[str]:
-        # the notice says which languages the account posts in (social.languages); X has one audience
-        return list(notice.social_languages)
-
-    @classmethod
     def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
         text = tidy(parts["text"])
         # a later release's thread repeats most posts of the first, which X refuses as duplicates: number it apart
-        tag = f", v{options.release}" if options.release > 1 else ""
+        tag = cls.release_tag(options)
         return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight, tag))
-
-    @classmethod
-    def cost(cls, rendering: Rendering) -> Cost:
-        return Cost(len(rendering.posts or (1,)), ("post", "posts"))
 
     @classmethod
     def stats(cls, rendering: Rendering) -> dict[str, Any]:
         return {"posts": len(rendering.posts), "weighted": [weighted_length(p) for p in rendering.posts]}
-
-    @classmethod
-    def readable(cls, rendering: Rendering) -> str:
-        return "\n\n".join(rendering.posts)
 
     @classmethod
     def recipient(cls, language: str) -> str:
