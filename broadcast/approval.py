@@ -15,15 +15,32 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcast.errors import BroadcastError, InputError, LedgerError
 
 if TYPE_CHECKING:
+    from collections import Counter
+    from collections.abc import Iterator
+
     from broadcast.ledger import Ledger
+    from broadcast.message import Message
     from broadcast.notice import Notice
-    from broadcast.plan import Plan
     from broadcast.render import RenderSet
+
+
+class Plan(Protocol):
+    """What an approval reads of a plan (plan.Plan): a Protocol, since plan imports check, which imports this."""
+
+    channels: list[str]
+    renders: RenderSet
+    counts: dict[str, Counter[str]]
+
+    @property
+    def notice(self) -> Notice: ...
+
+    def messages(self, channel: str | None = None) -> Iterator[Message]: ...
+
 
 #: the variable that makes every notice need approval, whatever its file says
 REQUIRE_VARIABLE = "BROADCAST_REQUIRE_APPROVAL"

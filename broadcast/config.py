@@ -7,13 +7,21 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from broadcast.errors import ConfigError
 
-if TYPE_CHECKING:  # the registry reads this module, never the other way round
-    from broadcast.channels.base import Channel
+
+class ChannelFacts(Protocol):
+    """What configuration reads of a channel adapter class (channels.base.Channel): a Protocol, since the registry
+    reads this module and never the other way round."""
+
+    name: str
+    secrets: tuple[str, ...]
+    host_variable: str | None
+    settings: Any
+
 
 #: a variable whose name ends like this holds a credential: masked even for a channel no adapter declared yet
 _SECRET_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|SID|PASSWORD)$")
@@ -138,7 +146,7 @@ def _url_problem(name: str, value: str) -> str | None:
     return None
 
 
-def trust_problems(channels: Iterable[type[Channel]], env: Mapping[str, str] | None = None) -> list[str]:
+def trust_problems(channels: Iterable[ChannelFacts], env: Mapping[str, str] | None = None) -> list[str]:
     """Channels whose provider address and credentials come from different places (env file vs environment).
 
     A ./.env in the folder you run from could otherwise point a provider at another host and receive
@@ -212,7 +220,7 @@ class Env:
 
 
 def channel_settings(
-    channels: Iterable[type[Channel]],
+    channels: Iterable[ChannelFacts],
     *,
     env: Mapping[str, str] | None = None,
     trust_env_file: bool = False,

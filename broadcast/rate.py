@@ -8,7 +8,8 @@ How it is meant to be used: build one :class:`Gate` per channel from ``--rate`` 
 (:func:`parse_rates`, :func:`parse_concurrency`, :func:`gates`), share it between all the threads of
 that channel, and wrap every provider request in it, retries included::
 
-    channel_gates = gates(parse_rates(["sms=50/s"]), parse_concurrency(["sms=4"]))
+    known = broadcast.channels.names()          # the registry lists the channels; this module reads no registry
+    channel_gates = gates(parse_rates(["sms=50/s"], channels=known), parse_concurrency(["sms=4"], channels=known))
     gate = channel_gates.get("sms", Gate())      # Gate() limits nothing
     with gate.request(stop) as ok:
         if not ok:                               # stop was set (Ctrl-C): send nothing more
@@ -75,19 +76,11 @@ class Rate:
         return self.count / self.per
 
 
-def _channel_names() -> tuple[str, ...]:
-    # Imported here, not at the top: cli.py may import this module to parse options, and `broadcast --help` must
-    # not pay for the registry
-    from broadcast.channels import names
-
-    return names()
-
-
-def _items(option: str, values: Sequence[str], hint: str) -> Iterator[tuple[str, str, str]]:
-    """Split ``channel=value`` items (comma lists allowed) into (item, channel, value); one channel once."""
+def _items(option: str, values: Sequence[str], hint: str, channels: Sequence[str]) -> Iterator[tuple[str, str, str]]:
+    """Split ``channel=value`` items (comma lists allowed) into (item, channel, value); one channel once, and only
+    the ``channels`` there are (the registry's names, given by the caller: the registry reads this module)."""
     if isinstance(values, str):
         values = [values]
-    channels = _channel_names()
     seen: set[str] = set()
     for value in values:
         parts = [part.strip() for part in value.split(",") if part.strip()]
@@ -109,14 +102,14 @@ def _items(option: str, values: Sequence[str], hint: str) -> Iterator[tuple[str,
             yield item, channel, rest.strip()
 
 
-def parse_rates(values: Sequence[str]) -> dict[str, Rate]:
+def parse_rates(values: Sequence[str], *, channels: Sequence[str]) -> dict[str, Rate]:
     """Parse ``--rate`` values such as ``sms=50/s`` or ``sms=50/s,email=2/s`` into channel → Rate.
 
     The count is provider requests per period (an SMS is one request, a SendGrid request carries up
     to 1,000 emails, an X post is one request); periods are /s, /sec, /m, /min and /h.
     """
     rates: dict[str, Rate] = {}
-    for item, channel, rest in _items("--rate", values, RATE_HINT):
+    for item, channel, rest in _items("--rate", values, RATE_HINT, channels):
         count, slash, unit = rest.partition("/")
         count, unit = count.strip(), unit.strip().lower()
         if not re.fullmatch(r"[0-9]+", count) or int(count) < 1:
@@ -132,10 +125,10 @@ def parse_rates(values: Sequence[str]) -> dict[str, Rate]:
     return rates
 
 
-def parse_concurrency(values: Sequence[str]) -> dict[str, int]:
+def parse_concurrency(values: Sequence[str], *, channels: Sequence[str]) -> dict[str, int]:
     """Parse ``--concurrency`` values such as ``sms=4`` or ``sms=4,email=2``: requests in flight at once."""
     caps: dict[str, int] = {}
-    for item, channel, rest in _items("--concurrency", values, CONCURRENCY_HINT):
+    for item, channel, rest in _items("--concurrency", values, CONCURRENCY_HINT, channels):
         if not re.fullmatch(r"[0-9]+", rest) or not 1 <= int(rest) <= MAX_CONCURRENCY:
             raise ConfigError(
                 f"--concurrency {item!r}: {rest!r} is not a whole number from 1 to {MAX_CONCURRENCY}",

@@ -568,7 +568,7 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     """`broadcast send`: check the credentials, plan against the ledger, ask, send and record; or, with
     ``dry_run``, the same plan written to the outbox and the preview page, with nothing sent."""
     from broadcast import approval, lifecycle
-    from broadcast.channels import REGISTRY, defaults
+    from broadcast.channels import REGISTRY, defaults, names
     from broadcast.config import channel_settings, trust_problems
     from broadcast.ledger import now, open_ledger, resolve_url, stray_ledger
     from broadcast.notice import load_notice
@@ -582,7 +582,7 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     if request.dry_run:
         return _dry_run(request)
     chosen = request.plan.channels or defaults()
-    limits = gates(parse_rates(request.rates), parse_concurrency(request.concurrency))
+    limits = gates(parse_rates(request.rates, channels=names()), parse_concurrency(request.concurrency, channels=names()))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
     settings = channel_settings(
         [REGISTRY[c] for c in chosen], sandbox=request.sandbox, web_dir=request.web_dir,

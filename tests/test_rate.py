@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broadcast.channels import names
 from broadcast.errors import ConfigError
 from broadcast.rate import (
     MARGIN,
@@ -24,6 +25,9 @@ from broadcast.rate import (
     parse_rates,
 )
 from tests.fakes.server import max_in_window
+
+#: the registry's channel names, which --rate and --concurrency accept
+CHANNELS = names()
 
 EPS = 1e-9
 
@@ -90,7 +94,7 @@ def test_rate_reads_like_the_option() -> None:
     ],
 )
 def test_parse_rates(values: list[str], expected: dict[str, Rate]) -> None:
-    assert parse_rates(values) == expected
+    assert parse_rates(values, channels=CHANNELS) == expected
 
 
 @pytest.mark.parametrize(
@@ -114,7 +118,7 @@ def test_parse_rates(values: list[str], expected: dict[str, Rate]) -> None:
 )
 def test_parse_rates_refuses_with_a_hint(value: str, says: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_rates([value])
+        parse_rates([value], channels=CHANNELS)
     error = caught.value
     assert says in error.message
     assert "--rate" in error.message
@@ -124,7 +128,7 @@ def test_parse_rates_refuses_with_a_hint(value: str, says: str) -> None:
 
 def test_parse_rates_refuses_a_channel_repeated_across_options() -> None:
     with pytest.raises(ConfigError, match="sms is given more than once"):
-        parse_rates(["sms=50/s", "email=2/s,sms=10/s"])
+        parse_rates(["sms=50/s", "email=2/s,sms=10/s"], channels=CHANNELS)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +142,7 @@ def test_parse_rates_refuses_a_channel_repeated_across_options() -> None:
     ],
 )
 def test_parse_concurrency(values: list[str], expected: dict[str, int]) -> None:
-    assert parse_concurrency(values) == expected
+    assert parse_concurrency(values, channels=CHANNELS) == expected
 
 
 @pytest.mark.parametrize(
@@ -156,7 +160,7 @@ def test_parse_concurrency(values: list[str], expected: dict[str, int]) -> None:
 )
 def test_parse_concurrency_refuses_with_a_hint(value: str, says: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_concurrency([value])
+        parse_concurrency([value], channels=CHANNELS)
     assert says in caught.value.message
     assert "--concurrency" in caught.value.message
     assert caught.value.hint and "--concurrency sms=4" in caught.value.hint
@@ -399,7 +403,9 @@ def test_gate_without_limits_only_listens_to_stop() -> None:
 
 
 def test_gates_one_per_channel_named() -> None:
-    built = gates(parse_rates(["sms=50/s,email=2/s"]), parse_concurrency(["sms=4,social=1"]))
+    built = gates(
+        parse_rates(["sms=50/s,email=2/s"], channels=CHANNELS), parse_concurrency(["sms=4,social=1"], channels=CHANNELS)
+    )
     assert sorted(built) == ["email", "sms", "social"]
     assert (built["sms"].rate, built["sms"].concurrency) == (Rate(50, 1.0), 4)
     assert (built["email"].rate, built["email"].concurrency) == (Rate(2, 1.0), None)
