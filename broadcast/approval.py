@@ -458,28 +458,18 @@ def audited(event: str, notice_path: str | Path, url: str | None, work: Callable
 
 def log(notice: str, url: str | None) -> dict[str, Any]:
     """`broadcast log`: the notice's audit events, oldest first; ``notice`` may be its id or the notice file."""
-    from broadcast.ledger import masked_url, open_ledger, resolve_url
-    from broadcast.notice import load_notice
+    from broadcast.ledger import reading
 
-    path = None
-    if notice.endswith((".yaml", ".yml")) and Path(notice).is_file():
-        path, notice = notice, load_notice(notice).id
-    where = resolve_url(url, path)
-    ledger = open_ledger(where, dry_run=True)
-    if ledger is None:
-        raise LedgerError(
-            f"no ledger yet at {masked_url(where)}: nothing has been recorded with it",
-            hint="give `log` the notice file to read the ledger beside it, or point --ledger / BROADCAST_LEDGER at "
-            "the shared ledger",
-        )
-    try:
+    with reading(
+        notice, url, nothing="nothing has been recorded with it",
+        hint="give `log` the notice file to read the ledger beside it, or point --ledger / BROADCAST_LEDGER at "
+        "the shared ledger",
+    ) as (ledger, notice_id, shown):
         events = [
             {**row, "at": row["at"].isoformat(timespec="seconds"), "counts": json.loads(row["counts"] or "{}")}
-            for row in ledger.audit_log(notice)
+            for row in ledger.audit_log(notice_id)
         ]
-        return {"notice": notice, "ledger": masked_url(where), "events": events}
-    finally:
-        ledger.engine.dispose()
+        return {"notice": notice_id, "ledger": shown, "events": events}
 
 
 def log_lines(found: dict[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1042,8 +1043,10 @@ def stray_ledger(notice_path: str | Path, url: str, *, live: bool, chosen: str |
     return "ledger", f"{message}. {hint}"
 
 
-def status(notice: str, url: str | None) -> dict[str, Any]:
-    """The ledger's view of a notice; ``notice`` may be its id or the notice file."""
+@contextmanager
+def reading(notice: str, url: str | None, *, nothing: str, hint: str) -> Iterator[tuple[Ledger, str, str]]:
+    """The ledger a reading command (`status`, `log`) uses, opened read-only, with the notice id and the ledger as
+    it may be shown; ``notice`` may be the id or the notice file (whose ledger is the one beside it)."""
     from broadcast.notice import load_notice
 
     path = None
@@ -1052,12 +1055,18 @@ def status(notice: str, url: str | None) -> dict[str, Any]:
     where = resolve_url(url, path)
     ledger = open_ledger(where, dry_run=True)
     if ledger is None:
-        raise LedgerError(
-            f"no ledger yet at {masked_url(where)}: nothing has been sent with it",
-            hint="run `broadcast send … --yes` first; give `status` the notice file to read the ledger beside it, "
-            "or point --ledger / BROADCAST_LEDGER at the shared ledger",
-        )
+        raise LedgerError(f"no ledger yet at {masked_url(where)}: {nothing}", hint=hint)
     try:
-        return {**ledger.status(notice), "ledger": masked_url(where)}
+        yield ledger, notice, masked_url(where)
     finally:
         ledger.engine.dispose()
+
+
+def status(notice: str, url: str | None) -> dict[str, Any]:
+    """The ledger's view of a notice; ``notice`` may be its id or the notice file."""
+    with reading(
+        notice, url, nothing="nothing has been sent with it",
+        hint="run `broadcast send … --yes` first; give `status` the notice file to read the ledger beside it, "
+        "or point --ledger / BROADCAST_LEDGER at the shared ledger",
+    ) as (ledger, notice_id, shown):
+        return {**ledger.status(notice_id), "ledger": shown}
