@@ -241,6 +241,21 @@ as_option = click.option(
 )
 
 
+# options `send` and `cancel` share: where and how the live channels go out
+sandbox_option = click.option(
+    "--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered."
+)
+web_dir_option = click.option(
+    "--web-dir", envvar="BROADCAST_WEB_DIR", metavar="DIR|s3://BUCKET/FOLDER|git+URL#BRANCH[:FOLDER]",
+    help="Where the web banner is published: a folder, an S3 bucket, or a folder on a git branch "
+    "[env: BROADCAST_WEB_DIR; default ./web].",
+)
+trust_env_file_option = click.option(
+    "--trust-env-file", is_flag=True,
+    help="Accept a provider address and its credentials from different places (.env and the environment).",
+)
+
+
 def _plan_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
         [
@@ -343,12 +358,12 @@ def preview_command(notice: Path, out_dir: Path, open_page: bool, as_json: bool,
 @click.option("--out", "out_dir", default="outbox", show_default=True, type=click.Path(file_okay=False, path_type=Path), help="Where --dry-run writes.")
 @open_option
 @click.option("--yes", is_flag=True, help="Send without asking; required when not in a terminal.")
-@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
-@click.option("--web-dir", envvar="BROADCAST_WEB_DIR", metavar="DIR|s3://BUCKET/FOLDER|git+URL#BRANCH[:FOLDER]", help="Where the web banner is published: a folder, an S3 bucket, or a folder on a git branch [env: BROADCAST_WEB_DIR; default ./web].")
+@sandbox_option
+@web_dir_option
 @click.option("--rate", "rates", multiple=True, envvar="BROADCAST_RATE", metavar="CHANNEL=N/s", help="Most requests per second (or /min, /h) to a provider, e.g. sms=50/s; repeat or comma-separate [env: BROADCAST_RATE].")
 @click.option("--concurrency", multiple=True, envvar="BROADCAST_CONCURRENCY", metavar="CHANNEL=N", help="Most requests in flight at once on a channel, e.g. sms=4 (defaults: sms 10, email 4, social 1) [env: BROADCAST_CONCURRENCY].")
 @click.option("--brief-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BROADCAST_BRIEF_DIR", help="Also write the staff brief (brief.html, brief.md) here, before anything is sent [env: BROADCAST_BRIEF_DIR].")
-@click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
+@trust_env_file_option
 @feed_dir_option
 @as_option
 @click.option("--self-approve", is_flag=True, help="Count the sender's own approval (a one-person team); the report says so.")
@@ -511,9 +526,9 @@ def brief_command(
 @click.option("--channel", "channel_list", callback=_channels, help="Only these channels, comma-separated: email,sms,social,web.")
 @ledger_option
 @templates_option
-@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: validated by SendGrid, not delivered.")
-@click.option("--web-dir", envvar="BROADCAST_WEB_DIR", metavar="DIR|s3://BUCKET/FOLDER|git+URL#BRANCH[:FOLDER]", help="Where the web banner is published: a folder, an S3 bucket, or a folder on a git branch [env: BROADCAST_WEB_DIR; default ./web].")
-@click.option("--trust-env-file", is_flag=True, help="Accept a provider address and its credentials from different places (.env and the environment).")
+@sandbox_option
+@web_dir_option
+@trust_env_file_option
 @feed_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
 @_reports_errors
