@@ -580,7 +580,7 @@ def run(request: SendRequest, *, confirm: Confirm | None = None, progress: Progr
     # a feed that could not be written must stop the send before it starts, not after it went out
     sender = lifecycle.feed_sender(notice, request.plan.notice) if request.feed_dir is not None else ""
     if request.dry_run:
-        return _dry_run(request)
+        return _dry_run(request, notice)
     chosen = request.plan.channels or defaults()
     limits = gates(parse_rates(request.rates, channels=names()), parse_concurrency(request.concurrency, channels=names()))
     # credentials first: a send that cannot go out stops before it touches contacts or the ledger
@@ -684,19 +684,18 @@ def _expired(request: SendRequest, notice: Any) -> SendResult:
     return SendResult(None, outcome, [], masked_url(where), dry_run=request.dry_run, expired=notice.expires)
 
 
-def _dry_run(request: SendRequest) -> SendResult:
+def _dry_run(request: SendRequest, notice: Any) -> SendResult:
     from broadcast import approval, lifecycle
     from broadcast.channels import REGISTRY
     from broadcast.config import trust_problems
     from broadcast.ledger import masked_url, open_ledger, resolve_url, stray_ledger
-    from broadcast.notice import load_notice
     from broadcast.page import write_preview
 
     # a dry-run reads the ledger, if there is one, so it shows what a live run would skip; it never writes it
     where = resolve_url(request.plan.ledger, request.plan.notice)
     stray = stray_ledger(request.plan.notice, where, live=False, chosen=request.plan.ledger)
     ledger = open_ledger(where, dry_run=True)
-    lifecycle.refuse_cancelled(ledger, load_notice(request.plan.notice), request.plan.notice)
+    lifecycle.refuse_cancelled(ledger, notice, request.plan.notice)
     plan, warnings = prepare(request.plan, ledger)
     warnings += [Caution(*stray)] if stray else []
     # what a live send would refuse (config.channel_settings), shown first
