@@ -40,7 +40,7 @@ def test_sms_rate_and_concurrency_caps_hold_at_the_provider(fakes, tmp_path: Pat
     assert code == 0, data
     assert data["channels"]["sms"]["sent"] == 90 and len(twilio.deliveries) == 90 and twilio.duplicates() == {}
     assert twilio.max_in_window(1.0) <= 40, twilio.max_in_window(1.0)
-    assert twilio.max_concurrency <= 3
+    assert twilio.max_concurrency <= 3, twilio.max_concurrency
     assert took >= 2.0  # 90 requests at 40 per second cannot take less than two full windows
 
 

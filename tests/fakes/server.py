@@ -331,12 +331,17 @@ class FakeServer:
             self._in_flight += 1
             self.max_concurrency = max(self.max_concurrency, self._in_flight)
         try:
-            self._answer(handler)
+            reply = self._answer(handler)
         finally:
             with self._lock:
                 self._in_flight -= 1
+        # Written after the count falls: once the client reads the answer it may start its next request before
+        # this thread runs again, and a count that fell only after the write would see the two overlap.
+        if reply is not None:
+            _write(handler, reply)
 
-    def _answer(self, handler: _Handler) -> None:
+    def _answer(self, handler: _Handler) -> Reply | None:
+        """The answer to write, or None when the connection was dropped instead."""
         request, query, headers = _read(handler)
         verdict = (
             check_request(self.provider, request.method, request.path, query, headers, request.raw)
@@ -354,7 +359,7 @@ class FakeServer:
             if fault.kind == "timeout_before":
                 self._closing.wait(self.faults.timeout_delay)
             _drop(handler)
-            return
+            return None
 
         if fault is not None and fault.status is not None:
             self._count(fault.kind)
@@ -370,12 +375,12 @@ class FakeServer:
                 self._count(fault.kind)
                 if fault.kind == "drop_after":
                     _drop(handler)
-                    return
+                    return None
                 self._closing.wait(self.faults.timeout_delay)
 
         if self.latency:
             time.sleep(self.latency)
-        _write(handler, reply)
+        return reply
 
     def _service(self, request: RecordedRequest, verdict: Verdict) -> Reply:
         if not self.authorized(request):
