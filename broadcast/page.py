@@ -20,7 +20,6 @@ from broadcast.message import Rendering
 from broadcast.notice import localize
 from broadcast.plan import Plan
 from broadcast.segments import count_segments
-from broadcast.text import weighted_length
 
 #: contact problems listed on the page; a file with thousands of bad rows must not make an unreadable page
 MAX_PROBLEMS = 200
@@ -244,7 +243,7 @@ def _panel(
         panel.remote = len(_REMOTE.findall(rendering.html))
     if rendering.posts:
         panel.kind, panel.post_limit = "posts", adapter.max_post_weight or 0
-        panel.posts = [Post(p, w, bool(panel.post_limit) and w > panel.post_limit) for p in rendering.posts for w in [weighted_length(p)]]
+        panel.posts = [Post(p, w, bool(panel.post_limit) and w > panel.post_limit) for p in rendering.posts for w in [adapter.post_length(p)]]
     elif adapter.billed:
         panel.kind = "segments"
         info = count_segments(rendering.text)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from broadcast.channels import REGISTRY, defaults
 from broadcast.check import Caution, check
+from broadcast.config import Env
 from broadcast.contacts import (
     DEFAULT_MAX_REJECTED,
     ContactBook,
@@ -248,19 +249,21 @@ def _shared_messages(renders: RenderSet, channel: str, replies: dict[tuple[str, 
     """One message per language for channels everyone reads (the X thread, the web banner); an update replies to
     the language's latest thread, where the channel has threads."""
     notice, adapter = renders.notice, REGISTRY[channel]
+    targets = adapter.targets(Env())
     for lang in adapter.languages(notice):
-        recipient = adapter.recipient(lang)
-        yield Message(
-            notice_id=notice.id,
-            channel=channel,
-            version=renders.language_versions[(channel, lang)],
-            equivalents=(renders.versions[channel],),
-            recipient=recipient,
-            language=lang,
-            rendering=renders.get(channel, lang),
-            contact_key=recipient,
-            reply_to=replies.get((channel, lang)),
-        )
+        for target in targets:
+            recipient = adapter.recipient(lang, target)
+            yield Message(
+                notice_id=notice.id,
+                channel=channel,
+                version=renders.language_versions[(channel, lang)],
+                equivalents=(renders.versions[channel],),
+                recipient=recipient,
+                language=lang,
+                rendering=renders.get(channel, lang),
+                contact_key=recipient,
+                reply_to=replies.get((channel, lang)),
+            )
 
 
 def by_channel(messages: Iterable[Message]) -> dict[str, list[Message]]:

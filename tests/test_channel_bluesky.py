@@ -226,3 +226,28 @@ def test_cli_bad_app_password_is_a_clear_error_without_a_traceback(
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "BLUESKY_APP_PASSWORD" in json.loads(result.stdout)["stopped"]["bluesky"]
     assert "wrong-bsky-secret-password-0123" not in result.output and bluesky_fake.records == {}
+
+
+def test_the_preview_page_counts_each_bluesky_post_of_300_as_bluesky_does_not_in_xs_weighting(tmp_path: Path) -> None:
+    import re
+
+    from broadcast.check import check
+    from broadcast.text import weighted_length
+    from tests.conftest import CONTACTS, STORM
+
+    out = tmp_path / "preview"
+    previewed = CliRunner().invoke(
+        main, ["preview", str(STORM), "--contacts", str(CONTACTS), "--out", str(out), "--force", "--channel", "bluesky"],
+        catch_exceptions=False,
+    )
+    assert previewed.exit_code == 0, previewed.output
+    shown = [int(n) for n in re.findall(r'class="weight">(\d+)/300<', (out / "index.html").read_text(encoding="utf-8"))]
+    renders = check(STORM, channels=["bluesky"]).renders
+    posts = [p for lang in BlueskyChannel.languages(renders.notice) for p in renders.get("bluesky", lang).posts]
+    assert shown == [BlueskyChannel.post_length(p) for p in posts]
+    # the count is code points: never fewer than Bluesky's graphemes (the Arabic posts' marks make it more), so a
+    # post the page shows within 300 is never refused
+    assert all(n >= graphemes(p) for n, p in zip(shown, posts, strict=True)) and max(shown) <= 300
+    # a link counts in full on Bluesky and 23 on X: the storm notice's links make the two counts differ
+    assert shown != [weighted_length(p) for p in posts]
+    assert f"of {BlueskyChannel.max_post_weight}" in previewed.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def posts(fake: SlackWebhookFake) -> dict[str, list[str]]:
 def test_each_chat_gets_one_staff_post_in_the_default_language_naming_every_support_channel(chats: SlackWebhookFake) -> None:
     sent = send("--json")
     assert sent.exit_code == 0, sent.output
-    assert json.loads(sent.stdout)["channels"]["team"]["sent"] == 1
+    # each chat is a recipient of its own: two chats, one language
+    assert json.loads(sent.stdout)["channels"]["team"]["sent"] == 2
     got = posts(chats)
     assert sorted(got) == sorted([SLACK, MATTERMOST]) and all(len(texts) == 1 for texts in got.values())
     assert chats.invalid == []
@@ -64,7 +67,7 @@ def test_each_chat_gets_one_staff_post_in_the_default_language_naming_every_supp
     # a re-run posts nothing: the ledger has the message
     again = send("--json")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["channels"]["team"]["skipped"] == 1
+    assert json.loads(again.stdout)["channels"]["team"]["skipped"] == 2
     assert len(chats.deliveries) == 2
 
 
@@ -72,18 +75,41 @@ def test_a_chat_that_failed_is_retried_without_posting_to_the_others_again(chats
     chats.script([503])  # the first request (to Slack) gets a server error; Mattermost takes its post
     sent = send("--json")
     assert sent.exit_code == 0, sent.output
-    assert json.loads(sent.stdout)["channels"]["team"]["sent"] == 1
+    assert json.loads(sent.stdout)["channels"]["team"]["sent"] == 2
     paths = [r.path for r in chats.requests]
     assert paths.count(SLACK) == 2 and paths.count(MATTERMOST) == 1, paths
     assert {p: len(t) for p, t in posts(chats).items()} == {SLACK: 1, MATTERMOST: 1}
 
 
+def test_a_chat_still_down_at_the_end_of_a_run_is_the_only_one_the_next_run_posts_to(chats: SlackWebhookFake) -> None:
+    chats.refused[SLACK] = 503  # Slack is down for the whole first run; Mattermost takes its post
+    first = send("--json")
+    assert json.loads(first.stdout)["channels"]["team"]["sent"] == 1, first.output
+    assert list(posts(chats)) == [MATTERMOST]
+    del chats.refused[SLACK]  # Slack is back
+    chats.reset()
+    second = send("--json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["channels"]["team"]["sent"] == 1
+    assert json.loads(second.stdout)["channels"]["team"]["skipped"] == 1
+    assert list(posts(chats)) == [SLACK]
+
+
+def test_the_ledger_names_each_chat_without_its_token(chats: SlackWebhookFake, tmp_path: Path) -> None:
+    assert send().exit_code == 0
+    with closing(sqlite3.connect(tmp_path / "ledger.db")) as db:
+        recipients = sorted(r for (r,) in db.execute("SELECT recipient FROM deliveries"))
+        stored = "\n".join(db.iterdump())
+    assert [r.rsplit("-", 1)[0] for r in recipients] == ["team:en:mmost", "team:en:slack"], recipients
+    for token in ("TOPS0001", "BOPS0002", "secretopstoken0003", "staffroomhook123456"):
+        assert token not in stored
+
+
 def test_a_chat_that_refuses_fails_with_apprises_reason_and_no_token(chats: SlackWebhookFake) -> None:
     chats.refused[SLACK] = 410  # Slack: channel_is_archived
     sent = send()
-    assert re.search(r"team\s+planned 1, sent 0, skipped 0, failed 1", sent.stdout), sent.output
-    assert "posted to 1 of 2 chat(s) in BROADCAST_TEAM_URLS" in sent.output
-    assert "entry 1 (slack://…)" in sent.output and "410" in sent.output
+    assert re.search(r"team\s+planned 2, sent 1, skipped 0, failed 1", sent.stdout), sent.output
+    assert "BROADCAST_TEAM_URLS entry 1 (slack://…)" in sent.output and "410" in sent.output
     for token in ("TOPS0001", "BOPS0002", "secretopstoken0003", "staffroomhook123456"):
         assert token not in sent.output
     assert list(posts(chats)) == [MATTERMOST]

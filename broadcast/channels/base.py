@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from broadcast.message import Message, Receipt, Rendering
 
 if TYPE_CHECKING:  # rate.py is imported only when a send sets limits
+    from broadcast.config import Env
     from broadcast.notice import LocalNotice, Notice
     from broadcast.rate import Gate
 
@@ -121,6 +122,12 @@ class Channel(ABC):
         return address
 
     @classmethod
+    def post_length(cls, post: str) -> int:
+        """One post's length as the service counts it against ``max_post_weight`` (X weighs CJK 2 and links 23,
+        Mastodon counts links 23, Bluesky counts graphemes); the report and the preview page show it."""
+        return len(post)
+
+    @classmethod
     def cost(cls, rendering: Rendering) -> Cost:
         """What one message of this rendering counts as (a personal one with its name filled in)."""
         return Cost(1)
@@ -143,9 +150,15 @@ class Channel(ABC):
         return rendering.text or html_text(rendering.html)
 
     @classmethod
-    def recipient(cls, language: str) -> str:
-        """A public channel's one recipient per language, as the ledger records it."""
-        return f"{cls.name}:{language}"
+    def recipient(cls, language: str, target: str = "") -> str:
+        """A public channel's recipient for one language and target, as the ledger records it."""
+        return f"{cls.name}:{language}:{target}" if target else f"{cls.name}:{language}"
+
+    @classmethod
+    def targets(cls, env: Env) -> tuple[str, ...]:
+        """A public channel's separate destinations, each its own recipient in the ledger, so a post that failed at
+        one is retried there alone (team chat: one per chat URL). Names only, never a secret; ``("",)``: one."""
+        return ("",)
 
     @classmethod
     def ledger_key(cls, address: str) -> str:
@@ -226,6 +239,11 @@ class ThreadChannel(Channel):
     @classmethod
     def readable(cls, rendering: Rendering) -> str:
         return "\n\n".join(rendering.posts)
+
+    @classmethod
+    def stats(cls, rendering: Rendering) -> dict[str, Any]:
+        # "weighted": the key report.py reads post lengths from, shown "of <max_post_weight>"
+        return {"posts": len(rendering.posts), "weighted": [cls.post_length(p) for p in rendering.posts]}
 
     @staticmethod
     def release_tag(options: RenderOptions) -> str:

@@ -110,9 +110,8 @@ class BlueskyChannel(ThreadChannel):
         return replace(rendering, text=text, posts=split_posts(text, MAX_GRAPHEMES, tag))
 
     @classmethod
-    def stats(cls, rendering: Rendering) -> dict[str, Any]:
-        # "weighted": the key report.py reads post lengths from (characters here, shown "of 300")
-        return {"posts": len(rendering.posts), "weighted": [post_length(p) for p in rendering.posts]}
+    def post_length(cls, post: str) -> int:
+        return post_length(post)
 
 
     def __init__(self, settings: BlueskySettings, *, timeout: float | None = None, **run: Any) -> None:

@@ -121,9 +121,8 @@ class MastodonChannel(ThreadChannel):
         return replace(rendering, text=text, posts=split_statuses(text, cls.max_post_weight, tag))
 
     @classmethod
-    def stats(cls, rendering: Rendering) -> dict[str, Any]:
-        # "weighted": the key report.py reads post lengths from (Mastodon characters here, shown "of 500")
-        return {"posts": len(rendering.posts), "weighted": [status_length(p) for p in rendering.posts]}
+    def post_length(cls, post: str) -> int:
+        return status_length(post)
 
 
     def __init__(self, settings: MastodonSettings, *, timeout: float | None = None, **run: Any) -> None:

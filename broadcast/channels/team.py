@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -121,11 +122,18 @@ class TeamChannel(Channel):
     def stats(cls, rendering: Rendering) -> dict[str, Any]:
         return {"characters": len(rendering.text), "subject": rendering.subject}
 
+    @classmethod
+    def targets(cls, env: Env) -> tuple[str, ...]:
+        # One ledger recipient per chat, named by its scheme and a hash of its URL: the ledger never holds a token,
+        # and the name stays the same when the list is reordered. Without URLs (a dry-run) there is one post.
+        urls = [u for u in _SEPARATOR.split(env.get(URLS_VARIABLE)) if u]
+        return tuple(dict.fromkeys(target_of(url) for url in urls)) or ("",)
+
     def __init__(self, settings: TeamSettings, **run: Any) -> None:
         super().__init__(settings, **run)
         self.settings = settings
-        #: message id → positions of the URLs that took it in this run: a retry posts only to the others
-        self._posted: dict[str, set[int]] = {}
+        #: target (as in the recipient) → (position in BROADCAST_TEAM_URLS, URL)
+        self._chats = {target_of(u.reveal()): (n, u) for n, u in enumerate(settings.urls, 1)}
 
     def send(self, messages: Sequence[Message]) -> list[Receipt]:
         return [self._send_one(message) for message in messages]
@@ -133,37 +141,32 @@ class TeamChannel(Channel):
     def _send_one(self, message: Message) -> Receipt:
         import apprise
 
+        target = message.recipient.split(":", 2)[2] if message.recipient.count(":") >= 2 else ""
+        if target not in self._chats:
+            # planned from another BROADCAST_TEAM_URLS than this run's: post nowhere rather than to a guess
+            return Receipt(message.id, message.channel, message.recipient, "failed",
+                           reason=f"this chat is no longer in {URLS_VARIABLE}; nothing was posted to it")
+        position, secret = self._chats[target]
+        url = secret.reveal()
         rendering = message.personal()
-        done = self._posted.setdefault(message.id, set())
-        failures: list[str] = []
-        transient = False
-        urls = [u.reveal() for u in self.settings.urls]
-        for position, url in enumerate(urls, 1):
-            if position in done:
-                continue
-            with self.request() as go:
-                if not go:
-                    return Receipt(message.id, message.channel, message.recipient, "not_started", reason=INTERRUPTED)
-                with apprise.LogCapture(level=logging.INFO, fmt="%(message)s") as log:
-                    plugin = apprise.Apprise.instantiate(url)
-                    ok = plugin is not None and plugin.notify(body=rendering.text, title=rendering.subject)
-            if ok:
-                done.add(position)
-            else:
-                said = _last_line(log.getvalue(), urls) or "Apprise gave no reason"
-                failures.append(f"entry {position} ({scheme_of(url)}): {said}")
-                transient = transient or not _refused_for_good(log.getvalue())
-        if not failures:
-            return self._receipt(message, "sent", done, [])
-        # A chat that refused for good (a revoked or archived webhook: HTTP 4xx) fails the message, so the next run
-        # does not post again to the chats that took it. Any other failure is retried; within this run only the
-        # chats still owed are posted to, but a later run posts to every chat again: the ledger has one row for the
-        # post, not one per chat (plan.py makes a public channel's recipients from languages alone).
-        return self._receipt(message, "retry" if transient else "failed", done, failures)
+        with self.request() as go:
+            if not go:
+                return Receipt(message.id, message.channel, message.recipient, "not_started", reason=INTERRUPTED)
+            with apprise.LogCapture(level=logging.INFO, fmt="%(message)s") as log:
+                plugin = apprise.Apprise.instantiate(url)
+                ok = plugin is not None and plugin.notify(body=rendering.text, title=rendering.subject)
+        if ok:
+            return Receipt(message.id, message.channel, message.recipient, "sent", f"entry {position}")
+        said = _last_line(log.getvalue(), [url]) or "Apprise gave no reason"
+        # A chat that refused for good (a revoked or archived webhook: HTTP 4xx) fails; any other failure (a
+        # connection error, a 5xx, a timeout) is retried, at this chat alone: the others are recipients of their own.
+        status: Status = "failed" if _refused_for_good(log.getvalue()) else "retry"
+        reason = f"{URLS_VARIABLE} entry {position} ({scheme_of(url)}): {said}"
+        return Receipt(message.id, message.channel, message.recipient, status, reason=reason)
 
-    def _receipt(self, message: Message, status: Status, done: set[int], failures: list[str]) -> Receipt:
-        total = len(self.settings.urls)
-        posted = f"posted to {len(done)} of {total} chat(s) in {URLS_VARIABLE}"
-        reason = f"{posted}; not yet: " + "; ".join(failures) if failures else None
-        provider_id = "entries " + ",".join(str(p) for p in sorted(done)) if done else None
-        return Receipt(message.id, message.channel, message.recipient, status, provider_id, reason)
+
+def target_of(url: str) -> str:
+    """A chat's name in the ledger: its scheme and the start of a SHA-256 of its URL (no token can be read back)."""
+    found = _SCHEME.match(url)
+    scheme = found.group(1).lower() if found else "chat"
+    return f"{scheme}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"

@@ -127,11 +127,11 @@ class XChannel(ThreadChannel):
         return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight, tag))
 
     @classmethod
-    def stats(cls, rendering: Rendering) -> dict[str, Any]:
-        return {"posts": len(rendering.posts), "weighted": [weighted_length(p) for p in rendering.posts]}
+    def post_length(cls, post: str) -> int:
+        return weighted_length(post)
 
     @classmethod
-    def recipient(cls, language: str) -> str:
+    def recipient(cls, language: str, target: str = "") -> str:
         return f"x:{language}"  # the account's followers; named for the platform since the first ledger row
 
     def __init__(self, settings: SocialSettings, *, timeout: float | None = None, **run: Any) -> None:
