@@ -215,3 +215,16 @@ def test_registry_builds_the_adapter(monkeypatch: pytest.MonkeyPatch, mastodon_f
     use_fakes(monkeypatch, mastodon=mastodon_fake)
     adapter = live_channel("mastodon", channel_settings([MastodonChannel])["mastodon"])
     assert isinstance(adapter, MastodonChannel) and mastodon_fake.access_token not in repr(adapter)
+
+
+def test_a_lost_thread_is_posted_again_only_while_the_instance_keeps_its_idempotency_keys(mastodon_fake: MastodonFake) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    recent, old = thread_of(2, "en"), thread_of(2, "sw")
+    with MastodonChannel(settings(mastodon_fake)) as channel:
+        fresh, stale = channel.reconcile([(recent, now - timedelta(minutes=5)), (old, now - timedelta(minutes=55))])
+    assert fresh.status == "retry" and "continues the thread" in fresh.reason
+    # 55 minutes ago is inside Mastodon's hour but not by the 10 minutes a thread may take to post
+    assert stale.status == "unknown" and "--retry-unknown" in stale.reason
+    assert mastodon_fake.requests == []  # deciding asks the instance nothing

@@ -271,6 +271,12 @@ class BlueskyChannel(ThreadChannel):
             refs.append(_Ref(found.uri, found.cid, *root))
         return refs
 
+    def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt]:
+        """Messages a crashed run left unknown are sent again: sending reads the account's posts first and goes on
+        from the last one of the thread that is up (``_already_posted``), so nothing is posted twice."""
+        return [self._receipt(message, "retry", reason="an earlier run stopped mid-thread; posting again continues it")
+                for message, _ in lost]
+
     def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt]:
         """Delete the posts each message names (``posted``): `cancel --delete-posts`. Deleting a post that is gone
         succeeds on Bluesky; any refusal fails that message and lists what is still up."""

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcast.channels.base import RenderOptions, ThreadChannel
@@ -27,6 +28,8 @@ URL_WEIGHT = 23
 #: Mastodon keeps an Idempotency-Key for an hour (app/controllers/concerns ... Idempotency: redis setex 3600 s), so a
 #: retry within it returns the status the first request created instead of posting it again
 IDEMPOTENCY_WINDOW = 3600
+#: a lost thread is posted again only if it was tried this much inside the window: room for the posting itself
+RECONCILE_MARGIN = 600
 # the links Mastodon counts as 23 (its Twitter::Extractor finds http(s) URLs); a bare domain counts as its letters
 _URL = re.compile(r"https?://\S+")
 _TOKEN_HINT = (
@@ -243,6 +246,22 @@ class MastodonChannel(ThreadChannel):
         if message.reply_to:
             reason = f"in reply to {message.reply_to}" + (f"; {reason}" if reason else "")
         return self._receipt(message, "sent", provider_id=ids[0], reason=reason, thread=tuple(ids))
+
+    def reconcile(self, lost: Sequence[tuple[Message, datetime]]) -> list[Receipt]:
+        """Messages a crashed run left unknown: posting again is safe while the instance still holds their posts'
+        Idempotency-Keys (an hour), since each post already made comes back instead of a second one, so the thread
+        goes on from where it stopped. After that it cannot tell: they stay unknown for a person to look."""
+        now = datetime.now(timezone.utc)
+        receipts = []
+        for message, tried in lost:
+            if (now - tried).total_seconds() < IDEMPOTENCY_WINDOW - RECONCILE_MARGIN:
+                receipts.append(self._receipt(message, "retry", reason=(
+                    "an earlier run stopped mid-thread; posting again continues the thread (Idempotency-Keys)")))
+            else:
+                receipts.append(self._receipt(message, "unknown", reason=(
+                    f"tried at {tried:%Y-%m-%d %H:%M} UTC, over an hour ago: Mastodon has forgotten the posts' "
+                    "Idempotency-Keys; look at the account, and send with --retry-unknown if the thread is not there")))
+        return receipts
 
     def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt]:
         """Delete the posts each message names (``posted``): `cancel --delete-posts`. A post already gone counts

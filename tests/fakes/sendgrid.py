@@ -147,4 +147,13 @@ def _summary(mail: dict[str, Any], index: int, message_id: str) -> dict[str, Any
         "substitutions": personalization.get("substitutions", {}),
         "dynamic_template_data": personalization.get("dynamic_template_data", {}),
         "custom_args": {**(mail.get("custom_args") or {}), **personalization.get("custom_args", {})},
+        "text": _plain_text(mail, personalization),
     }
+
+
+def _plain_text(mail: dict[str, Any], personalization: dict[str, Any]) -> str:
+    """The text/plain part as this recipient reads it: the shared content with their substitutions made."""
+    text = next((c.get("value", "") for c in mail.get("content") or [] if c.get("type") == "text/plain"), "")
+    for key, value in (personalization.get("substitutions") or {}).items():
+        text = text.replace(key, str(value))
+    return text

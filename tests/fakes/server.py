@@ -222,6 +222,10 @@ class FakeServer:
         self._script: deque[Fault] = deque()
         self._burst_left = 0
         self._closing = threading.Event()
+        self._hold: _Hold | None = None
+        #: True once a request matched hold_nth() and is being held
+        self.holding = False
+        self._released = threading.Event()
         self._httpd = _HTTPServer(self)
         self.url = f"http://127.0.0.1:{self._httpd.server_port}"
         self._thread = threading.Thread(
@@ -241,6 +245,7 @@ class FakeServer:
     def close(self) -> None:
         """Stop serving, cut open connections and release anything held in a simulated timeout."""
         self._closing.set()
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()
@@ -285,6 +290,20 @@ class FakeServer:
             queued.append(Fault(str(status), status, dict(headers) if headers is not None else None))
         with self._lock:
             self._script.extend(queued)
+
+    def hold_nth(self, method: str, path_end: str, n: int) -> None:
+        """Hold the ``n``-th ``method`` request whose path ends with ``path_end`` unanswered, creating nothing, until
+        release(): a client killed while waiting for it (SIGKILL mid-thread) left exactly ``n - 1`` done before it."""
+        with self._lock:
+            self._hold = _Hold(method, path_end, n)
+            self.holding = False
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let a held request go: its connection is dropped, and later requests are served as usual."""
+        with self._lock:
+            self._hold = None
+        self._released.set()
 
     def reset(self) -> None:
         """Forget everything recorded and any scripted answers; keep configuration (keys, scripted recipients)."""
@@ -353,6 +372,14 @@ class FakeServer:
             if verdict.errors:
                 self.invalid.append(InvalidRequest(request.method, request.path, tuple(verdict.errors)))
             fault = self._next_fault(request)
+            held = self._hold is not None and self._hold.takes(request)
+
+        if held:
+            # a process killed while this request waits: nothing is created, and the connection just ends
+            self.holding = True
+            self._released.wait()
+            _drop(handler)
+            return None
 
         if fault is not None and fault.kind in BEFORE_ACCEPT:
             self._count(fault.kind)
@@ -413,6 +440,22 @@ class FakeServer:
     def _count(self, kind: str) -> None:
         with self._lock:
             self.faults_injected[kind] += 1
+
+
+@dataclass
+class _Hold:
+    """Which request hold_nth() holds: the n-th with this method and path ending; counts as requests arrive."""
+
+    method: str
+    path_end: str
+    n: int
+    seen: int = 0
+
+    def takes(self, request: RecordedRequest) -> bool:
+        if request.method != self.method or not request.path.endswith(self.path_end):
+            return False
+        self.seen += 1
+        return self.seen == self.n
 
 
 def _read(handler: _Handler) -> tuple[RecordedRequest, list[tuple[str, str]], list[tuple[str, str]]]:
