@@ -500,7 +500,11 @@ def _reachable(
     """The channels a staged contact is reached on: those it asked for (all when it did not say) it has an address for."""
     has = {"email": has_email, "phone": has_phone}
     asked = None if wanted is None else set(wanted.split(","))
-    return frozenset(name for name, adapter in personal if has.get(adapter.address) and (asked is None or name in asked))
+    # a contact that names no channel gets every channel it has an address for, except those it must ask for
+    return frozenset(
+        name for name, adapter in personal
+        if has.get(adapter.address) and (name in asked if asked is not None else not adapter.opt_in)
+    )
 
 
 def _draft_row(draft: _Draft) -> tuple:
