@@ -833,8 +833,13 @@ class _BookReader:
                 self._conflict(draft, first, field, new, old)
         if not set(draft.tags) <= set(first.tags):
             first.tags = tuple(dict.fromkeys(first.tags + draft.tags))
-        if first.wanted is not None:
-            first.wanted = None if draft.wanted is None else first.wanted | draft.wanted
+        if first.wanted is not None and draft.wanted is not None:
+            first.wanted = first.wanted | draft.wanted
+        elif first.wanted is not None or draft.wanted is not None:
+            # one row names no channel (every channel that needs no asking), the other names some: a channel that
+            # must be asked for (voice) stays asked for, beside every other channel
+            asked = {name for name in (first.wanted or draft.wanted or ()) if dict(self.personal)[name].opt_in}
+            first.wanted = frozenset(n for n, a in self.personal if not a.opt_in) | asked if asked else None
 
     def _conflict(self, draft: _Draft, first: _Draft, field: str, new: str, old: str) -> None:
         self.problem(

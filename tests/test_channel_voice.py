@@ -233,3 +233,40 @@ def test_after_a_crash_reconcile_finds_the_call_and_says_retry_for_one_never_pla
     lookups = [r.query for r in held.requests if r.method == "GET"]
     assert lookups and all(q["From"] == credentials.TWILIO_FROM for q in lookups)
     assert held.invalid == []
+
+
+# ----- the contacts file: who asked for a call -----
+
+
+@pytest.mark.parametrize("rows", [("", "voice"), ("voice", "")], ids=["empty-then-voice", "voice-then-empty"])
+def test_a_contact_who_asks_for_a_call_on_one_of_two_rows_is_called_and_keeps_every_other_channel(tmp_path: Path, rows: tuple[str, str]) -> None:
+    contacts = tmp_path / "twice.csv"
+    contacts.write_text(
+        "name,email,phone,language,channels\n"
+        f"Grace Wambui,grace.wambui@pwani-mail.example,+254712555101,en,{rows[0]}\n"
+        f"Grace Wambui,,+254712555101,en,{rows[1]}\n",
+        encoding="utf-8",
+    )
+    planned = CliRunner().invoke(
+        main, ["send", str(STORM), "--contacts", str(contacts), "--dry-run", "--json", "--out", str(tmp_path / "o")],
+        catch_exceptions=False,
+    )
+    assert planned.exit_code == 0, planned.output
+    counts = json.loads(planned.stdout)["channels"]
+    assert {c: counts[c]["planned"] for c in ("email", "sms", "voice")} == {"email": 1, "sms": 1, "voice": 1}
+
+
+def test_check_refuses_a_call_script_that_leaves_out_a_support_channel(tmp_path: Path) -> None:
+    import shutil
+
+    from broadcast.render import default_templates_dir
+
+    templates = tmp_path / "templates"
+    shutil.copytree(default_templates_dir(), templates)
+    script = templates / "voice" / "script.txt.j2"
+    script.write_text(script.read_text(encoding="utf-8").split("{%- for channel")[0], encoding="utf-8")
+    checked = CliRunner().invoke(main, ["check", str(STORM), "--templates", str(templates)])
+    assert checked.exit_code == 2
+    for lang in ("en", "sw", "sl", "ar"):
+        assert f"voice ({lang}) leaves out hotline: +254 800 720 555" in checked.output
+    assert "Traceback" not in checked.output

@@ -145,9 +145,12 @@ class VoiceChannel(Channel):
     settings: ClassVar[type[VoiceSettings]] = VoiceSettings
     secrets: ClassVar[tuple[str, ...]] = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
     host_variable: ClassVar[str] = "TWILIO_API_BASE_URL"
-    #: Twilio queues outbound calls at the account's calls-per-second limit, 1 CPS by default (raised on request);
-    #: a create is answered at once and the call is placed from the queue, so a few requests at a time keep the
-    #: queue fed without a wall of 429s. --rate voice=N matches a raised CPS
+    #: Twilio places API-created calls at the account's calls-per-second limit, 1 CPS by default (Console → Voice →
+    #: Settings raises it); requests over it are queued, not refused, and a call queued 24 hours is cancelled
+    #: (twilio.com/docs/glossary/cps; help article "How fast can I place or receive phone calls with Twilio?"). So
+    #: 1 CPS places at most 86,400 calls a day. Its answer comes at once, so two requests at a time keep the queue
+    #: fed; --rate voice=N matches a raised CPS. Calls in progress at once are capped by the account too (2 without
+    #: an approved customer profile, per the same article): Twilio queues the rest
     max_concurrency: ClassVar[int] = 2
     #: the Calls API's Twiml parameter takes at most 4,000 characters; check refuses a longer script
     max_body: ClassVar[int] = 4000
