@@ -270,3 +270,21 @@ def test_check_refuses_a_call_script_that_leaves_out_a_support_channel(tmp_path:
     for lang in ("en", "sw", "sl", "ar"):
         assert f"voice ({lang}) leaves out hotline: +254 800 720 555" in checked.output
     assert "Traceback" not in checked.output
+
+
+def test_when_the_default_language_has_no_voice_either_nobody_in_it_is_called_and_the_report_says_so(calls: TwilioFake, tmp_path: Path) -> None:
+    notice = tmp_path / "swahili-first.yaml"
+    notice.write_text(STORM.read_text(encoding="utf-8").replace("languages: [en, sw, sl, ar]", "languages: [sw, en, sl, ar]", 1),
+                      encoding="utf-8")
+    sent = CliRunner().invoke(
+        main, ["send", str(notice), "--contacts", str(CONTACTS), "--channel", "voice", "--yes", "--force", "--json"],
+        catch_exceptions=False,
+    )
+    assert sent.exit_code == 1, sent.output  # 1: messages failed, named below
+    report = json.loads(sent.stdout)
+    # Swahili and Slovenian have no voice, and neither has the default language (sw) they would fall back to
+    assert report["channels"]["voice"]["failed"] == 3 and report["channels"]["voice"]["sent"] == 2
+    for lang in ("sw", "sl"):
+        said = f"voice: {lang} has no Twilio voice, nor has the default language sw; the {lang} contacts are not called"
+        assert said in sent.stderr + sent.stdout
+    assert sorted(c["to"] for c in calls.calls) == sorted([GRACE, AMINA])
