@@ -500,7 +500,11 @@ def _reachable(
     """The channels a staged contact is reached on: those it asked for (all when it did not say) it has an address for."""
     has = {"email": has_email, "phone": has_phone}
     asked = None if wanted is None else set(wanted.split(","))
-    return frozenset(name for name, adapter in personal if has.get(adapter.address) and (asked is None or name in asked))
+    # a contact that names no channel gets every channel it has an address for, except those it must ask for
+    return frozenset(
+        name for name, adapter in personal
+        if has.get(adapter.address) and (name in asked if asked is not None else not adapter.opt_in)
+    )
 
 
 def _draft_row(draft: _Draft) -> tuple:
@@ -829,8 +833,13 @@ class _BookReader:
                 self._conflict(draft, first, field, new, old)
         if not set(draft.tags) <= set(first.tags):
             first.tags = tuple(dict.fromkeys(first.tags + draft.tags))
-        if first.wanted is not None:
-            first.wanted = None if draft.wanted is None else first.wanted | draft.wanted
+        if first.wanted is not None and draft.wanted is not None:
+            first.wanted = first.wanted | draft.wanted
+        elif first.wanted is not None or draft.wanted is not None:
+            # one row names no channel (every channel that needs no asking), the other names some: a channel that
+            # must be asked for (voice) stays asked for, beside every other channel
+            asked = {name for name in (first.wanted or draft.wanted or ()) if dict(self.personal)[name].opt_in}
+            first.wanted = frozenset(n for n, a in self.personal if not a.opt_in) | asked if asked else None
 
     def _conflict(self, draft: _Draft, first: _Draft, field: str, new: str, old: str) -> None:
         self.problem(

@@ -170,6 +170,11 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
     )
     plan.replies = ledger.thread_ends(checked.notice.id) if ledger is not None else {}
     count_plan(plan, ledger)
+    # a language a channel cannot carry (voice: no Twilio voice) is said where the plan reaches someone in it
+    checked.warnings.extend(
+        Caution(channel, why) for channel in channels for lang, n in plan.counts[channel].items()
+        for why in [REGISTRY[channel].written_in(lang, checked.notice)[1]] if n and why
+    )
     plan.sms_saved = checked.sms_saved
     for channel, n in plan.overridden.items():
         checked.warnings.append(

@@ -473,8 +473,10 @@ def render_notice(
         # a personal rendering has a variant for contacts without a name; a public one never names anyone
         variants = ("", NO_NAME) if adapter.personal else ("",)
         for lang in adapter.languages(notice):
-            local = localize(notice, lang, is_update=(channel, lang) in updated or notice.phase == "update")
-            context = {"lang": lang, "dir": catalogs[lang].direction, "t": Labels(labels[lang]), "notice": local}
+            # written in another language where the channel cannot carry this one (voice: no Twilio voice for it)
+            words = adapter.written_in(lang, notice)[0]
+            local = localize(notice, words, is_update=(channel, lang) in updated or notice.phase == "update")
+            context = {"lang": words, "dir": catalogs[words].direction, "t": Labels(labels[words]), "notice": local}
             # only what goes out as an update or all-clear is told apart by its release (an X thread's numbering)
             shaping = options if local.is_update or local.phase == "all_clear" else replace(options, release=1)
             forms = {

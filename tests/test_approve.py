@@ -154,8 +154,8 @@ def test_the_preview_page_shows_each_renderings_approval(live_send: Fakes, sende
         return {f"{c} × {lang}": (state, title) for c, lang, state, title in found}
 
     before = page()
-    # email, SMS and the banner in each of the three languages; X in the notice's one social language
-    assert before["sms × sl"][0] == "unapproved" and len(before) == 10 and "social × en" in before
+    # email, SMS, the banner and the call script in each of the three languages; X in the notice's one social language
+    assert before["sms × sl"][0] == "unapproved" and len(before) == 13 and "social × en" in before and "voice × sw" in before
     assert approve(notice, people)[0] == 0
     approved = page()
     assert {state for state, _ in approved.values()} == {"approved"}
@@ -180,7 +180,7 @@ def test_check_preview_approve_and_send_compute_one_fingerprint(live_send: Fakes
     fingerprints = {e["event"]: e["fingerprint"] for e in events}
     assert fingerprints["approve"] == approved["fingerprint"]
     assert fingerprints["send"] == fingerprints["check"] != ""
-    assert set(approved["renderings"]) == {f"{c} × {lang}" for c in ("email", "sms", "web") for lang in ("en", "sw", "sl")} | {"social × en"}
+    assert set(approved["renderings"]) == {f"{c} × {lang}" for c in ("email", "sms", "web", "voice") for lang in ("en", "sw", "sl")} | {"social × en"}
 
 
 def test_the_scheduled_workflow_exits_2_with_one_error_line_naming_the_unapproved_edit(live_send: Fakes, sender: str, tmp_path: Path) -> None:

@@ -72,9 +72,10 @@ def test_the_brief_holds_everything_agents_need_in_every_notice_language(example
         positions = [words.index(q) for q in local.questions]
         assert positions == sorted(positions)
         assert by_lang[lang].count('class="answer"') == len(local.questions) + 1
-        # each channel's message, folded: email, SMS and banner in every language, the X post where it is posted
+        # each channel's message, folded: email, SMS, banner and call script in every language, the X post where it
+        # is posted
         channels = re.findall(r'<details data-channel="(\w+)">', by_lang[lang])
-        assert channels == ["email", "sms", *(["social"] if lang in notice.social_languages else []), "web"]
+        assert channels == ["email", "sms", *(["social"] if lang in notice.social_languages else []), "web", "voice"]
         assert f'dir="{"rtl" if lang == "ar" else "ltr"}"' in by_lang[lang].split(">", 1)[0]
     # no "what changed" without an earlier version to compare with
     assert 'class="changes-heading"' not in page

@@ -24,11 +24,14 @@ from tests.fakes import credentials
 from tests.fakes.fixtures import use_fakes
 
 STATUSES = set(get_args(Status))
+VOICE_CONTACTS = Path(__file__).parent / "data" / "contacts" / "voice.csv"
 
 
 def planned(channel: str) -> list[Message]:
     renders = render_notice(load_notice(EXAMPLE), Templates())
-    plan = build_plan(renders, read_contacts([CONTACTS]), [channel])
+    # a channel contacts must ask for (voice) is planned from a file where some do
+    contacts = VOICE_CONTACTS if REGISTRY[channel].opt_in else CONTACTS
+    plan = build_plan(renders, read_contacts([contacts]), [channel])
     return list(plan.messages())
 
 
@@ -39,9 +42,9 @@ def channel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
         yield "email", OutboxChannel("email", Outbox(tmp_path / "outbox"))
         return
     fake_fixture = {"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake", "mastodon": "mastodon_fake",
-                    "bluesky": "bluesky_fake", "team": "team_fake"}.get(kind)
+                    "bluesky": "bluesky_fake", "team": "team_fake", "voice": "twilio_fake"}.get(kind)
     fake = request.getfixturevalue(fake_fixture) if fake_fixture else None
-    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky", "team": "team"}[kind]: fake} if fake else {}))
+    use_fakes(monkeypatch, **({{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky", "team": "team", "voice": "twilio"}[kind]: fake} if fake else {}))
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     settings = channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")
     yield kind, live_channel(kind, settings[kind])
@@ -138,7 +141,7 @@ def test_withdraw_takes_down_what_was_published_or_says_there_is_nothing(channel
     assert [r.status for r in answer] == ["sent"] and all(r.reason for r in answer)
 
 
-CREDENTIAL = {"email": "SENDGRID_API_KEY", "sms": "TWILIO_AUTH_TOKEN", "social": "X_ACCESS_TOKEN_SECRET"}
+CREDENTIAL = {"email": "SENDGRID_API_KEY", "sms": "TWILIO_AUTH_TOKEN", "social": "X_ACCESS_TOKEN_SECRET", "voice": "TWILIO_AUTH_TOKEN"}
 
 
 @pytest.mark.parametrize("kind", sorted(CREDENTIAL))
@@ -147,8 +150,8 @@ def test_a_refused_credential_stops_the_channel_with_a_channel_error(
 ) -> None:
     from broadcast.errors import ChannelError
 
-    fake = request.getfixturevalue({"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake"}[kind])
-    use_fakes(monkeypatch, **{{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky"}[kind]: fake})
+    fake = request.getfixturevalue({"email": "sendgrid_fake", "sms": "twilio_fake", "social": "x_fake", "voice": "twilio_fake"}[kind])
+    use_fakes(monkeypatch, **{{"email": "sendgrid", "sms": "twilio", "social": "x", "mastodon": "mastodon", "bluesky": "bluesky", "voice": "twilio"}[kind]: fake})
     monkeypatch.setenv("BROADCAST_EMAIL_FROM", "alerts@lakeside-water.example")
     monkeypatch.setenv(CREDENTIAL[kind], "wrong-" + "x" * 30)
     adapter = live_channel(kind, channel_settings([REGISTRY[kind]], web_dir=tmp_path / "web")[kind])

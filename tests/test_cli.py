@@ -75,10 +75,11 @@ def test_send_dry_run_json_matches_the_documented_shape(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["notice"] == "boil-water-2026-03" and data["dry_run"] is True
     assert data["contacts"] == {"read": 16, "valid": 15, "rejected": 0, "merged": 1, "lost_channel": 2}
-    assert set(data["channels"]) == {"email", "sms", "social", "web"}
+    assert set(data["channels"]) == {"email", "sms", "social", "web", "voice"}
     for name, counts in data["channels"].items():
         assert counts["sent"] == 0 and counts["failed"] == 0
-        assert counts["previewed"] == counts["planned"] > 0, name
+        # voice is opt-in: nobody in the example contacts asked for a call, so nobody is called
+        assert counts["previewed"] == counts["planned"] and (counts["planned"] == 0) == (name == "voice"), name
     assert data["channels"]["web"]["planned"] == 3 and data["channels"]["social"]["planned"] == 1
     with (tmp_path / "o" / "plan.csv").open(encoding="utf-8") as f:
         assert sum(1 for _ in f) - 1 == sum(c["planned"] for c in data["channels"].values())

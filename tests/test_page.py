@@ -101,7 +101,7 @@ def test_every_channel_and_language_has_its_panel(tmp_path: Path) -> None:
         for channel in CHANNELS
         for lang in (notice.social_languages if channel == "social" else notice.languages)
     }
-    assert len(expected) == 14  # 4 languages × email, sms, web + X in en and ar
+    assert len(expected) == 18  # 4 languages × email, sms, web, voice + X in en and ar
     panels = {(e.attrs["data-channel"], e.attrs["data-language"]): e for e in doc.having("data-language")}
     assert set(panels) == expected
     for (channel, lang), panel in panels.items():

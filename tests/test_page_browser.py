@@ -119,7 +119,7 @@ def test_every_panel_shows_and_nothing_is_fetched(browser, proxy: RefusingProxy,
         for channel in CHANNELS
         if lang in (notice.social_languages if channel == "social" else notice.languages)
     ]
-    assert page.locator("[data-channel][data-language]").count() == len(expected) == 14
+    assert page.locator("[data-channel][data-language]").count() == len(expected) == 18
     for channel, lang in expected:
         panel = page.locator(f"#panel-{channel}-{lang}")
         assert panel.get_attribute("data-channel") == channel and panel.get_attribute("data-language") == lang

@@ -194,7 +194,7 @@ def test_provider_faults_end_sent_or_named_and_nothing_twice(monkeypatch: pytest
         assert outcome["sms"]["failed"] == len(refused["sms"])
 
         # the runs' --json counts are the fakes' counts
-        total = {c: Counter() for c in ("email", "sms", "social", "web")}
+        total = {c: Counter() for c in ("email", "sms", "social", "web", "voice")}
         for run in runs:
             for channel, counts in run["channels"].items():
                 total[channel].update({k: v for k, v in counts.items() if isinstance(v, int)})

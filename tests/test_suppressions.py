@@ -91,7 +91,7 @@ def test_every_address_of_a_suppression_file_counts_even_when_rows_share_one(tmp
     # as contacts these rows would merge and drop b@x.example; as suppressions each address stands on its own
     listed = write(tmp_path / "optout.csv", "email,phone\na@x.example,+386 41 555 010\nB@x.example,+386 41 555 010\n")
     entries = {(channel, address) for channel, address, _ in read_suppressions([listed]).entries}
-    assert entries == {("email", "a@x.example"), ("email", "b@x.example"), ("sms", "+38641555010")}
+    assert entries == {("email", "a@x.example"), ("email", "b@x.example"), ("sms", "+38641555010"), ("voice", "+38641555010")}
 
 
 # -- failing closed ------------------------------------------------------------------------------------
@@ -156,4 +156,6 @@ def test_read_suppressions_raises_for_a_row_it_cannot_read(tmp_path: Path) -> No
     with pytest.raises(ContactsError) as info:
         read_suppressions([listed])
     assert "row 2, field 'phone'" in str(info.value)
-    assert read_suppressions([listed], default_region="KE").entries == [("sms", "+254712555011", f"{listed}:2")]
+    assert read_suppressions([listed], default_region="KE").entries == [
+        ("sms", "+254712555011", f"{listed}:2"), ("voice", "+254712555011", f"{listed}:2")
+    ]

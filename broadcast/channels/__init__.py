@@ -11,6 +11,7 @@ from broadcast.channels.mastodon import MastodonChannel
 from broadcast.channels.sendgrid import SendGridChannel
 from broadcast.channels.team import TeamChannel
 from broadcast.channels.twilio import TwilioChannel
+from broadcast.channels.voice import VoiceChannel
 from broadcast.channels.web import WebChannel
 from broadcast.channels.x import XChannel
 
@@ -34,6 +35,7 @@ register(WebChannel)
 register(MastodonChannel)
 register(BlueskyChannel)
 register(TeamChannel)
+register(VoiceChannel)
 
 
 def names() -> tuple[str, ...]:

@@ -56,6 +56,9 @@ class Channel(ABC):
     personal: ClassVar[bool] = True
     #: the contact field a personal channel sends to ("email" or "phone")
     address: ClassVar[str] = ""
+    #: True for a personal channel a contact gets only when its channels column names it (or an alias): voice calls.
+    #: False: also every contact whose channels column is empty (contacts.py reads it)
+    opt_in: ClassVar[bool] = False
     #: other words a contacts file's channels column may use for this channel ("e-mail", "text")
     aliases: ClassVar[tuple[str, ...]] = ()
     #: part → template file (under templates/); the parts a rendering of this channel has
@@ -87,7 +90,7 @@ class Channel(ABC):
     #: True when the adapter talks to a network; the dry-run never constructs one
     live: ClassVar[bool] = True
     #: True when a run without --channel uses it; False for a channel that needs an account people must set up first
-    #: (Mastodon, Bluesky, team chat, voice): a run uses those only when --channel names them
+    #: (Mastodon, Bluesky, team chat): a run uses those only when --channel names them
     by_default: ClassVar[bool] = True
     gate: Gate | None
     stop: threading.Event
@@ -104,6 +107,13 @@ class Channel(ABC):
     def languages(cls, notice: Notice) -> list[str]:
         """The notice languages this channel renders."""
         return list(notice.languages)
+
+    @classmethod
+    def written_in(cls, lang: str, notice: Notice) -> tuple[str, str]:
+        """The notice language this channel's message to ``lang`` readers is written in, and why when it is not
+        ``lang`` ("" otherwise): a channel that cannot carry a language (voice: Twilio has no voice for it) falls
+        back. Render renders in it; check, preview and send show the why as a caution."""
+        return lang, ""
 
     @classmethod
     def shape(cls, rendering: Rendering, parts: Mapping[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:

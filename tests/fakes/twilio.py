@@ -108,6 +108,8 @@ class TwilioFake(FakeServer):
     def route(self, request: RecordedRequest) -> Reply:
         if request.path == self.calls_path and request.method == "POST":
             return self._call(request.body if isinstance(request.body, dict) else {})
+        if request.path == self.calls_path and request.method == "GET":
+            return self._list_calls(request.query)
         if request.path != self.messages_path:
             return self.error_reply(404, f"The requested resource {request.path} was not found")
         if request.method == "POST":
@@ -211,6 +213,25 @@ class TwilioFake(FakeServer):
         self.calls.append({**call, "twiml": form.get("Twiml")})
         # kept apart from ``deliveries``, which count SMS
         return Reply(201, call)
+
+    def _list_calls(self, query: dict[str, str]) -> Reply:
+        """Calls, newest first, filtered by To and From; StartTime filters match only calls that have started,
+        as Twilio's do (a queued call has no start_time). One page is enough for a sender's look-up."""
+        if any(name.startswith("StartTime") for name in query):
+            matches: list[dict[str, Any]] = []  # every call here is still queued: none has a start time
+        else:
+            matches = [
+                {k: v for k, v in call.items() if k != "twiml"}
+                for call in reversed(self.calls)
+                if query.get("To", call["to"]) == call["to"] and query.get("From", call["from"]) == call["from"]
+            ]
+        page_size = min(int(query.get("PageSize", 50)), 1000)
+        uri = self.calls_path + "?" + urlencode([*query.items()])
+        chunk = matches[:page_size]
+        return Reply(200, {
+            "calls": chunk, "start": 0, "end": max(len(chunk) - 1, 0), "page": 0, "page_size": page_size,
+            "uri": uri, "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None,
+        })
 
     def _list(self, query: dict[str, str]) -> Reply:
         """Newest first, filtered like Twilio: To, From, and DateSent / DateSent< / DateSent> by GMT day, inclusive."""
