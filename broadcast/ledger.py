@@ -191,6 +191,69 @@ _AUDIT_TRIGGERS = {
 }
 
 
+#: every delivery result and reply a provider reported (`sync` pulls them, `serve` is pushed them), once each: the
+#: key (the provider's event id, else message id, kind and time) makes the same event twice change nothing
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    #: accepted, queued, sent, delivered, undelivered, bounced, failed, dropped, deferred, … reply (results.KINDS)
+    sa.Column("kind", sa.Text, nullable=False),
+    #: the deliveries row it is about; None when none matched (a reply, or a message another ledger sent)
+    sa.Column("message_id", sa.Text),
+    sa.Column("provider_id", sa.Text, nullable=False, default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: each message's latest state at the provider, which only moves forward (results.RANK): kept apart from
+#: deliveries.status, which send and triage read ("sent" there means the provider accepted the request)
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    #: when the provider says it happened, and its reason (an error code, a bounce's SMTP answer)
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+)
+
+#: what people wrote back, attributed to the notice last sent to them on that channel before they wrote
+replies = sa.Table(
+    "replies",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text, nullable=False),
+    sa.Column("notice", sa.Text, nullable=False, default=""),
+    sa.Column("contact", sa.Text, nullable=False, default=""),
+    sa.Column("language", sa.Text, nullable=False, default=""),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    #: "" for a reply a person or the notice's keywords read; "opt-out" / "opt-in" for STOP / START, never counted
+    sa.Column("action", sa.Text, nullable=False, default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: where `sync` stopped, per notice and channel, so the next one resumes there
+sync_cursors = sa.Table(
+    "sync_cursors",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: suppression sources a START reply may lift: a STOP reply, or Twilio's 21610 (the recipient had sent STOP); a
+#: suppression from a file stays whatever the recipient texts
+LIFTABLE = ("reply", "provider")
+#: how far a provider's clock may run ahead of ours when a reply is matched to the message it answers
+REPLY_SKEW = timedelta(minutes=5)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -536,6 +599,27 @@ class Ledger:
                 conn.execute(self._insert(suppressions).on_conflict_do_nothing(), chunk)
         return len(rows)
 
+    @_database_errors
+    def unsuppress(self, channel: str, recipients: Iterable[str], *, before: datetime | None = None) -> int:
+        """Lift the suppressions a STOP reply made (LIFTABLE) for these recipients, as a START reply does; one from a
+        suppression file stays. ``before``: only those made at or before that time (a STOP after the START holds).
+        Return how many were lifted."""
+        if self.read_only:
+            return 0
+        with self.engine.begin() as conn:
+            return self._unsuppress(conn, channel, list(recipients), before)
+
+    @staticmethod
+    def _unsuppress(conn: sa.Connection, channel: str, recipients: list[str], before: datetime | None) -> int:
+        lifted = 0
+        for chunk in _chunks(recipients):
+            where = [suppressions.c.channel == channel, suppressions.c.recipient.in_(chunk),
+                     suppressions.c.source.in_(LIFTABLE)]
+            if before is not None:
+                where.append(suppressions.c.created_at <= before)
+            lifted += conn.execute(suppressions.delete().where(*where)).rowcount or 0
+        return lifted
+
     def triage(
         self,
         messages: Iterable[Message],
@@ -732,6 +816,187 @@ class Ledger:
             "timeline": timeline,
             "rows": rows,
         }
+
+    # -- delivery results and replies (results.py says what an event means; the ledger keeps it) ----------------
+
+    @_database_errors
+    def apply_results(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Record provider events prepared by results.record, each once, one transaction per chunk (a crash loses a
+        whole chunk, and applying it again is harmless).
+
+        A row has: key, channel, kind, provider_id, recipient, at, reason, text; ``rank`` (the state's order, None
+        for an event that is no delivery state); ``action`` (None, or a reply's: "", "opt-out", "opt-in");
+        ``suppress`` (a reason to suppress the recipient on the channel, or None). Return per row what it did:
+        ("duplicate" | "unmatched" | "advanced" | "kept" | "reply" | "noted", suppressions added (1) or lifted (-n)).
+        """
+        if self.read_only:
+            raise LedgerError("a read-only ledger records no results", hint="this is a bug in broadcast; please report it")
+        done: list[tuple[str, int]] = []
+        for chunk in _chunks(rows):
+            with self.engine.begin() as conn:
+                if not self._results_indexed:
+                    # looked up by the provider's id only once results are recorded: a ledger that never syncs does
+                    # not pay for the index on every settle
+                    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_provider_id ON deliveries (provider_id)"))
+                    self._results_indexed = True
+                done.extend(self._apply_result(conn, row) for row in chunk)
+        return done
+
+    _results_indexed = False
+
+    def _apply_result(self, conn: sa.Connection, row: dict[str, Any]) -> tuple[str, int]:
+        stamp = now()
+        target = None if row["action"] is not None else self._delivery_for(conn, row)
+        inserted = conn.execute(
+            self._insert(events).values(
+                key=row["key"], channel=row["channel"], kind=row["kind"], provider_id=row["provider_id"] or "",
+                message_id=target.message_id if target is not None else None, at=row["at"], reason=row["reason"] or "",
+                recorded_at=stamp,
+            ).on_conflict_do_nothing().returning(events.c.key)
+        ).first()
+        if inserted is None:
+            return "duplicate", 0
+        change = 0
+        if row["action"] is not None:
+            result = "reply"
+            sender = row["recipient"]
+            # the notice a person answers is the last one sent to them on that channel; a provider's clock may run a
+            # little ahead of ours, so a message recorded just after the reply still counts
+            last = conn.execute(
+                sa.select(deliveries.c.notice, deliveries.c.contact, deliveries.c.language)
+                .where(deliveries.c.channel == row["channel"], deliveries.c.recipient == sender,
+                       deliveries.c.status == "sent", deliveries.c.sent_at <= row["at"] + REPLY_SKEW)
+                .order_by(deliveries.c.sent_at.desc()).limit(1)
+            ).first()
+            conn.execute(self._insert(replies).values(
+                key=row["key"], channel=row["channel"], sender=sender, notice=last.notice if last else "",
+                contact=last.contact if last else "", language=last.language if last else "", text=row["text"] or "",
+                action=row["action"], at=row["at"],
+            ).on_conflict_do_nothing())
+            if row["action"] == "opt-in":
+                change = -self._unsuppress(conn, row["channel"], [sender], row["at"])
+        elif target is None:
+            result = "unmatched"
+        elif row["rank"] is None:
+            result = "noted"
+        else:
+            moved = conn.execute(
+                self._insert(outcomes).values(
+                    message_id=target.message_id, state=row["kind"], rank=row["rank"], at=row["at"],
+                    reason=row["reason"] or "",
+                ).on_conflict_do_update(
+                    index_elements=[outcomes.c.message_id],
+                    set_={"state": row["kind"], "rank": row["rank"], "at": row["at"], "reason": row["reason"] or ""},
+                    # a state only moves forward: a late "sent" never overwrites "delivered"
+                    where=outcomes.c.rank < row["rank"],
+                ).returning(outcomes.c.message_id)
+            ).first()
+            result = "advanced" if moved is not None else "kept"
+        if row["suppress"]:
+            recipient = target.recipient if target is not None else row["recipient"]
+            if recipient:
+                added = conn.execute(
+                    self._insert(suppressions).values(
+                        channel=row["channel"], recipient=recipient, reason=row["suppress"],
+                        source="reply" if row["action"] is not None else "provider", created_at=row["at"],
+                    ).on_conflict_do_nothing().returning(suppressions.c.recipient)
+                ).first()
+                change = 1 if added is not None else 0
+        return result, change
+
+    @staticmethod
+    def _delivery_for(conn: sa.Connection, row: dict[str, Any]) -> Any:
+        """The deliveries row an event is about: by the provider's message id (and the recipient, where one id
+        covers a batch, as SendGrid's does), else the last message sent to the recipient on that channel."""
+        query = sa.select(deliveries.c.message_id, deliveries.c.recipient).where(deliveries.c.channel == row["channel"])
+        if row["provider_id"]:
+            query = query.where(deliveries.c.provider_id == row["provider_id"])
+            if row["recipient"]:
+                query = query.where(sa.func.lower(deliveries.c.recipient) == row["recipient"].lower())
+        elif row["recipient"]:
+            query = query.where(deliveries.c.recipient == row["recipient"], deliveries.c.status == "sent")
+        else:
+            return None
+        return conn.execute(query.order_by(deliveries.c.sent_at.desc()).limit(1)).first()
+
+    @_database_errors
+    def unsettled(self, notice: str, channel: str, final_rank: int) -> list[tuple[str, str, str, datetime | None]]:
+        """(message id, provider id, recipient, sent at) of the notice's messages on ``channel`` the provider accepted
+        whose state is not final yet (below ``final_rank``): what `sync` asks the provider about."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.message_id, deliveries.c.provider_id, deliveries.c.recipient, deliveries.c.sent_at)
+                .select_from(deliveries.outerjoin(outcomes, outcomes.c.message_id == deliveries.c.message_id))
+                .where(deliveries.c.notice == notice, deliveries.c.channel == channel, deliveries.c.status == "sent",
+                       deliveries.c.provider_id.is_not(None),
+                       sa.or_(outcomes.c.rank.is_(None), outcomes.c.rank < final_rank))
+                .order_by(deliveries.c.sent_at, deliveries.c.message_id)
+            )
+            return [(m, p, r, _aware(at)) for m, p, r, at in rows]
+
+    @_database_errors
+    def cursor(self, notice: str, channel: str) -> str | None:
+        """Where the last `sync` of this notice's channel stopped, or None before the first."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, sync_cursors):
+                return None
+            return conn.execute(
+                sa.select(sync_cursors.c.position).where(sync_cursors.c.notice == notice, sync_cursors.c.channel == channel)
+            ).scalar()
+
+    @_database_errors
+    def move_cursor(self, notice: str, channel: str, position: str) -> None:
+        """Remember where `sync` got to, once what it read before is recorded."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(sync_cursors).values(notice=notice, channel=channel, position=position, updated_at=now())
+                .on_conflict_do_update(index_elements=[sync_cursors.c.notice, sync_cursors.c.channel],
+                                       set_={"position": position, "updated_at": now()})
+            )
+
+    @_database_errors
+    def outcomes(self, notice: str) -> list[dict[str, Any]]:
+        """One row per message of the notice on a personal channel: channel, recipient, contact, language, the
+        ledger's status, and the provider's latest state (state, at, reason; "" before any result)."""
+        with self.engine.connect() as conn:
+            has = _has_table(conn, outcomes)
+            columns = [deliveries.c.channel, deliveries.c.recipient, deliveries.c.contact, deliveries.c.language,
+                       deliveries.c.status, deliveries.c.reason, deliveries.c.sent_at, deliveries.c.last_at]
+            if has:
+                query = sa.select(*columns, outcomes.c.state, outcomes.c.at, outcomes.c.reason.label("why")).select_from(
+                    deliveries.outerjoin(outcomes, outcomes.c.message_id == deliveries.c.message_id))
+            else:
+                query = sa.select(*columns)
+            rows = conn.execute(query.where(deliveries.c.notice == notice).order_by(deliveries.c.last_at))
+            out = []
+            for row in rows:
+                found = row._mapping
+                out.append({
+                    "channel": found["channel"], "recipient": found["recipient"], "contact": found["contact"],
+                    "language": found["language"], "status": found["status"], "reason": found["reason"] or "",
+                    "sent_at": _aware(found["sent_at"]), "last_at": _aware(found["last_at"]),
+                    "state": (found["state"] if has else None) or "", "state_at": _aware(found["at"]) if has else None,
+                    "state_reason": (found["why"] if has else None) or "",
+                })
+            return out
+
+    @_database_errors
+    def replies(self, notice: str) -> list[dict[str, Any]]:
+        """What people wrote back about the notice, oldest first: channel, sender, contact, language, text, action, at."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, replies):
+                return []
+            rows = conn.execute(sa.select(replies).where(replies.c.notice == notice).order_by(replies.c.at, replies.c.key))
+            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
+
+    @_database_errors
+    def suppressions_of(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """The suppressions recorded, with reason, source and time: what `status` counts and tests look at."""
+        with self.engine.connect() as conn:
+            query = sa.select(suppressions)
+            if channel is not None:
+                query = query.where(suppressions.c.channel == channel)
+            return [{**row._mapping, "created_at": _aware(row.created_at)} for row in conn.execute(query)]
 
     # -- approvals and the audit log (approve.py decides; the ledger keeps) -------------------------------------
 
