@@ -12,10 +12,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 
-if TYPE_CHECKING:
-    from broadcast.ledger import Ledger
+from broadcast.errors import ChannelError
 
 Kind = Literal[
     "accepted", "queued", "sent", "delivered", "undelivered", "bounced", "failed", "dropped", "deferred",
@@ -77,6 +76,28 @@ class Event:
             return f"{self.channel}:{self.event_id}"
         who = self.provider_id or self.recipient
         return f"{self.channel}:{who}:{self.recipient if self.provider_id else ''}:{self.kind}:{self.at.astimezone(UTC).isoformat()}"
+
+
+class Ledger(Protocol):
+    """What record() needs of the ledger (ledger.Ledger): this module imports no ledger, so the notice (which
+    validates its reply keywords here) and the channels can import it."""
+
+    def apply_results(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, int]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message the provider accepted whose fate is not known yet: what `sync` asks the channel about."""
+
+    message_id: str
+    provider_id: str
+    recipient: str
+    sent_at: datetime | None = None
+
+
+class ResultsUnavailable(ChannelError):
+    """The provider has delivery results, but not for these credentials (SendGrid's Email Activity API is a paid
+    add-on): `sync` reports it and goes on with the other channels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +201,4 @@ def _row(event: Event) -> dict[str, object]:
         "recipient": event.recipient, "at": event.at.astimezone(UTC), "reason": event.reason, "text": event.text,
         "rank": RANK.get(event.kind), "action": reply, "suppress": suppress,
     }
+
