@@ -247,6 +247,19 @@ sync_cursors = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: the follow-ups a notice's `follow_up:` rules planned (followup.py): (rule, message) once each. A reminder is done
+#: once its message was claimed after it was planned (deliveries.last_at >= at); a run aborted before that plans it again
+follow_ups = sa.Table(
+    "follow_ups",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    #: "resend" or "other_channel"
+    sa.Column("action", sa.Text, primary_key=True),
+    #: the message the rule looked at (the one not delivered, or not replied to)
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
 #: suppression sources a START reply may lift: a STOP reply, or Twilio's 21610 (the recipient had sent STOP); a
 #: suppression from a file stays whatever the recipient texts
 LIFTABLE = ("reply", "provider")
@@ -835,89 +848,95 @@ class Ledger:
         for chunk in _chunks(rows):
             with self.engine.begin() as conn:
                 if not self._results_indexed:
-                    # looked up by the provider's id only once results are recorded: a ledger that never syncs does
-                    # not pay for the index on every settle
+                    # results find their message by the provider's id, and replies by the sender's address: indexed
+                    # only once results are recorded, so a ledger that never syncs does not pay for them on every
+                    # claim and settle
                     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_provider_id ON deliveries (provider_id)"))
+                    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_recipient ON deliveries (recipient)"))
                     self._results_indexed = True
                 done.extend(self._apply_result(conn, row) for row in chunk)
         return done
 
     _results_indexed = False
 
+    @functools.cached_property
+    def _results_sql(self) -> dict[str, Any]:
+        """The statements apply_results runs for every event, built once: building a statement per event cost
+        more than running it (profiled)."""
+        b, insert = sa.bindparam, self._insert
+        latest = deliveries.c.sent_at.desc()
+        pick = sa.select(deliveries.c.message_id, deliveries.c.recipient)
+        return {
+            "event": insert(events).values(
+                key=b("key"), channel=b("channel"), kind=b("kind"), provider_id=b("provider_id"),
+                message_id=b("message_id"), at=b("at"), reason=b("reason"), recorded_at=b("stamp"),
+            ).on_conflict_do_nothing().returning(events.c.key),
+            "by_id": pick.where(deliveries.c.channel == b("channel"), deliveries.c.provider_id == b("provider_id"))
+            .order_by(latest).limit(1),
+            "by_id_and_address": pick.where(
+                deliveries.c.channel == b("channel"), deliveries.c.provider_id == b("provider_id"),
+                sa.func.lower(deliveries.c.recipient) == b("address")).order_by(latest).limit(1),
+            "by_address": pick.where(
+                deliveries.c.channel == b("channel"), deliveries.c.recipient == b("recipient"),
+                deliveries.c.status == "sent").order_by(latest).limit(1),
+            # the notice a person answers is the last one sent to them on that channel; a provider's clock may run a
+            # little ahead of ours, so a message recorded just after the reply still counts
+            "answered": sa.select(deliveries.c.notice, deliveries.c.contact, deliveries.c.language).where(
+                deliveries.c.channel == b("channel"), deliveries.c.recipient == b("recipient"),
+                deliveries.c.status == "sent", deliveries.c.sent_at <= b("until")).order_by(latest).limit(1),
+            "reply": insert(replies).values(
+                key=b("key"), channel=b("channel"), sender=b("recipient"), notice=b("notice"), contact=b("contact"),
+                language=b("language"), text=b("text"), action=b("action"), at=b("at"),
+            ).on_conflict_do_nothing(),
+            "outcome": insert(outcomes).values(
+                message_id=b("message_id"), state=b("kind"), rank=b("rank"), at=b("at"), reason=b("reason"),
+            ).on_conflict_do_update(
+                index_elements=[outcomes.c.message_id],
+                set_={"state": b("kind"), "rank": b("rank"), "at": b("at"), "reason": b("reason")},
+                # a state only moves forward: a late "sent" never overwrites "delivered"
+                where=outcomes.c.rank < b("rank"),
+            ).returning(outcomes.c.message_id),
+            "suppress": insert(suppressions).values(
+                channel=b("channel"), recipient=b("recipient"), reason=b("suppress"), source=b("source"),
+                created_at=b("at"),
+            ).on_conflict_do_nothing().returning(suppressions.c.recipient),
+        }
+
     def _apply_result(self, conn: sa.Connection, row: dict[str, Any]) -> tuple[str, int]:
-        stamp = now()
-        target = None if row["action"] is not None else self._delivery_for(conn, row)
-        inserted = conn.execute(
-            self._insert(events).values(
-                key=row["key"], channel=row["channel"], kind=row["kind"], provider_id=row["provider_id"] or "",
-                message_id=target.message_id if target is not None else None, at=row["at"], reason=row["reason"] or "",
-                recorded_at=stamp,
-            ).on_conflict_do_nothing().returning(events.c.key)
-        ).first()
-        if inserted is None:
+        sql = self._results_sql
+        values = {**row, "provider_id": row["provider_id"] or "", "reason": row["reason"] or "", "text": row["text"] or "",
+                  "stamp": now()}
+        target = None
+        if row["action"] is None:
+            if row["provider_id"] and row["recipient"]:
+                target = conn.execute(sql["by_id_and_address"], {**values, "address": row["recipient"].lower()}).first()
+            elif row["provider_id"]:
+                target = conn.execute(sql["by_id"], values).first()
+            elif row["recipient"]:
+                target = conn.execute(sql["by_address"], values).first()
+        values["message_id"] = target.message_id if target is not None else None
+        if conn.execute(sql["event"], values).first() is None:
             return "duplicate", 0
         change = 0
         if row["action"] is not None:
             result = "reply"
-            sender = row["recipient"]
-            # the notice a person answers is the last one sent to them on that channel; a provider's clock may run a
-            # little ahead of ours, so a message recorded just after the reply still counts
-            last = conn.execute(
-                sa.select(deliveries.c.notice, deliveries.c.contact, deliveries.c.language)
-                .where(deliveries.c.channel == row["channel"], deliveries.c.recipient == sender,
-                       deliveries.c.status == "sent", deliveries.c.sent_at <= row["at"] + REPLY_SKEW)
-                .order_by(deliveries.c.sent_at.desc()).limit(1)
-            ).first()
-            conn.execute(self._insert(replies).values(
-                key=row["key"], channel=row["channel"], sender=sender, notice=last.notice if last else "",
-                contact=last.contact if last else "", language=last.language if last else "", text=row["text"] or "",
-                action=row["action"], at=row["at"],
-            ).on_conflict_do_nothing())
+            last = conn.execute(sql["answered"], {**values, "until": row["at"] + REPLY_SKEW}).first()
+            conn.execute(sql["reply"], {**values, "notice": last.notice if last else "",
+                                        "contact": last.contact if last else "", "language": last.language if last else ""})
             if row["action"] == "opt-in":
-                change = -self._unsuppress(conn, row["channel"], [sender], row["at"])
+                change = -self._unsuppress(conn, row["channel"], [row["recipient"]], row["at"])
         elif target is None:
             result = "unmatched"
         elif row["rank"] is None:
             result = "noted"
         else:
-            moved = conn.execute(
-                self._insert(outcomes).values(
-                    message_id=target.message_id, state=row["kind"], rank=row["rank"], at=row["at"],
-                    reason=row["reason"] or "",
-                ).on_conflict_do_update(
-                    index_elements=[outcomes.c.message_id],
-                    set_={"state": row["kind"], "rank": row["rank"], "at": row["at"], "reason": row["reason"] or ""},
-                    # a state only moves forward: a late "sent" never overwrites "delivered"
-                    where=outcomes.c.rank < row["rank"],
-                ).returning(outcomes.c.message_id)
-            ).first()
-            result = "advanced" if moved is not None else "kept"
-        if row["suppress"]:
-            recipient = target.recipient if target is not None else row["recipient"]
-            if recipient:
-                added = conn.execute(
-                    self._insert(suppressions).values(
-                        channel=row["channel"], recipient=recipient, reason=row["suppress"],
-                        source="reply" if row["action"] is not None else "provider", created_at=row["at"],
-                    ).on_conflict_do_nothing().returning(suppressions.c.recipient)
-                ).first()
-                change = 1 if added is not None else 0
+            result = "advanced" if conn.execute(sql["outcome"], values).first() is not None else "kept"
+        recipient = target.recipient if target is not None else row["recipient"]
+        if row["suppress"] and recipient:
+            source = "reply" if row["action"] is not None else "provider"
+            added = conn.execute(sql["suppress"], {**values, "recipient": recipient, "source": source}).first()
+            change = 1 if added is not None else 0
         return result, change
-
-    @staticmethod
-    def _delivery_for(conn: sa.Connection, row: dict[str, Any]) -> Any:
-        """The deliveries row an event is about: by the provider's message id (and the recipient, where one id
-        covers a batch, as SendGrid's does), else the last message sent to the recipient on that channel."""
-        query = sa.select(deliveries.c.message_id, deliveries.c.recipient).where(deliveries.c.channel == row["channel"])
-        if row["provider_id"]:
-            query = query.where(deliveries.c.provider_id == row["provider_id"])
-            if row["recipient"]:
-                query = query.where(sa.func.lower(deliveries.c.recipient) == row["recipient"].lower())
-        elif row["recipient"]:
-            query = query.where(deliveries.c.recipient == row["recipient"], deliveries.c.status == "sent")
-        else:
-            return None
-        return conn.execute(query.order_by(deliveries.c.sent_at.desc()).limit(1)).first()
 
     @_database_errors
     def unsettled(self, notice: str, channel: str, final_rank: int) -> list[tuple[str, str, str, datetime | None]]:
@@ -960,7 +979,8 @@ class Ledger:
         ledger's status, and the provider's latest state (state, at, reason; "" before any result)."""
         with self.engine.connect() as conn:
             has = _has_table(conn, outcomes)
-            columns = [deliveries.c.channel, deliveries.c.recipient, deliveries.c.contact, deliveries.c.language,
+            columns = [deliveries.c.message_id, deliveries.c.channel, deliveries.c.recipient, deliveries.c.contact,
+                       deliveries.c.language,
                        deliveries.c.status, deliveries.c.reason, deliveries.c.sent_at, deliveries.c.last_at]
             if has:
                 query = sa.select(*columns, outcomes.c.state, outcomes.c.at, outcomes.c.reason.label("why")).select_from(
@@ -972,6 +992,7 @@ class Ledger:
             for row in rows:
                 found = row._mapping
                 out.append({
+                    "message_id": found["message_id"],
                     "channel": found["channel"], "recipient": found["recipient"], "contact": found["contact"],
                     "language": found["language"], "status": found["status"], "reason": found["reason"] or "",
                     "sent_at": _aware(found["sent_at"]), "last_at": _aware(found["last_at"]),
@@ -988,6 +1009,25 @@ class Ledger:
                 return []
             rows = conn.execute(sa.select(replies).where(replies.c.notice == notice).order_by(replies.c.at, replies.c.key))
             return [{**row._mapping, "at": _aware(row.at)} for row in rows]
+
+    @_database_errors
+    def follow_ups(self, notice: str) -> dict[tuple[str, str], datetime]:
+        """(action, message id) → when the follow-up was planned, for the notice."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, follow_ups):
+                return {}
+            rows = conn.execute(sa.select(follow_ups.c.action, follow_ups.c.message_id, follow_ups.c.at)
+                                .where(follow_ups.c.notice == notice))
+            return {(action, message): _aware(at) for action, message, at in rows}
+
+    @_database_errors
+    def plan_follow_up(self, notice: str, action: str, message_id: str) -> None:
+        """Record that a follow-up is planned; the first time stands. A read-only (dry-run) ledger records none."""
+        if self.read_only:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(follow_ups).values(notice=notice, action=action, message_id=message_id, at=now())
+                         .on_conflict_do_nothing())
 
     @_database_errors
     def suppressions_of(self, channel: str | None = None) -> list[dict[str, Any]]:

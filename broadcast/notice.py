@@ -356,6 +356,17 @@ class ReplySettings(_Strict):
     prompt: Text
 
 
+class FollowUpRule(_Strict):
+    """One follow-up the next `send` makes: ``{if: undelivered, after: 15m, then: other_channel}`` reaches a contact
+    whose message was not delivered on their other channel (email ↔ SMS); ``{if: no_reply, after: 2h, then: resend}``
+    sends the message again, once, to a contact who has not replied."""
+
+    when: Literal["undelivered", "no_reply"] = Field(alias="if")
+    #: how long after the message (its failure, or its sending) the follow-up is due: 90s, 15m, 2h, 1d
+    after: Annotated[str, Field(pattern=r"^\s*\d+\s*[smhd]\s*$")]
+    then: Literal["other_channel", "resend"]
+
+
 class SocialSettings(_Strict):
     languages: list[Language] | None = None
 
@@ -550,6 +561,9 @@ class Notice(_Strict):
     #: ask people to reply (``{keywords: {SAFE: ["1", "safe"]}, prompt: {en: "Reply 1 if you are safe"}}``): the prompt
     #: goes in the SMS and email, and `status` counts the replies per keyword
     reply: ReplySettings | None = None
+    #: what the next `send` does about people not reached or not answering (followup.py). Left out of model_dump, so
+    #: out of the content version: adding a rule changes who gets a message, not what it says
+    follow_up: Annotated[list[FollowUpRule], _at_most(10, "follow_up rules")] = Field(default_factory=list, exclude=True)
 
     @field_validator("languages")
     @classmethod

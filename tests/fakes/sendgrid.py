@@ -105,8 +105,9 @@ class SendGridFake(FakeServer):
 
     def _activity_row(self, message_id: str, index: int, mail: dict[str, Any], to: str) -> dict[str, Any]:
         event, reason, bounce_type = self.outcomes.get(to.lower(), ("delivered", "", ""))
-        processed = datetime.now(UTC).replace(microsecond=0)
-        final = processed + timedelta(seconds=2)
+        # the outcome is known at once, as if the mail had been processed two seconds before
+        final = datetime.now(UTC).replace(microsecond=0)
+        processed = final - timedelta(seconds=2)
         events = [{"event_name": "processed", "processed": _iso(processed)}]
         if event != "processed":
             events.append({"event_name": event, "processed": _iso(final), "reason": reason, "bounce_type": bounce_type})
