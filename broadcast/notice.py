@@ -559,8 +559,9 @@ class Notice(_Strict):
     #: approval changes who may send, not what recipients read
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy, exclude=True)
     #: ask people to reply (``{keywords: {SAFE: ["1", "safe"]}, prompt: {en: "Reply 1 if you are safe"}}``): the prompt
-    #: goes in the SMS and email, and `status` counts the replies per keyword
-    reply: ReplySettings | None = None
+    #: goes in the SMS, and `status` counts the replies per keyword. Left out of model_dump, so out of the release
+    #: digest (a notice without it keeps the digest it had): the prompt changes the SMS, whose own version says so
+    reply: ReplySettings | None = Field(default=None, exclude=True)
     #: what the next `send` does about people not reached or not answering (followup.py). Left out of model_dump, so
     #: out of the content version: adding a rule changes who gets a message, not what it says
     follow_up: Annotated[list[FollowUpRule], _at_most(10, "follow_up rules")] = Field(default_factory=list, exclude=True)

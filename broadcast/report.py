@@ -167,6 +167,10 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
     for lang, (before, after) in sorted(plan.sms_saved.items()):
         console.print(f"  sms {lang}: --sms-transliterate saves {before - after} segment(s) per message ({before} → {after})")
     _skipped(console, plan)
+    if plan.follow is not None and plan.follow.done:
+        counts = plan.follow.counts
+        console.print(f"  follow-ups (the notice's follow_up rules): {counts['other_channel']} on their other channel "
+                      f"(not delivered), {counts['resend']} reminder(s) (no reply)")
     _cautions(console, cautions)
 
 
@@ -557,4 +561,5 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             plan.renders, plan.channels, plan.counts, billed=plan.billed, unit_price=sms_segment_price
         ),
         "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
+        "follow_ups": dict(plan.follow.counts) if plan.follow is not None else {},
     }

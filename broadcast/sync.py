@@ -86,7 +86,7 @@ def run(request: SyncRequest) -> SyncResult:
     ledger = Ledger(where)
     result = SyncResult(notice.id, masked_url(where))
     try:
-        sent_on = {row["channel"] for row in ledger.outcomes(notice.id)}
+        sent_on = {row["channel"] for row in ledger.status(notice.id)["rows"]}
         names = list(request.channels) if request.channels else [
             name for name, adapter in REGISTRY.items() if adapter.personal and name in sent_on]
         stop = threading.Event()

@@ -66,15 +66,23 @@ def test_an_undelivered_sms_is_followed_by_an_email_once_the_rule_is_due(fakes, 
     assert not sendgrid.deliveries
     # due now (a rule's `after` is no part of what recipients read: changing it sends nobody the notice again)
     path.write_text(path.read_text(encoding="utf-8").replace("after: 15m", "after: 0s"), encoding="utf-8")
+    # a dry-run shows what is due, and records nothing
+    dry = invoke("send", path, "--contacts", contacts, "--channel", "email,sms", "--dry-run", "--out", tmp_path / "d")
+    assert "follow-ups (the notice's follow_up rules): 1 on their other channel" in " ".join(dry.output.split())
+    from broadcast.ledger import Ledger
+
+    seen = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", read_only=True)
+    assert seen.follow_ups("boil-water-2026-03") == {}
+    seen.engine.dispose()
     twilio.reset()
     send(path, contacts)
     assert [d.recipient for d in sendgrid.deliveries] == ["person1@example.org"] and not twilio.deliveries
+    dry = invoke("send", path, "--contacts", contacts, "--channel", "email,sms", "--dry-run", "--out", tmp_path / "o")
+    assert "follow-ups" not in dry.output  # done: nothing more is due
     # once: the next runs send nothing more
     send(path, contacts)
     send(path, contacts)
     assert len(sendgrid.deliveries) == 1 and not twilio.deliveries
-    from broadcast.ledger import Ledger
-
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", read_only=True)
     assert [key[0] for key in ledger.follow_ups("boil-water-2026-03")] == ["other_channel"]
     ledger.engine.dispose()
@@ -101,7 +109,7 @@ def test_no_reply_gets_one_reminder_across_runs(fakes, tmp_path: Path) -> None: 
     twilio.reset()
     second = send(path, contacts, "sms")
     assert sorted(d.recipient for d in twilio.deliveries) == [phone(1), phone(2)]
-    assert second["channels"]["sms"]["sent"] == 2
+    assert second["channels"]["sms"]["sent"] == 2 and second["follow_ups"] == {"resend": 2}
     twilio.reset()
     send(path, contacts, "sms")
     send(path, contacts, "sms")

@@ -282,3 +282,14 @@ def test_a_ledger_made_before_results_opens_and_gains_the_tables(tmp_path: Path)
     sent(book, [sms(1)])
     assert record(book, [Event("sms", "delivered", at(1), provider_id="SM0001")]).advanced == 1
     book.close()
+
+
+def test_a_notice_without_reply_or_follow_up_keeps_its_release_digest() -> None:
+    # the digest of a notice sent before these fields existed must not change, or its next run would be a new release
+    from broadcast.lifecycle import digest
+    from broadcast.notice import load_notice
+    from tests.conftest import EXAMPLE
+
+    notice = load_notice(EXAMPLE)
+    assert "reply" not in notice.model_dump() and "follow_up" not in notice.model_dump()
+    assert digest(notice) == digest(notice.model_copy(update={"reply": None, "follow_up": []}))

@@ -279,3 +279,54 @@ def test_done_means_at_a_small_scale(fakes, tmp_path: Path) -> None:  # noqa: AN
     assert phone(10) not in {d.recipient for d in twilio.deliveries} and len(twilio.deliveries) == 19
     assert {d.recipient for d in sendgrid.deliveries}.isdisjoint({"person3@example.org", "person4@example.org"})
     assert again["channels"]["email"]["sent"] == 18
+
+
+# -- the Twilio fake itself, through the SDK ---------------------------------------------------------------------------
+
+
+def test_the_twilio_fake_moves_messages_on_over_fake_time_and_pages_its_list(twilio_fake) -> None:  # noqa: ANN001
+    from twilio.rest import Client
+
+    from tests.fakes import credentials
+
+    client = Client(twilio_fake.account_sid, twilio_fake.auth_token)
+    client.api.base_url = twilio_fake.url
+    sent = client.messages.create(to=phone(1), from_=credentials.TWILIO_FROM, body="Boil water")
+    twilio_fake.outcome(phone(2), "undelivered", error_code=30003)
+    other = client.messages.create(to=phone(2), from_=credentials.TWILIO_FROM, body="Boil water")
+    assert client.messages(sent.sid).fetch().status == "sent"
+    twilio_fake.advance(10)
+    assert client.messages(sent.sid).fetch().status == "delivered"
+    failed = client.messages(other.sid).fetch()
+    assert (failed.status, failed.error_code) == ("undelivered", 30003)
+    for n in range(5):
+        twilio_fake.inbound(phone(n), f"reply {n}")
+    # five inbound messages to our number, read two a page by following next_page_uri
+    inbound = list(client.messages.stream(to=credentials.TWILIO_FROM, page_size=2))
+    assert sorted(m.body for m in inbound) == [f"reply {n}" for n in range(5)]
+    assert {m.direction for m in inbound} == {"inbound"}
+    pages = [r for r in twilio_fake.requests if r.method == "GET" and r.path.endswith("/Messages.json")]
+    assert len(pages) == 3 and twilio_fake.invalid == []
+
+
+def test_stop_then_start_through_sync_and_the_next_updates(fakes, tmp_path: Path) -> None:  # noqa: ANN001
+    _, twilio, _ = fakes
+    path = notice(tmp_path)
+    contacts = people(tmp_path, 2)
+
+    def update(n: int) -> None:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("en: Boil your tap water", f"en: Boil your tap water ({n})"), encoding="utf-8")
+        twilio.reset()
+        send(path, contacts)
+
+    send(path, contacts)
+    twilio.inbound(phone(0), "Stop")
+    sync(path, "--channel", "sms")
+    update(2)
+    assert [d.recipient for d in twilio.deliveries] == [phone(1)]
+    twilio.inbound(phone(0), "START")
+    code, data = sync(path, "--channel", "sms")
+    assert code == 0 and data["channels"][0]["applied"]["unsuppressed"] == 1
+    update(3)
+    assert sorted(d.recipient for d in twilio.deliveries) == [phone(0), phone(1)]
