@@ -78,6 +78,7 @@ def main() -> int:
             "TWILIO_API_BASE_URL": twilio.url, "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_AUTH_TOKEN": twilio.auth_token, "TWILIO_FROM": credentials.TWILIO_FROM,
             "BROADCAST_EMAIL_FROM": "alerts@lakeside-water.example", "BROADCAST_LEDGER": f"sqlite:///{folder / 'ledger.db'}",
+            "COLUMNS": "140",  # the tables whole, for pasting
         })
         os.chdir(folder)
         twilio.settle_after = 0

@@ -113,8 +113,11 @@ def _sync(ledger: Ledger, notice: str, adapter: object) -> ChannelSync:
     assert isinstance(adapter, Channel)
     name = adapter.name
     cursor = ledger.cursor(notice, name)
-    since = datetime.fromisoformat(cursor) if cursor else None
     pending = [Sent(m, p, r, at) for m, p, r, at in ledger.unsettled(notice, name, FINAL)]
+    since = datetime.fromisoformat(cursor) if cursor else None
+    if since is None and any(s.sent_at for s in pending):
+        # the first sync: replies from before the notice went out are not about it (and need not all be listed)
+        since = min(s.sent_at for s in pending if s.sent_at) - OVERLAP
     done = ChannelSync(name, asked=len(pending))
     started = now()
     batch: list[Event] = []
