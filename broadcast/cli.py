@@ -574,13 +574,51 @@ def feed_command(notice: Path, out_dir: Path, ledger: str | None) -> int:
 @click.argument("notice_id")
 @click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER; default: beside NOTICE_ID when it is the notice file, else ./.broadcast/ledger.db].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--recipients", "recipients_csv", type=click.Path(dir_okay=False, path_type=Path), metavar="OUT.csv", help="Also write one row per contact and channel with their latest state, the unreached first, for the team who will phone them. It holds real addresses and phone numbers: keep it private. Cells that start with = + - @ get a leading ' so spreadsheets keep them text.")
 @_reports_errors
-def status_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
-    """What the ledger knows about NOTICE_ID (a notice id, or the notice file): per channel and version."""
-    from broadcast import ledger as ledgers
-    from broadcast import report
+def status_command(notice_id: str, ledger: str | None, as_json: bool, recipients_csv: Path | None) -> int:
+    """What the ledger knows about NOTICE_ID (a notice id, or the notice file): per channel and version, and what
+    reached whom (run `broadcast sync` first): delivered, undelivered, bounced, replies per keyword, held, suppressed."""
+    from broadcast import reach, report
 
-    report.status(ledgers.status(notice_id, ledger), as_json=as_json)
+    data = reach.status(notice_id, ledger)
+    if recipients_csv is not None:
+        data["recipients_file"] = str(reach.write_recipients(reach.recipients(notice_id, ledger), recipients_csv))
+    report.status(data, as_json=as_json)
+    return 0
+
+
+@main.command("sync")
+@notice_argument
+@click.option("--channel", "channel_list", callback=_channels, help="Only these channels, comma-separated: email,sms.")
+@ledger_option
+@trust_env_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@_reports_errors
+def sync_command(notice: Path, channel_list: tuple[str, ...] | None, ledger: str | None, trust_env_file: bool,
+                 as_json: bool) -> int:
+    """Ask the providers what became of NOTICE's messages, and what people replied, and record it in the ledger.
+
+    Run it before `status` and before the next `send`. Run again after a failure: it goes on where it stopped."""
+    from broadcast import report, sync
+
+    result = sync.run(sync.SyncRequest(notice, channel_list, ledger, trust_env_file))
+    report.synced(result, as_json=as_json)
+    return result.exit_code
+
+
+@main.command("replies")
+@click.argument("notice_id")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL [env: BROADCAST_LEDGER; default: beside NOTICE_ID when it is the notice file, else ./.broadcast/ledger.db].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the lines.")
+@_reports_errors
+def replies_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
+    """The replies to NOTICE_ID that match none of its reply keywords, for a person to read: when, from whom, what.
+
+    Give the notice file, so its `reply: keywords` are known (with only the id, every reply is listed)."""
+    from broadcast import reach, report
+
+    report.replies(reach.unmatched(notice_id, ledger), as_json=as_json)
     return 0
 
 

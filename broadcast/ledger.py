@@ -191,6 +191,82 @@ _AUDIT_TRIGGERS = {
 }
 
 
+#: every delivery result and reply a provider reported (`sync` pulls them, `serve` is pushed them), once each: the
+#: key (the provider's event id, else message id, kind and time) makes the same event twice change nothing
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    #: accepted, queued, sent, delivered, undelivered, bounced, failed, dropped, deferred, … reply (results.KINDS)
+    sa.Column("kind", sa.Text, nullable=False),
+    #: the deliveries row it is about; None when none matched (a reply, or a message another ledger sent)
+    sa.Column("message_id", sa.Text),
+    sa.Column("provider_id", sa.Text, nullable=False, default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: each message's latest state at the provider, which only moves forward (results.RANK): kept apart from
+#: deliveries.status, which send and triage read ("sent" there means the provider accepted the request)
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    #: when the provider says it happened, and its reason (an error code, a bounce's SMTP answer)
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+)
+
+#: what people wrote back, attributed to the notice last sent to them on that channel before they wrote
+replies = sa.Table(
+    "replies",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text, nullable=False),
+    sa.Column("notice", sa.Text, nullable=False, default=""),
+    sa.Column("contact", sa.Text, nullable=False, default=""),
+    sa.Column("language", sa.Text, nullable=False, default=""),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    #: "" for a reply a person or the notice's keywords read; "opt-out" / "opt-in" for STOP / START, never counted
+    sa.Column("action", sa.Text, nullable=False, default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: where `sync` stopped, per notice and channel, so the next one resumes there
+sync_cursors = sa.Table(
+    "sync_cursors",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: the follow-ups a notice's `follow_up:` rules planned (followup.py): (rule, message) once each. A reminder is done
+#: once its message was claimed after it was planned (deliveries.last_at >= at); a run aborted before that plans it again
+follow_ups = sa.Table(
+    "follow_ups",
+    metadata,
+    sa.Column("notice", sa.Text, primary_key=True),
+    #: "resend" or "other_channel"
+    sa.Column("action", sa.Text, primary_key=True),
+    #: the message the rule looked at (the one not delivered, or not replied to)
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: suppression sources a START reply may lift: a STOP reply, or Twilio's 21610 (the recipient had sent STOP); a
+#: suppression from a file stays whatever the recipient texts
+LIFTABLE = ("reply", "provider")
+#: how far a provider's clock may run ahead of ours when a reply is matched to the message it answers
+REPLY_SKEW = timedelta(minutes=5)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -536,6 +612,27 @@ class Ledger:
                 conn.execute(self._insert(suppressions).on_conflict_do_nothing(), chunk)
         return len(rows)
 
+    @_database_errors
+    def unsuppress(self, channel: str, recipients: Iterable[str], *, before: datetime | None = None) -> int:
+        """Lift the suppressions a STOP reply made (LIFTABLE) for these recipients, as a START reply does; one from a
+        suppression file stays. ``before``: only those made at or before that time (a STOP after the START holds).
+        Return how many were lifted."""
+        if self.read_only:
+            return 0
+        with self.engine.begin() as conn:
+            return self._unsuppress(conn, channel, list(recipients), before)
+
+    @staticmethod
+    def _unsuppress(conn: sa.Connection, channel: str, recipients: list[str], before: datetime | None) -> int:
+        lifted = 0
+        for chunk in _chunks(recipients):
+            where = [suppressions.c.channel == channel, suppressions.c.recipient.in_(chunk),
+                     suppressions.c.source.in_(LIFTABLE)]
+            if before is not None:
+                where.append(suppressions.c.created_at <= before)
+            lifted += conn.execute(suppressions.delete().where(*where)).rowcount or 0
+        return lifted
+
     def triage(
         self,
         messages: Iterable[Message],
@@ -732,6 +829,214 @@ class Ledger:
             "timeline": timeline,
             "rows": rows,
         }
+
+    # -- delivery results and replies (results.py says what an event means; the ledger keeps it) ----------------
+
+    @_database_errors
+    def apply_results(self, rows: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Record provider events prepared by results.record, each once, one transaction per chunk (a crash loses a
+        whole chunk, and applying it again is harmless).
+
+        A row has: key, channel, kind, provider_id, recipient, at, reason, text; ``rank`` (the state's order, None
+        for an event that is no delivery state); ``action`` (None, or a reply's: "", "opt-out", "opt-in");
+        ``suppress`` (a reason to suppress the recipient on the channel, or None). Return per row what it did:
+        ("duplicate" | "unmatched" | "advanced" | "kept" | "reply" | "noted", suppressions added (1) or lifted (-n)).
+        """
+        if self.read_only:
+            raise LedgerError("a read-only ledger records no results", hint="this is a bug in broadcast; please report it")
+        done: list[tuple[str, int]] = []
+        for chunk in _chunks(rows):
+            with self.engine.begin() as conn:
+                if not self._results_indexed:
+                    # results find their message by the provider's id, and replies by the sender's address: indexed
+                    # only once results are recorded, so a ledger that never syncs does not pay for them on every
+                    # claim and settle
+                    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_provider_id ON deliveries (provider_id)"))
+                    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_recipient ON deliveries (recipient)"))
+                    self._results_indexed = True
+                done.extend(self._apply_result(conn, row) for row in chunk)
+        return done
+
+    _results_indexed = False
+
+    @functools.cached_property
+    def _results_sql(self) -> dict[str, Any]:
+        """The statements apply_results runs for every event, built once: building a statement per event cost
+        more than running it (profiled)."""
+        b, insert = sa.bindparam, self._insert
+        latest = deliveries.c.sent_at.desc()
+        pick = sa.select(deliveries.c.message_id, deliveries.c.recipient)
+        return {
+            "event": insert(events).values(
+                key=b("key"), channel=b("channel"), kind=b("kind"), provider_id=b("provider_id"),
+                message_id=b("message_id"), at=b("at"), reason=b("reason"), recorded_at=b("stamp"),
+            ).on_conflict_do_nothing().returning(events.c.key),
+            "by_id": pick.where(deliveries.c.channel == b("channel"), deliveries.c.provider_id == b("provider_id"))
+            .order_by(latest).limit(1),
+            "by_id_and_address": pick.where(
+                deliveries.c.channel == b("channel"), deliveries.c.provider_id == b("provider_id"),
+                sa.func.lower(deliveries.c.recipient) == b("address")).order_by(latest).limit(1),
+            "by_address": pick.where(
+                deliveries.c.channel == b("channel"), deliveries.c.recipient == b("recipient"),
+                deliveries.c.status == "sent").order_by(latest).limit(1),
+            # the notice a person answers is the last one sent to them on that channel; a provider's clock may run a
+            # little ahead of ours, so a message recorded just after the reply still counts
+            "answered": sa.select(deliveries.c.notice, deliveries.c.contact, deliveries.c.language).where(
+                deliveries.c.channel == b("channel"), deliveries.c.recipient == b("recipient"),
+                deliveries.c.status == "sent", deliveries.c.sent_at <= b("until")).order_by(latest).limit(1),
+            "reply": insert(replies).values(
+                key=b("key"), channel=b("channel"), sender=b("recipient"), notice=b("notice"), contact=b("contact"),
+                language=b("language"), text=b("text"), action=b("action"), at=b("at"),
+            ).on_conflict_do_nothing(),
+            "outcome": insert(outcomes).values(
+                message_id=b("message_id"), state=b("kind"), rank=b("rank"), at=b("at"), reason=b("reason"),
+            ).on_conflict_do_update(
+                index_elements=[outcomes.c.message_id],
+                set_={"state": b("kind"), "rank": b("rank"), "at": b("at"), "reason": b("reason")},
+                # a state only moves forward: a late "sent" never overwrites "delivered"
+                where=outcomes.c.rank < b("rank"),
+            ).returning(outcomes.c.message_id),
+            "suppress": insert(suppressions).values(
+                channel=b("channel"), recipient=b("recipient"), reason=b("suppress"), source=b("source"),
+                created_at=b("at"),
+            ).on_conflict_do_nothing().returning(suppressions.c.recipient),
+        }
+
+    def _apply_result(self, conn: sa.Connection, row: dict[str, Any]) -> tuple[str, int]:
+        sql = self._results_sql
+        values = {**row, "provider_id": row["provider_id"] or "", "reason": row["reason"] or "", "text": row["text"] or "",
+                  "stamp": now()}
+        target = None
+        if row["action"] is None:
+            if row["provider_id"] and row["recipient"]:
+                target = conn.execute(sql["by_id_and_address"], {**values, "address": row["recipient"].lower()}).first()
+            elif row["provider_id"]:
+                target = conn.execute(sql["by_id"], values).first()
+            elif row["recipient"]:
+                target = conn.execute(sql["by_address"], values).first()
+        values["message_id"] = target.message_id if target is not None else None
+        if conn.execute(sql["event"], values).first() is None:
+            return "duplicate", 0
+        change = 0
+        if row["action"] is not None:
+            result = "reply"
+            last = conn.execute(sql["answered"], {**values, "until": row["at"] + REPLY_SKEW}).first()
+            conn.execute(sql["reply"], {**values, "notice": last.notice if last else "",
+                                        "contact": last.contact if last else "", "language": last.language if last else ""})
+            if row["action"] == "opt-in":
+                change = -self._unsuppress(conn, row["channel"], [row["recipient"]], row["at"])
+        elif target is None:
+            result = "unmatched"
+        elif row["rank"] is None:
+            result = "noted"
+        else:
+            result = "advanced" if conn.execute(sql["outcome"], values).first() is not None else "kept"
+        recipient = target.recipient if target is not None else row["recipient"]
+        if row["suppress"] and recipient:
+            source = "reply" if row["action"] is not None else "provider"
+            added = conn.execute(sql["suppress"], {**values, "recipient": recipient, "source": source}).first()
+            change = 1 if added is not None else 0
+        return result, change
+
+    @_database_errors
+    def unsettled(self, notice: str, channel: str, final_rank: int) -> list[tuple[str, str, str, datetime | None]]:
+        """(message id, provider id, recipient, sent at) of the notice's messages on ``channel`` the provider accepted
+        whose state is not final yet (below ``final_rank``): what `sync` asks the provider about."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.message_id, deliveries.c.provider_id, deliveries.c.recipient, deliveries.c.sent_at)
+                .select_from(deliveries.outerjoin(outcomes, outcomes.c.message_id == deliveries.c.message_id))
+                .where(deliveries.c.notice == notice, deliveries.c.channel == channel, deliveries.c.status == "sent",
+                       deliveries.c.provider_id.is_not(None),
+                       sa.or_(outcomes.c.rank.is_(None), outcomes.c.rank < final_rank))
+                .order_by(deliveries.c.sent_at, deliveries.c.message_id)
+            )
+            return [(m, p, r, _aware(at)) for m, p, r, at in rows]
+
+    @_database_errors
+    def cursor(self, notice: str, channel: str) -> str | None:
+        """Where the last `sync` of this notice's channel stopped, or None before the first."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, sync_cursors):
+                return None
+            return conn.execute(
+                sa.select(sync_cursors.c.position).where(sync_cursors.c.notice == notice, sync_cursors.c.channel == channel)
+            ).scalar()
+
+    @_database_errors
+    def move_cursor(self, notice: str, channel: str, position: str) -> None:
+        """Remember where `sync` got to, once what it read before is recorded."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(sync_cursors).values(notice=notice, channel=channel, position=position, updated_at=now())
+                .on_conflict_do_update(index_elements=[sync_cursors.c.notice, sync_cursors.c.channel],
+                                       set_={"position": position, "updated_at": now()})
+            )
+
+    @_database_errors
+    def outcomes(self, notice: str) -> list[dict[str, Any]]:
+        """One row per message of the notice on a personal channel: channel, recipient, contact, language, the
+        ledger's status, and the provider's latest state (state, at, reason; "" before any result)."""
+        with self.engine.connect() as conn:
+            has = _has_table(conn, outcomes)
+            columns = [deliveries.c.message_id, deliveries.c.channel, deliveries.c.recipient, deliveries.c.contact,
+                       deliveries.c.language,
+                       deliveries.c.status, deliveries.c.reason, deliveries.c.sent_at, deliveries.c.last_at]
+            if has:
+                query = sa.select(*columns, outcomes.c.state, outcomes.c.at, outcomes.c.reason.label("why")).select_from(
+                    deliveries.outerjoin(outcomes, outcomes.c.message_id == deliveries.c.message_id))
+            else:
+                query = sa.select(*columns)
+            rows = conn.execute(query.where(deliveries.c.notice == notice).order_by(deliveries.c.last_at))
+            out = []
+            for row in rows:
+                found = row._mapping
+                out.append({
+                    "message_id": found["message_id"],
+                    "channel": found["channel"], "recipient": found["recipient"], "contact": found["contact"],
+                    "language": found["language"], "status": found["status"], "reason": found["reason"] or "",
+                    "sent_at": _aware(found["sent_at"]), "last_at": _aware(found["last_at"]),
+                    "state": (found["state"] if has else None) or "", "state_at": _aware(found["at"]) if has else None,
+                    "state_reason": (found["why"] if has else None) or "",
+                })
+            return out
+
+    @_database_errors
+    def replies(self, notice: str) -> list[dict[str, Any]]:
+        """What people wrote back about the notice, oldest first: channel, sender, contact, language, text, action, at."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, replies):
+                return []
+            rows = conn.execute(sa.select(replies).where(replies.c.notice == notice).order_by(replies.c.at, replies.c.key))
+            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
+
+    @_database_errors
+    def follow_ups(self, notice: str) -> dict[tuple[str, str], datetime]:
+        """(action, message id) → when the follow-up was planned, for the notice."""
+        with self.engine.connect() as conn:
+            if not _has_table(conn, follow_ups):
+                return {}
+            rows = conn.execute(sa.select(follow_ups.c.action, follow_ups.c.message_id, follow_ups.c.at)
+                                .where(follow_ups.c.notice == notice))
+            return {(action, message): _aware(at) for action, message, at in rows}
+
+    @_database_errors
+    def plan_follow_up(self, notice: str, action: str, message_id: str) -> None:
+        """Record that a follow-up is planned; the first time stands. A read-only (dry-run) ledger records none."""
+        if self.read_only:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(follow_ups).values(notice=notice, action=action, message_id=message_id, at=now())
+                         .on_conflict_do_nothing())
+
+    @_database_errors
+    def suppressions_of(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """The suppressions recorded, with reason, source and time: what `status` counts and tests look at."""
+        with self.engine.connect() as conn:
+            query = sa.select(suppressions)
+            if channel is not None:
+                query = query.where(suppressions.c.channel == channel)
+            return [{**row._mapping, "created_at": _aware(row.created_at)} for row in conn.execute(query)]
 
     # -- approvals and the audit log (approve.py decides; the ledger keeps) -------------------------------------
 

@@ -318,6 +318,55 @@ class Resource(_Strict):
     description: Text | None = None
 
 
+def _reply_keywords(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each reply word means one answer, and none is a carrier keyword: STOP and START change a subscription and are
+    never counted as an answer (results.action)."""
+    from broadcast.results import action, normalize
+
+    meaning: dict[str, str] = {}
+    for name, words in value.items():
+        for word in words:
+            said = normalize(word)
+            if not said:
+                raise _problem(f"{name}: {shown(word)} is only spaces or punctuation, which no reply can match",
+                               "write the word people reply, e.g. 1 or safe")
+            if action(word):
+                raise _problem(
+                    f"{name}: {shown(word)} is a carrier keyword (STOP, START and their synonyms): a reply of it opts the "
+                    "person out of or back into SMS, and is never counted as an answer",
+                    "choose another word, e.g. a number: 1, 2",
+                )
+            if said in meaning and meaning[said] != name:
+                raise _problem(f"{shown(word)} is a reply for both {meaning[said]} and {name}",
+                               "give each reply word to one keyword only")
+            meaning[said] = name
+    return value
+
+
+class ReplySettings(_Strict):
+    """A notice that asks people to answer: the prompt added to the SMS and email, and the words each answer counts."""
+
+    #: answer → the replies that mean it, matched whatever their case, accents and punctuation: {SAFE: ["1", "safe"]}
+    keywords: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")],
+             Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=20)]],
+        Field(min_length=1, max_length=10), AfterValidator(_reply_keywords),
+    ]
+    #: what the message asks, per language: "Reply 1 if you are safe"
+    prompt: Text
+
+
+class FollowUpRule(_Strict):
+    """One follow-up the next `send` makes: ``{if: undelivered, after: 15m, then: other_channel}`` reaches a contact
+    whose message was not delivered on their other channel (email ↔ SMS); ``{if: no_reply, after: 2h, then: resend}``
+    sends the message again, once, to a contact who has not replied."""
+
+    when: Literal["undelivered", "no_reply"] = Field(alias="if")
+    #: how long after the message (its failure, or its sending) the follow-up is due: 90s, 15m, 2h, 1d
+    after: Annotated[str, Field(pattern=r"^\s*\d+\s*[smhd]\s*$")]
+    then: Literal["other_channel", "resend"]
+
+
 class SocialSettings(_Strict):
     languages: list[Language] | None = None
 
@@ -509,6 +558,13 @@ class Notice(_Strict):
     #: who must look before it goes out (approve.py). Left out of model_dump, so out of the release digest: requiring
     #: approval changes who may send, not what recipients read
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy, exclude=True)
+    #: ask people to reply (``{keywords: {SAFE: ["1", "safe"]}, prompt: {en: "Reply 1 if you are safe"}}``): the prompt
+    #: goes in the SMS, and `status` counts the replies per keyword. Left out of model_dump, so out of the release
+    #: digest (a notice without it keeps the digest it had): the prompt changes the SMS, whose own version says so
+    reply: ReplySettings | None = Field(default=None, exclude=True)
+    #: what the next `send` does about people not reached or not answering (followup.py). Left out of model_dump, so
+    #: out of the content version: adding a rule changes who gets a message, not what it says
+    follow_up: Annotated[list[FollowUpRule], _at_most(10, "follow_up rules")] = Field(default_factory=list, exclude=True)
 
     @field_validator("languages")
     @classmethod
@@ -670,8 +726,9 @@ def expiry_warnings(notice: Notice, path: str | Path, lines: dict[str, int], now
 
 def texts(notice: Notice) -> Iterator[tuple[str, dict[str, str]]]:
     """Every localized text in the notice with its field path (``channels[1].label``)."""
-    # label overrides are keyed by language already, each for its own language: not a text to translate
-    return ((path, text) for path, text in _walk(notice, "", strings=False) if path != "labels")
+    # label overrides are keyed by language already, each for its own language: not a text to translate; nor are
+    # reply keywords, keyed by answer, whose words are matched in any language
+    return ((path, text) for path, text in _walk(notice, "", strings=False) if path not in ("labels", "reply.keywords"))
 
 
 def _walk(value: Any, path: str, *, strings: bool) -> Iterator[tuple[str, Any]]:
@@ -765,6 +822,8 @@ class LocalNotice:
     #: template) and when it stops being true (None: never)
     phase: str = "alert"
     expires: datetime | None = None
+    #: what the notice asks people to reply, in this language ("Reply 1 if you are safe"); None when it asks nothing
+    reply_prompt: str | None = None
 
 
 def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNotice:
@@ -793,6 +852,7 @@ def localize(notice: Notice, lang: str, *, is_update: bool = False) -> LocalNoti
         resources=[LocalResource(t(r.title) or "", r.url, r.kind, t(r.description)) for r in notice.resources],
         phase=notice.phase,
         expires=notice.expires,
+        reply_prompt=t(notice.reply.prompt) if notice.reply is not None else None,
     )
 
 

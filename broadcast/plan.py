@@ -108,6 +108,8 @@ class Plan:
     decide: Callable[[Iterable[Message]], Iterator[Any]] | None = None
     #: (channel, language) → the post an update replies to: the last post of the notice's latest thread there
     replies: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the notice's follow-ups due in this run (followup.FollowUps), or None
+    follow: Any = None
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers
@@ -126,7 +128,7 @@ class Plan:
         chosen = [c for c in self.channels if channel is None or c == channel]
         personal = [c for c in chosen if REGISTRY[c].personal]
         if personal:
-            yield from _personal_messages(self.renders, self.book, personal)
+            yield from _personal_messages(self.renders, self.book, personal, self.follow.also if self.follow else None)
         for name in chosen:
             if not REGISTRY[name].personal:
                 yield from _shared_messages(self.renders, name, self.replies)
@@ -169,6 +171,11 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
         reached_only=checked.notice.phase == "all_clear",
     )
     plan.replies = ledger.thread_ends(checked.notice.id) if ledger is not None else {}
+    if ledger is not None and checked.notice.follow_up:
+        from broadcast import followup
+
+        here = followup.addresses([REGISTRY[c] for c in channels])
+        plan.follow = plan.decide.follow = followup.FollowUps.read(checked.notice, ledger, here)
     count_plan(plan, ledger)
     # a language a channel cannot carry (voice: no Twilio voice) is said where the plan reaches someone in it
     checked.warnings.extend(
@@ -221,8 +228,11 @@ class _LanguageCache:
         return found
 
 
-def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str]) -> Iterator[Message]:
-    """Each contact's message on each personal channel it is reached on, in reading order."""
+def _personal_messages(
+    renders: RenderSet, book: ContactBook, channels: list[str], also: Callable[[str, str], bool] | None = None
+) -> Iterator[Message]:
+    """Each contact's message on each personal channel it is reached on, in reading order; ``also(contact, channel)``
+    adds a channel the contact did not ask for but has an address for (a follow-up on the other channel)."""
     notice = renders.notice.id
     languages = _LanguageCache(renders.notice.languages)
     adapters = [(channel, REGISTRY[channel]) for channel in channels]
@@ -233,9 +243,9 @@ def _personal_messages(renders: RenderSet, book: ContactBook, channels: list[str
         fields = dict(zip(CONTACT_FIELDS, (name,), strict=True))  # the one contact field templates see is the name
         variant = variant_for(fields)
         for channel, adapter in adapters:
-            if channel not in reachable:
-                continue
             address = email if adapter.address == "email" else phone
+            if channel not in reachable and not (also is not None and address and also(key, channel)):
+                continue
             yield Message(
                 notice_id=notice,
                 channel=channel,
@@ -350,6 +360,8 @@ class Triage:
             self.blocked.update(_blocked(c, r) for c, recipients in ledger.suppressed().items() for r in recipients)
         #: channels whose suppressions this notice overrides (an emergency with override_suppressions: email)
         self.override = override
+        #: the notice's follow-ups (followup.FollowUps): reminders due become sends; suppressions still hold
+        self.follow: Any = None
 
     def __call__(self, messages: Iterable[Message], *, recorded: bool = True) -> Iterator[Decision]:
         """Decisions in message order. ``recorded=False`` says the ledger holds no row for any of these
@@ -366,6 +378,8 @@ class Triage:
         if self.reached_only:
             decisions = self._reached(decisions)
         for decision in decisions:
+            if self.follow is not None:
+                decision = self.follow.decide(decision)
             message = decision.message
             if decision.send and _blocked(message.channel, message.recipient) in self.blocked:
                 if message.channel not in self.override:

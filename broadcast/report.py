@@ -167,6 +167,10 @@ def plan(plan: Plan, cautions: list[Caution], *, as_json: bool, sms_segment_pric
     for lang, (before, after) in sorted(plan.sms_saved.items()):
         console.print(f"  sms {lang}: --sms-transliterate saves {before - after} segment(s) per message ({before} → {after})")
     _skipped(console, plan)
+    if plan.follow is not None and plan.follow.done:
+        counts = plan.follow.counts
+        console.print(f"  follow-ups (the notice's follow_up rules): {counts['other_channel']} on their other channel "
+                      f"(not delivered), {counts['resend']} reminder(s) (no reply)")
     _cautions(console, cautions)
 
 
@@ -399,6 +403,74 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
             console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['retry']} failed for now (transient); a re-run sends them again")
     if data["suppressions"]:
         console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
+    _results(console, data)
+
+
+def _results(console: Any, data: dict[str, Any]) -> None:
+    """What reached whom, per channel and language (reach.tally): what `sync` and `serve` recorded."""
+    from rich.table import Table
+
+    rows = [r for r in data.get("results", []) if r["channel"] in REGISTRY and REGISTRY[r["channel"]].personal]
+    if rows:
+        keywords = [*data.get("keywords", []), "other"]
+        table = Table(title="Delivery results (as of the last `broadcast sync`)", title_justify="left",
+                      caption=f"replies per keyword: {', '.join(keywords)} (other: free text, `broadcast replies`)",
+                      caption_justify="left")
+        for column in ("channel", "language", "accepted", "delivered", "undelivered", "bounced", *keywords, "held",
+                       "suppressed"):
+            table.add_column(_plain(column), justify="left" if column in ("channel", "language") else "right")
+        for row in rows:
+            table.add_row(
+                _plain(row["channel"]), _plain(row["language"]), *(str(row[k]) for k in ("accepted", "delivered", "undelivered", "bounced")),
+                *(str(row["replied"].get(k, 0)) for k in keywords), str(row["held"]), str(row["suppressed"]),
+            )
+        console.print(table)
+        if not data.get("keywords") and any(r["replied"]["other"] for r in rows):
+            console.print("Replies are counted per keyword when `status` is given the notice file (its `reply: keywords`).")
+    if data.get("recipients_file"):
+        console.print(f"Recipients: {_plain(data['recipients_file'])} (real addresses: keep it private)")
+
+
+def synced(result: Any, *, as_json: bool) -> None:
+    """What `broadcast sync` recorded, per channel, and why a channel said nothing."""
+    from dataclasses import asdict
+
+    if as_json:
+        _json({"notice": result.notice, "ledger": result.ledger, "exit_code": result.exit_code,
+               "channels": [{**asdict(c), "applied": asdict(c.applied)} for c in result.channels]})
+        return
+    console = _console()
+    console.print(f"Ledger: {_plain(result.ledger)}")
+    for channel in result.channels:
+        applied = channel.applied
+        if channel.failed:
+            console.print(f"  [red]{_plain(channel.channel)}[/]: {_message(channel.note)}")
+            if channel.hint:
+                console.print(f"    hint: {_message(channel.hint)}")
+        elif channel.note:
+            console.print(f"  [yellow]{_plain(channel.channel)}[/]: {_message(channel.note)}")
+        if channel.asked or applied.recorded or applied.duplicates or not channel.note:
+            console.print(
+                f"  {_plain(channel.channel)}: asked about {channel.asked} message(s); {applied.recorded} new event(s), "
+                f"{applied.advanced} state change(s), {applied.replies} repl(ies), {applied.suppressed} suppressed, "
+                f"{applied.unsuppressed} unsuppressed, {applied.duplicates} already known"
+                + (f", {applied.unmatched} about messages this ledger did not send" if applied.unmatched else "")
+            )
+
+
+def replies(data: dict[str, Any], *, as_json: bool) -> None:
+    """The replies no keyword matched, oldest first, for a person to read."""
+    if as_json:
+        _json(data)
+        return
+    console = _console()
+    if not data["replies"]:
+        console.print(f"No unmatched replies to {_plain(data['notice'])} (run `broadcast sync` to fetch new ones).")
+        return
+    console.print(f"{len(data['replies'])} repl(ies) to {_plain(data['notice'])} matched no keyword:")
+    for reply in data["replies"]:
+        who = f"{_plain(reply['sender'])}" + (f" ({_plain(reply['contact'])})" if reply["contact"] else "")
+        console.print(f"  {_plain(reply['at'])}  {_plain(reply['channel'])}  {who}: {_message(reply['text'])}")
 
 
 @contextmanager
@@ -489,4 +561,5 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             plan.renders, plan.channels, plan.counts, billed=plan.billed, unit_price=sms_segment_price
         ),
         "sms_transliterated": {lang: {"before": b, "after": a} for lang, (b, a) in plan.sms_saved.items()},
+        "follow_ups": dict(plan.follow.counts) if plan.follow is not None else {},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # rate.py is imported only when a send sets limits
     from broadcast.config import Env
     from broadcast.notice import LocalNotice, Notice
     from broadcast.rate import Gate
+    from broadcast.results import Event, Sent
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,20 @@ class Channel(ABC):
         look-up at all (the default), so those messages stay unknown until a person says --retry-unknown.
         """
         return None
+
+    @classmethod
+    def reports_results(cls) -> bool:
+        """True when the provider can be asked what became of messages and what people replied (``results``)."""
+        return cls.results is not Channel.results
+
+    def results(self, since: datetime | None, messages: Sequence[Sent]) -> Iterable[Event]:
+        """What the provider reports about ``messages`` (sent with this channel, not yet in a final state), and the
+        replies people sent since ``since`` (None: as far back as the provider keeps), as results.Event values.
+
+        The default: this channel reports no delivery results. Raise results.ResultsUnavailable when the provider
+        offers them but not to these credentials; `sync` says so and goes on with the other channels.
+        """
+        return ()
 
     def withdraw(self, messages: Sequence[Message], why: str) -> list[Receipt] | None:
         """Take down what earlier ``messages`` published, for an expired ("expired") or cancelled ("cancelled") notice.

@@ -9,15 +9,18 @@ import re
 import time
 import urllib.error
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # the SDK is imported where a client is built, so check and preview read this module cheaply
+    from datetime import datetime
+
     from python_http_client.exceptions import HTTPError
 
     from broadcast.notice import LocalNotice
+    from broadcast.results import Event, Sent
 
 from broadcast.channels.base import Channel, RenderOptions
 from broadcast.config import Env, Secret, email_sender, mask, provider_timeout
@@ -34,6 +37,14 @@ SANDBOX_REASON = "SendGrid sandbox: accepted, not delivered"
 ANSWER_LOST = "answer lost: SendGrid may have accepted this batch; not retried automatically to avoid sending twice"
 _KEY_HINT = "check SENDGRID_API_KEY, and that the key has the Mail Send permission"
 _SENDER_HINT = "verify BROADCAST_EMAIL_FROM (or its domain) as a Sender Identity in SendGrid, or set it to one that is"
+
+#: what `sync` says when the key cannot read the Email Activity API
+NO_ACTIVITY = ("SendGrid's Email Activity API is not available to this key (it is a paid add-on): email delivery "
+               "results need `broadcast serve` and the Event Webhook")
+#: an Email Activity event, in results.Event kinds; a soft bounce ("blocked", "soft") is no reason to suppress
+ACTIVITY_KINDS = {"processed": "queued", "deferred": "deferred", "delivered": "delivered", "dropped": "dropped",
+                  "bounced": "bounced", "spam_report": "spamreport", "unsubscribe": "unsubscribe",
+                  "group_unsubscribe": "unsubscribe"}
 
 #: a 400 error field that names one personalization, i.e. one recipient: "personalizations.3.to.0.email"
 _RECIPIENT_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
@@ -115,6 +126,54 @@ class SendGridChannel(Channel):
     @classmethod
     def shape(cls, rendering: Rendering, parts: Mapping[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
         return replace(rendering, subject=" ".join(parts["subject"].split()), html=parts["html"], text=tidy(parts["text"]))
+
+    def results(self, since: datetime | None, messages: Sequence[Sent]) -> Iterator[Event]:
+        """Each message's events from the Email Activity API (a paid add-on): one query per mail/send request
+        (``msg_id LIKE '<X-Message-Id>%'``), and the message's own events for one not delivered. Email has no
+        replies here: ``since`` is not used."""
+        by_request: dict[str, set[str]] = {}
+        for sent in messages:
+            by_request.setdefault(sent.provider_id, set()).add(sent.recipient.lower())
+        for request_id, recipients in by_request.items():
+            found = self._activity(lambda request_id=request_id: self._client.client.messages.get(
+                query_params={"query": f"msg_id LIKE '{request_id}%'", "limit": MAX_RECIPIENTS}, timeout=self.timeout))
+            for row in found.get("messages", []):
+                if str(row.get("to_email", "")).lower() not in recipients:
+                    continue
+                if row.get("status") == "not_delivered":
+                    detail = self._activity(lambda row=row: self._client.client.messages._(row["msg_id"]).get(timeout=self.timeout))
+                    yield from _activity_events(request_id, row["to_email"], detail.get("events", []))
+                else:
+                    yield from _activity_events(request_id, row["to_email"], [
+                        {"event_name": row.get("status"), "processed": row.get("last_event_time")}])
+
+    def _activity(self, ask: Any) -> dict[str, Any]:
+        """One Email Activity request; a key without the add-on is ResultsUnavailable, other failures ChannelError."""
+        from python_http_client.exceptions import HTTPError
+
+        from broadcast.results import ResultsUnavailable
+
+        try:
+            with self.request() as go:
+                if not go:
+                    raise ChannelError("sync stopped: interrupted (Ctrl-C); what it read so far is recorded",
+                                       hint="run `broadcast sync` again: it goes on from there")
+                response = ask()
+        except HTTPError as exc:
+            if exc.status_code in (401, 403):
+                raise ResultsUnavailable(
+                    NO_ACTIVITY, hint="buy the Email Activity add-on and give the key its scope, or run `broadcast serve`"
+                ) from None
+            raise ChannelError(f"SendGrid's Email Activity API answered HTTP {exc.status_code}",
+                               hint="run `broadcast sync` again later: what it read so far is recorded") from None
+        except (OSError, http.client.HTTPException, urllib.error.URLError) as exc:
+            raise ChannelError(f"could not reach SendGrid: {mask(str(exc))[:200]}",
+                               hint="check the network (and SENDGRID_API_HOST if you set it), then run `broadcast sync` again") from None
+        try:
+            return json.loads(response.body or b"{}")
+        except ValueError:
+            raise ChannelError("SendGrid's Email Activity API answered something that is not JSON",
+                               hint="run `broadcast sync` again later") from None
 
     @classmethod
     def address_key(cls, address: str) -> str:
@@ -324,3 +383,26 @@ def _receipt(
     retry_after: float | None = None,
 ) -> Receipt:
     return Receipt(message.id, message.channel, message.recipient, status, provider_id, reason, retry_after=retry_after)
+
+
+def _activity_events(request_id: str, recipient: str, events: Sequence[Mapping[str, Any]]) -> Iterator[Event]:
+    """Email Activity events as results.Event values, keyed by the request's X-Message-Id and the recipient."""
+    from datetime import UTC, datetime
+
+    from broadcast.results import Event
+
+    for event in events:
+        kind = ACTIVITY_KINDS.get(str(event.get("event_name", "")))
+        if kind is None:
+            continue
+        if kind == "bounced" and event.get("bounce_type") in ("soft", "blocked"):
+            # refused for now (a full mailbox, a block list): not delivered, and no reason to stop writing to them
+            kind = "undelivered"
+        try:
+            at = datetime.fromisoformat(str(event.get("processed", "")).replace("Z", "+00:00"))
+        except ValueError:
+            at = datetime.now(UTC)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        reason = str(event.get("reason") or event.get("server_response") or "")
+        yield Event("email", kind, at, provider_id=request_id, recipient=recipient, reason=reason)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
     from broadcast.notice import LocalNotice
+    from broadcast.results import Event, Sent
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
 
@@ -40,6 +41,22 @@ RECIPIENT_REASONS = {
 #: our sender itself is unusable, so every message would fail the same way: From number errors
 #: (21212, 21606, 21659, 21660, 21661), neither From nor service (21603), Messaging Service errors (217xx)
 SENDER_CODES = frozenset({21212, 21603, 21606, 21659, 21660, 21661, 21701, 21702, 21703, 21704, 21705})
+
+#: Twilio's message statuses in results.Event kinds (an outbound message's; inbound ones are replies)
+STATUS_KINDS = {
+    "accepted": "accepted", "scheduled": "accepted", "queued": "queued", "sending": "queued", "sent": "sent",
+    "delivered": "delivered", "read": "delivered", "partially_delivered": "delivered", "undelivered": "undelivered",
+    "failed": "failed", "canceled": "failed",
+}
+#: the delivery error codes a comms person meets most, in their words (www.twilio.com/docs/api/errors)
+DELIVERY_REASONS = {
+    30003: "the phone is off or out of coverage (Twilio 30003)",
+    30004: "the recipient or their carrier blocked the message (Twilio 30004)",
+    30005: "the number is unknown or no longer in service (Twilio 30005)",
+    30006: "a landline, or a carrier that cannot take SMS (Twilio 30006)",
+    30007: "the carrier filtered the message as spam (Twilio 30007)",
+    30008: "the carrier gave no reason (Twilio 30008)",
+}
 
 #: Twilio filters its list only by the GMT day a message was *sent* (empty while it is still queued),
 #: so the lookup asks for the recipient's newest messages and compares creation times here
@@ -219,6 +236,56 @@ class TwilioChannel(Channel):
             self._reconcile(client, message, message.personal().text, since, "an earlier run stopped before Twilio answered")
             for message, since in lost
         ]
+
+    def results(self, since: datetime | None, messages: Sequence[Sent]) -> Iterator[Event]:
+        """Each message's status (fetched by its SID), then the replies: inbound messages to our number since
+        ``since`` (Twilio's list filtered by To and DateSent>, which is by GMT day; record() drops what it has)."""
+        from broadcast.results import Event
+
+        client = self._client()
+        for sent in messages:
+            found = self._asking(lambda sent=sent: client.messages(sent.provider_id).fetch(), missing_ok=True)
+            if found is None:
+                continue
+            kind = STATUS_KINDS.get(found.status or "")
+            if kind is None:
+                continue
+            code = found.error_code
+            reason = (DELIVERY_REASONS.get(code) or f"Twilio error {code}: {found.error_message or 'no description'}") if code else (
+                "canceled before it was sent" if found.status == "canceled" else "")
+            yield Event("sms", kind, found.date_updated or found.date_created or datetime.now(timezone.utc),
+                        provider_id=found.sid, recipient=found.to or sent.recipient, reason=reason)
+        # with a Messaging Service the replies may come to any of its numbers: every inbound message is read
+        to = {"to": self.settings.sender} if self.settings.sender else {}
+        after = {"date_sent_after": since} if since is not None else {}
+        for found in self._asking(lambda: list(client.messages.stream(**to, **after, page_size=1000))) or []:
+            if found.direction != "inbound":
+                continue
+            yield Event("sms", "reply", found.date_sent or found.date_created or datetime.now(timezone.utc),
+                        recipient=found.from_ or "", text=found.body or "", event_id=found.sid)
+
+    def _asking(self, ask: Any, *, missing_ok: bool = False) -> Any:
+        """One question to Twilio for `sync`; a message Twilio no longer keeps (404) is None when ``missing_ok``."""
+        import requests
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        try:
+            with self.request() as go:
+                if not go:
+                    raise ChannelError("sync stopped: interrupted (Ctrl-C); what it read so far is recorded",
+                                       hint="run `broadcast sync` again: it goes on from there")
+                return ask()
+        except TwilioRestException as error:
+            if error.status == 404 and missing_ok:
+                return None
+            if error.status in (401, 403) or error.code == 20003:
+                raise ChannelError(f"Twilio refused the credentials (HTTP {error.status}, code {error.code})",
+                                   hint=CREDENTIALS_HINT) from None
+            raise ChannelError(f"Twilio could not answer (HTTP {error.status}, code {error.code}): {mask(str(error.msg))}",
+                               hint="run `broadcast sync` again later: what it read so far is recorded") from None
+        except (TwilioException, requests.RequestException) as error:
+            raise ChannelError(f"could not reach Twilio: {mask(str(error))[:200]}",
+                               hint="check the network (and TWILIO_API_BASE_URL if you set it), then run `broadcast sync` again") from None
 
     def _refused(self, message: Message, error: TwilioRestException) -> Receipt:
         status, code = error.status, error.code

@@ -1,10 +1,12 @@
-"""Local fake of SendGrid's v3 Mail Send API (POST /v3/mail/send)."""
+"""Local fake of SendGrid's v3 Mail Send API (POST /v3/mail/send) and Email Activity API (GET /v3/messages)."""
 
 from __future__ import annotations
 
 import base64
+import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.fakes import credentials
@@ -21,6 +23,11 @@ class SendGridFake(FakeServer):
     """
 
     provider = "sendgrid"
+    # The Email Activity API is not in the mail_v3 spec we validate against. Its shape here follows SendGrid's own
+    # OpenAPI document for it, twilio/sendgrid-oai spec/json/tsg_email_activity_v3.json (ListMessage, GetMessage):
+    # a list of {from_email, msg_id, subject, to_email, status, opens_count, clicks_count, last_event_time} and a
+    # message's events [{event_name, processed, reason, bounce_type, …}]; the fake checks the query itself.
+    outside_spec = ("/v3/messages",)
     max_personalizations = 1000
     max_recipients = 1000  # to + cc + bcc over all personalizations
 
@@ -35,10 +42,22 @@ class SendGridFake(FakeServer):
         self.api_key = api_key
         self.reject_emails: set[str] = set()
         self.sandboxed: list[Delivery] = []
+        #: False: the key lacks the Email Activity add-on, and GET /v3/messages answers 403
+        self.activity_access = True
+        #: address → (event_name, reason, bounce_type) the message to it ends with; default "delivered"
+        self.outcomes: dict[str, tuple[str, str, str]] = {}
+        #: every message SendGrid split a request into: one per recipient, with its own msg_id
+        self.activity: list[dict[str, Any]] = []
         super().__init__(validate=validate, latency=latency, faults=faults)
 
     def _reset_state(self) -> None:
         self.sandboxed.clear()
+        self.activity.clear()
+
+    def outcome(self, email: str, event: str, *, reason: str = "", bounce_type: str = "") -> None:
+        """Script how the message to ``email`` ends: "bounced" (bounce_type "hard" or "soft"), "dropped",
+        "deferred", or "delivered" (the default)."""
+        self.outcomes[email.lower()] = (event, reason, bounce_type)
 
     def authorized(self, request: RecordedRequest) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.api_key}"
@@ -61,6 +80,8 @@ class SendGridFake(FakeServer):
         }
 
     def route(self, request: RecordedRequest) -> Reply:
+        if request.path.startswith("/v3/messages"):
+            return self._activity(request)
         if request.path != "/v3/mail/send":
             return self.error_reply(404, "Not Found")
         if request.method != "POST":
@@ -76,9 +97,61 @@ class SendGridFake(FakeServer):
         for index, personalization in enumerate(personalizations):
             for to in personalization.get("to") or []:
                 accepted.append(Delivery(to["email"], _summary(mail, index, message_id)))
+                if not sandbox:
+                    self.activity.append(self._activity_row(message_id, index, mail, to["email"]))
         if sandbox:
             return Reply(200)
         return Reply(202, headers={"X-Message-Id": message_id})
+
+    def _activity_row(self, message_id: str, index: int, mail: dict[str, Any], to: str) -> dict[str, Any]:
+        event, reason, bounce_type = self.outcomes.get(to.lower(), ("delivered", "", ""))
+        # the outcome is known at once, as if the mail had been processed two seconds before
+        final = datetime.now(UTC).replace(microsecond=0)
+        processed = final - timedelta(seconds=2)
+        events = [{"event_name": "processed", "processed": _iso(processed)}]
+        if event != "processed":
+            events.append({"event_name": event, "processed": _iso(final), "reason": reason, "bounce_type": bounce_type})
+        status = {"processed": "processed", "delivered": "delivered", "deferred": "processed"}.get(event, "not_delivered")
+        return {
+            "from_email": (mail.get("from") or {}).get("email", ""),
+            "msg_id": f"{message_id}.filter0001.{index}.{uuid.uuid4().hex[:8].upper()}.0",
+            "subject": mail["personalizations"][index].get("subject", mail.get("subject", "")),
+            "to_email": to, "status": status, "opens_count": 0, "clicks_count": 0,
+            "last_event_time": events[-1]["processed"], "events": events,
+        }
+
+    def _activity(self, request: RecordedRequest) -> Reply:
+        """GET /v3/messages?query=… (ListMessage) and GET /v3/messages/{msg_id} (GetMessage)."""
+        if request.method != "GET":
+            return self.error_reply(405, "Method Not Allowed")
+        if not self.activity_access:
+            # what SendGrid answers a key without the Email Activity add-on or its scope
+            return Reply(403, {"errors": [{"field": None, "message": "access forbidden"}]})
+        one = re.fullmatch(r"/v3/messages/([^/]+)", request.path)
+        if one:
+            for row in self.activity:
+                if row["msg_id"] == one.group(1):
+                    return Reply(200, {**row, "template_id": "", "asm_group_id": 1, "teammate": "", "api_key_id": "key",
+                                       "categories": [], "unique_args": "Null", "originating_ip": "127.0.0.1",
+                                       "outbound_ip": "127.0.0.1", "outbound_ip_type": "shared"})
+            return Reply(404, {"errors": [{"message": "message not found"}]})
+        if request.path != "/v3/messages":
+            return self.error_reply(404, "Not Found")
+        query = request.query.get("query", "")
+        limit = request.query.get("limit", "10")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            return Reply(400, {"errors": [{"message": "limit must be from 1 to 1000"}]})
+        # the query forms broadcast uses: msg_id LIKE '<X-Message-Id>%' and to_email="<address>"
+        like = re.fullmatch(r"msg_id LIKE '([^'%]+)%'", query)
+        to = re.fullmatch(r'to_email="([^"]+)"', query)
+        if like is None and to is None:
+            return Reply(400, {"errors": [{"message": f"invalid syntax: {query!r}"}]})
+        rows = [
+            {k: v for k, v in row.items() if k != "events"}
+            for row in self.activity
+            if (like and row["msg_id"].startswith(like.group(1))) or (to and row["to_email"] == to.group(1))
+        ]
+        return Reply(200, {"messages": rows[: int(limit)]})
 
     def _refusal(self, mail: Any) -> Reply | None:
         """The 400 SendGrid answers for this mail, or None if it takes it; checks what the spec cannot."""
@@ -157,3 +230,7 @@ def _plain_text(mail: dict[str, Any], personalization: dict[str, Any]) -> str:
     for key, value in (personalization.get("substitutions") or {}).items():
         text = text.replace(key, str(value))
     return text
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,4 +1,4 @@
-"""Local fake of Twilio's Programmable Messaging API (create and list Messages, 2010-04-01)."""
+"""Local fake of Twilio's Programmable Messaging API (create, fetch and list Messages, 2010-04-01)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 import math
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -44,6 +44,10 @@ class TwilioFake(FakeServer):
     Put numbers in ``invalid_numbers`` (21211), ``unsubscribed`` (21610, the recipient sent STOP)
     or ``region_disabled`` (21408). ``messages`` holds every accepted Message resource, which the
     list endpoint serves so a sender can look a message up after losing the answer to its create.
+
+    Delivery over fake time: a message is "sent" when accepted; once the fake's clock has moved ``settle_after``
+    seconds past its creation (``advance``), it is "delivered", or what ``outcome(to, …)`` scripted for its number
+    ("undelivered" with error 30003, …). ``inbound(from_, body)`` puts a reply in the list, direction "inbound".
     """
 
     provider = "twilio"
@@ -63,6 +67,17 @@ class TwilioFake(FakeServer):
         self.unsubscribed: set[str] = set()
         self.region_disabled: set[str] = set()
         self.messages: list[dict[str, Any]] = []
+        #: messages people sent to our numbers (``inbound``), served by the list with direction "inbound"
+        self.inbound_messages: list[dict[str, Any]] = []
+        #: number → (final status, error code, error message) once the message settles; default "delivered"
+        self.outcomes: dict[str, tuple[str, int | None, str | None]] = {}
+        #: seconds of fake time after its creation at which a message reaches its final status
+        self.settle_after = 5.0
+        #: how far the fake's clock runs ahead of the real one (``advance``)
+        self.offset = timedelta()
+        #: answer message fetches with 503 once this many have been answered (an outage in the middle of a sync)
+        self.outage_after: int | None = None
+        self.fetches = 0
         #: every accepted Call resource, with the TwiML it was given ("twiml"), in order
         self.calls: list[dict[str, Any]] = []
         #: numbers a call is refused to (13224: Twilio cannot call this number)
@@ -81,6 +96,48 @@ class TwilioFake(FakeServer):
     def _reset_state(self) -> None:
         self.messages.clear()
         self.calls.clear()
+        self.inbound_messages.clear()
+
+    # -- fake time, scripted outcomes and replies ---------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.now(UTC).replace(microsecond=0) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock on: messages older than ``settle_after`` reach their final status."""
+        with self._lock:
+            self.offset += timedelta(seconds=seconds)
+
+    def outcome(self, to: str, status: str, *, error_code: int | None = None, error_message: str | None = None) -> None:
+        """Script how the message to ``to`` ends: "delivered", "undelivered", "failed" (with Twilio's error code)."""
+        self.outcomes[to] = (status, error_code, error_message)
+
+    def inbound(self, from_: str, body: str, *, to: str = credentials.TWILIO_FROM) -> dict[str, Any]:
+        """A person texts ``body`` to our number: the list serves it, direction "inbound", status "received"."""
+        sid = "SM" + uuid.uuid4().hex
+        now = format_datetime(self.now())
+        message = {
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": body, "date_created": now,
+            "date_sent": now, "date_updated": now, "direction": "inbound", "error_code": None, "error_message": None,
+            "from": from_, "messaging_service_sid": None, "num_media": "0", "num_segments": str(num_segments(body)),
+            "price": None, "price_unit": "USD", "sid": sid, "status": "received",
+            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
+            "to": to, "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
+        with self._lock:
+            self.inbound_messages.append(message)
+        return message
+
+    def _view(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The message as Twilio shows it now, on the fake's clock."""
+        if message["direction"] != "outbound-api":
+            return message
+        settles = parsedate_to_datetime(message["date_created"]) + timedelta(seconds=self.settle_after)
+        if self.now() < settles:
+            return message
+        status, code, said = self.outcomes.get(message["to"], ("delivered", None, None))
+        return {**message, "status": status, "error_code": code, "error_message": said,
+                "date_updated": format_datetime(settles)}
 
     def authorized(self, request: RecordedRequest) -> bool:
         return request.headers.get("authorization") == self._basic
@@ -110,6 +167,9 @@ class TwilioFake(FakeServer):
             return self._call(request.body if isinstance(request.body, dict) else {})
         if request.path == self.calls_path and request.method == "GET":
             return self._list_calls(request.query)
+        one = re.fullmatch(rf"/2010-04-01/Accounts/{self.account_sid}/Messages/(\w+)\.json", request.path)
+        if one and request.method == "GET":
+            return self._fetch(one.group(1))
         if request.path != self.messages_path:
             return self.error_reply(404, f"The requested resource {request.path} was not found")
         if request.method == "POST":
@@ -145,7 +205,7 @@ class TwilioFake(FakeServer):
             return self.error_reply(400, "Attempt to send to unsubscribed recipient", 21610)
 
         sid = "SM" + uuid.uuid4().hex
-        now = format_datetime(datetime.now(UTC).replace(microsecond=0))
+        now = format_datetime(self.now())
         message = {
             "account_sid": self.account_sid,
             "api_version": "2010-04-01",
@@ -232,6 +292,15 @@ class TwilioFake(FakeServer):
             "calls": chunk, "start": 0, "end": max(len(chunk) - 1, 0), "page": 0, "page_size": page_size,
             "uri": uri, "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None,
         })
+    def _fetch(self, sid: str) -> Reply:
+        """Fetch one Message by its SID, as it is now on the fake's clock."""
+        if self.outage_after is not None and self.fetches >= self.outage_after:
+            return self.error_reply(503, "Service Unavailable")
+        self.fetches += 1
+        for message in (*self.messages, *self.inbound_messages):
+            if message["sid"] == sid:
+                return Reply(200, self._view(message))
+        return self.error_reply(404, f"The requested resource /Messages/{sid}.json was not found")
 
     def _list(self, query: dict[str, str]) -> Reply:
         """Newest first, filtered like Twilio: To, From, and DateSent / DateSent< / DateSent> by GMT day, inclusive."""
@@ -254,7 +323,8 @@ class TwilioFake(FakeServer):
                 and (after is None or sent >= after)
             )
 
-        matches = [message for message in reversed(self.messages) if wanted(message)]
+        everything = sorted((*self.messages, *self.inbound_messages), key=lambda m: parsedate_to_datetime(m["date_created"]))
+        matches = [self._view(message) for message in reversed(everything) if wanted(message)]
         start = page * page_size
         chunk = matches[start : start + page_size]
         filters = [(name, value) for name, value in query.items() if name not in ("Page", "PageSize", "PageToken")]
