@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +13,7 @@ from broadcast.channels.base import Channel, Cost, RenderOptions
 from broadcast.config import Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import CONTACT_FIELDS, INTERRUPTED, Message, Receipt, Rendering, Status, personalize
+from broadcast.results import Event
 from broadcast.text import compact
 
 # The SDK is imported where a request is made, so check and preview can read this adapter's limits
@@ -41,6 +42,22 @@ RECIPIENT_REASONS = {
 #: (21212, 21606, 21659, 21660, 21661), neither From nor service (21603), Messaging Service errors (217xx)
 SENDER_CODES = frozenset({21212, 21603, 21606, 21659, 21660, 21661, 21701, 21702, 21703, 21704, 21705})
 
+#: Twilio's message statuses in results.Event kinds (an outbound message's; inbound ones are replies)
+STATUS_KINDS = {
+    "accepted": "accepted", "scheduled": "accepted", "queued": "queued", "sending": "queued", "sent": "sent",
+    "delivered": "delivered", "read": "delivered", "partially_delivered": "delivered", "undelivered": "undelivered",
+    "failed": "failed", "canceled": "failed",
+}
+#: the delivery error codes a comms person meets most, in their words (www.twilio.com/docs/api/errors)
+DELIVERY_REASONS = {
+    30003: "the phone is off or out of coverage (Twilio 30003)",
+    30004: "the recipient or their carrier blocked the message (Twilio 30004)",
+    30005: "the number is unknown or no longer in service (Twilio 30005)",
+    30006: "a landline, or a carrier that cannot take SMS (Twilio 30006)",
+    30007: "the carrier filtered the message as spam (Twilio 30007)",
+    30008: "the carrier gave no reason (Twilio 30008)",
+}
+
 #: Twilio filters its list only by the GMT day a message was *sent* (empty while it is still queued),
 #: so the lookup asks for the recipient's newest messages and compares creation times here
 LOOKUP_LIMIT = 50
@@ -57,6 +74,9 @@ SETTLE_TIMEOUTS = 2
 #: limit. Thirty letters covers all but a few names; billing counts each real name (Channel.cost).
 LONG_NAME = "x" * 30
 
+#: the path `broadcast serve` takes status callbacks on; a send with BROADCAST_PUBLIC_URL asks Twilio to call it
+STATUS_CALLBACK_PATH = "/twilio/status"
+
 
 @dataclass(frozen=True)
 class SmsSettings:
@@ -72,6 +92,10 @@ class SmsSettings:
         """TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and exactly one of TWILIO_FROM and TWILIO_MESSAGING_SERVICE_SID."""
         sid, token = env.secret("TWILIO_ACCOUNT_SID"), env.secret("TWILIO_AUTH_TOKEN")
         base_url, callback = env.url("TWILIO_API_BASE_URL"), env.url("TWILIO_STATUS_CALLBACK")
+        if not callback and env.get("BROADCAST_PUBLIC_URL"):
+            # where `broadcast serve` is reached: Twilio reports each message's status there (TWILIO_STATUS_CALLBACK wins)
+            public = env.url("BROADCAST_PUBLIC_URL")
+            callback = public.rstrip("/") + STATUS_CALLBACK_PATH if public else None
         complete = env.need("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
         sender, service = env.get("TWILIO_FROM"), env.get("TWILIO_MESSAGING_SERVICE_SID")
         if not sender and not service:
@@ -133,6 +157,32 @@ class TwilioChannel(Channel):
 
         info = count_segments(rendering.text)
         return {"characters": info.characters, "encoding": info.encoding, "segments": info.segments, "form": rendering.form}
+
+    @classmethod
+    def status_event(cls, form: Mapping[str, str], at: datetime) -> Event | None:
+        """A status callback's form (MessageSid, MessageStatus, ErrorCode, To) as an Event; None for a status that is
+        no delivery state. ValueError when the form is not a status callback."""
+        sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
+        code = form.get("ErrorCode") or ""
+        if not sid or not status or not (code.isdigit() or not code):
+            raise ValueError("a status callback has MessageSid, MessageStatus and a numeric ErrorCode if any")
+        kind = STATUS_KINDS.get(status)
+        if kind is None:
+            return None
+        reason = (DELIVERY_REASONS.get(int(code)) or f"Twilio error {code}") if code.strip("0") else (
+            "canceled before it was sent" if status == "canceled" else "")
+        # each status of a message is reported once: the SID and the status are the event (a callback Twilio makes
+        # again, or one `sync` also read, records nothing new)
+        return Event(cls.name, kind, at, provider_id=sid, recipient=form.get("To", ""), reason=reason,  # type: ignore[arg-type]
+                     event_id=f"{sid}:{status}")
+
+    @classmethod
+    def reply_event(cls, form: Mapping[str, str], at: datetime) -> Event:
+        """An inbound message's form (MessageSid, From, Body) as a reply. ValueError when it is not one."""
+        sid, sender = form.get("MessageSid") or form.get("SmsSid"), form.get("From")
+        if not sid or not sender or "Body" not in form:
+            raise ValueError("an inbound message has MessageSid, From and Body")
+        return Event(cls.name, "reply", at, recipient=sender, text=form["Body"], event_id=sid)
 
     def __init__(self, settings: SmsSettings, *, timeout: float | None = None, **run: Any) -> None:
         super().__init__(settings, **run)
