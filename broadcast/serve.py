@@ -101,13 +101,13 @@ def app(ledger: Ledger, webhooks: Webhooks) -> Starlette:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    missing = webhooks.missing()
+    missing, writer = webhooks.missing(), _Writer(ledger)
     routes = [Route(HEALTH_PATH, _health(ledger), methods=["GET"])]
     if "Twilio" not in missing:
-        routes += [Route(STATUS_PATH, _endpoint(ledger, _twilio_status(webhooks)), methods=["POST"]),
-                   Route(INBOUND_PATH, _endpoint(ledger, _twilio_inbound(webhooks), twiml=True), methods=["POST"])]
+        routes += [Route(STATUS_PATH, _endpoint(writer, _twilio_status(webhooks)), methods=["POST"]),
+                   Route(INBOUND_PATH, _endpoint(writer, _twilio_inbound(webhooks), twiml=True), methods=["POST"])]
     if "SendGrid" not in missing:
-        routes.append(Route(SENDGRID_PATH, _endpoint(ledger, _sendgrid_events(webhooks)), methods=["POST"]))
+        routes.append(Route(SENDGRID_PATH, _endpoint(writer, _sendgrid_events(webhooks)), methods=["POST"]))
     return Starlette(routes=routes)
 
 
@@ -135,9 +135,10 @@ def run(request: ServeRequest, *, announce: Callable[[str], None]) -> int:
             f"no ledger at {masked_url(url)}: serve records results against the messages a send recorded; serve did not start",
             hint="point --ledger / BROADCAST_LEDGER at the ledger `broadcast send` writes",
         )
-    listening = _listen(request.host, request.port)
     ledger = Ledger(url)
+    listening = None
     try:
+        listening = _listen(request.host, request.port)
         host, port = listening.getsockname()[:2]
         for line in _start_lines(host, port, webhooks, masked_url(url)):
             announce(line)
@@ -147,7 +148,8 @@ def run(request: ServeRequest, *, announce: Callable[[str], None]) -> int:
         with _stopping() as stopped_by:
             uvicorn.Server(config).run(sockets=[listening])
     finally:
-        listening.close()
+        if listening is not None:
+            listening.close()
         ledger.close()
     announce(f"serve stopped ({', '.join(stopped_by) or 'no signal'}); every request it answered is recorded")
     return 0
@@ -198,7 +200,7 @@ def _start_lines(host: str, port: int, webhooks: Webhooks, ledger: str) -> Itera
               ("SendGrid", SENDGRID_PATH, "SendGrid Event Webhook")]
     for provider, path, what in routes:
         if provider in missing:
-            yield f"  POST {path:<17} not mounted: {' and '.join(missing[provider])} not set ({what} are not taken)"
+            yield f"  POST {path:<17} not mounted ({what}): {' and '.join(missing[provider])} not set"
         elif provider == "Twilio":
             yield f"  POST {path:<17} {what}, signed for {webhooks.public_url}{path}"
         else:
@@ -209,13 +211,12 @@ def _start_lines(host: str, port: int, webhooks: Webhooks, ledger: str) -> Itera
 # -- the routes --------------------------------------------------------------------------------------------------
 
 
-def _endpoint(ledger: Ledger, read: Callable[[Request, bytes], list[Event]], *, twiml: bool = False) -> Callable[[Request], Any]:
+def _endpoint(writer: _Writer, read: Callable[[Request, bytes], list[Event]], *, twiml: bool = False) -> Callable[[Request], Any]:
     """One webhook route: read the body, let ``read`` check its signature and turn it into events, record them.
 
     Nothing is written for a request ``read`` refuses. A ledger that cannot be written answers 503, so the provider
     calls again later (Twilio and SendGrid both retry a 5xx); record() takes the same event twice without change.
     """
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import PlainTextResponse, Response
 
     async def endpoint(request: Request) -> Response:
@@ -226,11 +227,10 @@ def _endpoint(ledger: Ledger, read: Callable[[Request, bytes], list[Event]], *, 
             log.info("%s %s refused (%s): %s", request.method, request.url.path, refused.status, refused.why)
             return PlainTextResponse(refused.why + "\n", status_code=refused.status)
         try:
-            applied = await run_in_threadpool(record, ledger, events)
+            await writer.record(events)
         except BroadcastError as exc:
             log.warning("%s: the ledger could not record %d events: %s", request.url.path, len(events), exc.message)
             return PlainTextResponse("the ledger cannot record this now; call again later\n", status_code=503)
-        log.info("%s: %s", request.url.path, applied)
         if twiml:
             from twilio.twiml.messaging_response import MessagingResponse
 
@@ -239,6 +239,46 @@ def _endpoint(ledger: Ledger, read: Callable[[Request, bytes], list[Event]], *, 
         return Response(status_code=204)
 
     return endpoint
+
+
+class _Writer:
+    """Records the events of requests that arrive together in one results.record call: one transaction for many
+    webhooks instead of one each (SQLite takes one writer at a time, and a commit costs the same for 1 row or 500).
+
+    A request waits for the batch its events are in, so it is answered only once they are in the ledger; a batch the
+    ledger refuses fails every request in it (503), and the providers post them again.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        import asyncio
+
+        self.ledger = ledger
+        self.pending: list[tuple[list[Event], asyncio.Future[None]]] = []
+        self.busy = asyncio.Lock()
+
+    async def record(self, events: list[Event]) -> None:
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        if not events:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((events, done))
+        async with self.busy:
+            # while the previous batch was being written, more requests queued up: they all go in this one
+            if not done.done():
+                batch, self.pending = self.pending, []
+                try:
+                    applied = await run_in_threadpool(record, self.ledger, [e for events, _ in batch for e in events])
+                except BroadcastError as exc:
+                    for _, waiting in batch:
+                        waiting.set_exception(exc)
+                else:
+                    log.info("recorded %d requests: %s", len(batch), applied)
+                    for _, waiting in batch:
+                        waiting.set_result(None)
+        await done
 
 
 async def _body(request: Request) -> bytes:

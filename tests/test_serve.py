@@ -188,6 +188,20 @@ def test_a_signed_callback_without_its_fields_or_not_a_form_is_400(client, sent:
     assert written(sent) == before
 
 
+def test_a_ledger_that_cannot_record_answers_503_so_twilio_calls_again(client, sent: Ledger) -> None:  # noqa: ANN001
+    _, sid, phone = messages(sent, "sms")[0]
+    with sent.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE events RENAME TO events_away"))
+    answer = twilio_post(client, "/twilio/status", status_form(sid, phone, "delivered"))
+    assert answer.status_code == 503
+    assert state(sent, phone)["state"] == ""
+    with sent.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE events_away RENAME TO events"))
+    # Twilio's retry of the same callback is then recorded
+    assert twilio_post(client, "/twilio/status", status_form(sid, phone, "delivered")).status_code == 204
+    assert state(sent, phone)["state"] == "delivered"
+
+
 # -- Twilio inbound SMS: replies, STOP and START ----------------------------------------------------------------
 
 
@@ -397,7 +411,7 @@ def test_broadcast_serve_in_its_own_process_records_a_signed_callback(sent: Ledg
     try:
         lines = [server.stderr.readline() for _ in range(5)]
         assert lines[0].startswith(f"broadcast serve on http://127.0.0.1:{port}, recording in sqlite:///"), lines
-        assert "/sendgrid/events" in lines[3] and "not mounted: SENDGRID_WEBHOOK_PUBLIC_KEY not set" in lines[3]
+        assert "/sendgrid/events" in lines[3] and "not mounted (SendGrid Event Webhook): SENDGRID_WEBHOOK_PUBLIC_KEY not set" in lines[3]
         assert f"signed for {PUBLIC}/twilio/status" in lines[1]
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10) as http:
             deadline = time.monotonic() + 20
@@ -409,8 +423,17 @@ def test_broadcast_serve_in_its_own_process_records_a_signed_callback(sent: Ledg
                     pass
                 assert time.monotonic() < deadline and server.poll() is None, "serve did not come up"
                 time.sleep(0.05)
-            _, sid, phone = messages(sent, "sms")[0]
-            assert twilio_post(http, "/twilio/status", status_form(sid, phone, "delivered")).status_code == 204
+            # every SMS's callback at once: each request is answered once its event is in the ledger
+            from concurrent.futures import ThreadPoolExecutor
+
+            everyone = messages(sent, "sms")
+            assert len(everyone) == 8
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(
+                    lambda m: twilio_post(http, "/twilio/status", status_form(m[1], m[2], "delivered")).status_code, everyone))
+            assert answers == [204] * 8
+            assert {r["state"] for r in sent.outcomes(NOTICE) if r["channel"] == "sms"} == {"delivered"}
+            _, sid, phone = everyone[0]
             assert twilio_post(http, "/twilio/status", status_form(sid, phone, "delivered"), token="x" * 32).status_code == 403
             assert http.post("/sendgrid/events", content=b"[]").status_code == 404
         assert state(sent, phone)["state"] == "delivered"

@@ -169,7 +169,7 @@ class TwilioChannel(Channel):
         kind = STATUS_KINDS.get(status)
         if kind is None:
             return None
-        reason = (DELIVERY_REASONS.get(int(code)) or f"Twilio error {code}") if code.strip("0") else (
+        reason = (DELIVERY_REASONS.get(int(code)) or f"Twilio error {code}") if code and int(code) else (
             "canceled before it was sent" if status == "canceled" else "")
         # each status of a message is reported once: the SID and the status are the event (a callback Twilio makes
         # again, or one `sync` also read, records nothing new)
