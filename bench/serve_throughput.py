@@ -4,7 +4,7 @@
 
 It writes a ledger holding N sent SMS and M sent emails (through the ledger's own claim and settle, as a send does),
 starts the real CLI, `broadcast serve --port P --ledger URL` (one uvicorn process), and posts from a pool of
-asyncio clients in this process:
+connections from one asyncio client in this process (a bare HTTP/1.1 client: see _post_all):
   1. Twilio status callbacks, each signed with the auth token over BROADCAST_PUBLIC_URL + path: "sent" then
      "delivered" for every SMS (2 N requests, one event each);
   2. the same "delivered" callbacks again: duplicates, which record() answers without a change;
@@ -72,21 +72,34 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _post_all(base: str, requests: list[tuple[str, bytes, dict[str, str]]], clients: int) -> tuple[float, list[int]]:
-    import httpx
+async def _post_all(port: int, requests: list[tuple[str, bytes, dict[str, str]]], clients: int) -> tuple[float, list[int]]:
+    """Post every request over ``clients`` keep-alive connections; (seconds, status codes).
 
-    queue = iter(requests)
+    A bare HTTP/1.1 client over asyncio streams, each request's bytes built beforehand: an HTTP library costs more CPU
+    per request than serve does, and on a shared machine that CPU would be taken from serve.
+    """
+    raw = [(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+           for path, body, headers in requests]
+    queue = iter(raw)
     statuses: list[int] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, trust_env=False, timeout=60) as http:
-        async def worker() -> None:
-            for path, body, headers in queue:
-                answer = await http.post(path, content=body, headers=headers)
-                statuses.append(answer.status_code)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return time.perf_counter() - started, statuses
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for request in queue:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            statuses.append(int(head[9:12]))
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if length:
+                await reader.readexactly(length)
+        writer.close()
+        await writer.wait_closed()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return time.perf_counter() - started, statuses
 
 
 def main() -> None:
@@ -168,7 +181,7 @@ def main() -> None:
     print(f"{'phase':<34} {'requests':>9} {'events':>9} {'seconds':>8} {'req/s':>8} {'events/s':>9} {'serve CPU s':>11} {'events/CPU s':>12} {'client CPU s':>12}")
     for name, requests, per_request in phases:
         cpu_before, client_before = _cpu_seconds(server.pid), time.process_time()
-        seconds, statuses = asyncio.run(_post_all(f"http://127.0.0.1:{port}", requests, args.clients))
+        seconds, statuses = asyncio.run(_post_all(port, requests, args.clients))
         cpu, client_cpu = _cpu_seconds(server.pid) - cpu_before, time.process_time() - client_before
         bad = [s for s in statuses if s not in (200, 204)]
         if bad:
