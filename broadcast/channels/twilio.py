@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,6 +19,8 @@ from broadcast.text import compact
 # The SDK is imported where a request is made, so check and preview can read this adapter's limits
 # (max_body and the other facts) without loading Twilio's client
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import requests
     from twilio.base.exceptions import TwilioRestException
     from twilio.http.http_client import TwilioHttpClient
