@@ -32,6 +32,9 @@ HEALTH_PATH = "/healthz"
 
 #: the most a webhook body may be: SendGrid batches events up to about a megabyte; more is no provider's request
 MAX_BODY = 8 * 1024 * 1024
+#: a Twilio form is small (a 1,600-character Body and some twenty fields); its signature can be checked only once it
+#: is parsed, so a larger form or more fields are refused before that work is done for someone unsigned
+MAX_FORM, MAX_FIELDS = 64 * 1024, 200
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -104,8 +107,9 @@ def app(ledger: Ledger, webhooks: Webhooks) -> Starlette:
     missing, writer = webhooks.missing(), _Writer(ledger)
     routes = [Route(HEALTH_PATH, _health(ledger), methods=["GET"])]
     if "Twilio" not in missing:
-        routes += [Route(STATUS_PATH, _endpoint(writer, _twilio_status(webhooks)), methods=["POST"]),
-                   Route(INBOUND_PATH, _endpoint(writer, _twilio_inbound(webhooks), twiml=True), methods=["POST"])]
+        routes += [Route(STATUS_PATH, _endpoint(writer, _twilio_status(webhooks), limit=MAX_FORM), methods=["POST"]),
+                   Route(INBOUND_PATH, _endpoint(writer, _twilio_inbound(webhooks), limit=MAX_FORM, twiml=True),
+                         methods=["POST"])]
     if "SendGrid" not in missing:
         routes.append(Route(SENDGRID_PATH, _endpoint(writer, _sendgrid_events(webhooks)), methods=["POST"]))
     return Starlette(routes=routes)
@@ -211,7 +215,9 @@ def _start_lines(host: str, port: int, webhooks: Webhooks, ledger: str) -> Itera
 # -- the routes --------------------------------------------------------------------------------------------------
 
 
-def _endpoint(writer: _Writer, read: Callable[[Request, bytes], list[Event]], *, twiml: bool = False) -> Callable[[Request], Any]:
+def _endpoint(
+    writer: _Writer, read: Callable[[Request, bytes], list[Event]], *, limit: int = MAX_BODY, twiml: bool = False
+) -> Callable[[Request], Any]:
     """One webhook route: read the body, let ``read`` check its signature and turn it into events, record them.
 
     Nothing is written for a request ``read`` refuses. A ledger that cannot be written answers 503, so the provider
@@ -221,7 +227,7 @@ def _endpoint(writer: _Writer, read: Callable[[Request, bytes], list[Event]], *,
 
     async def endpoint(request: Request) -> Response:
         try:
-            body = await _body(request)
+            body = await _body(request, limit)
             events = read(request, body)
         except Refused as refused:
             log.info("%s %s refused (%s): %s", request.method, request.url.path, refused.status, refused.why)
@@ -281,16 +287,16 @@ class _Writer:
         await done
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, refused past MAX_BODY before it is all read."""
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused past ``limit`` bytes before it is all read."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise Refused(413, f"the body is larger than {MAX_BODY:,} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"the body is larger than {limit:,} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise Refused(413, f"the body is larger than {MAX_BODY:,} bytes")
+        if size > limit:
+            raise Refused(413, f"the body is larger than {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -306,7 +312,8 @@ def _twilio_form(webhooks: Webhooks, request: Request, body: bytes) -> Mapping[s
     if not signature:
         raise Refused(403, "no X-Twilio-Signature: not a request from Twilio")
     try:
-        form = ImmutableMultiDict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+        form = ImmutableMultiDict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                                            max_num_fields=MAX_FIELDS))
     except (UnicodeDecodeError, ValueError):
         raise Refused(400, "the body is not a UTF-8 form (application/x-www-form-urlencoded)") from None
     # Twilio signs the URL it called: behind a proxy the host serve sees is not that one, so BROADCAST_PUBLIC_URL

@@ -185,6 +185,9 @@ def test_a_signed_callback_without_its_fields_or_not_a_form_is_400(client, sent:
     headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "abc"}
     assert client.post("/twilio/status", content=body, headers=headers).status_code == 400
     assert twilio_post(client, "/twilio/inbound", {"From": "+38641000001"}).status_code == 400
+    # a form far larger than Twilio's, or with more fields, is refused before it is parsed
+    assert twilio_post(client, "/twilio/inbound", {"Body": "x" * 70_000}).status_code == 413
+    assert twilio_post(client, "/twilio/inbound", {f"F{n}": "" for n in range(300)}).status_code == 400
     assert written(sent) == before
 
 
