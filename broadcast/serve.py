@@ -277,13 +277,20 @@ class _Writer:
                 batch, self.pending = self.pending, []
                 try:
                     applied = await run_in_threadpool(record, self.ledger, [e for events, _ in batch for e in events])
-                except BroadcastError as exc:
+                except asyncio.CancelledError:
+                    # the server is stopping: no request of the batch may wait for ever (its provider posts it again)
                     for _, waiting in batch:
-                        waiting.set_exception(exc)
+                        waiting.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a ledger error (503) or a bug (500): every request of the batch sees it
+                    for _, waiting in batch:
+                        if not waiting.done():
+                            waiting.set_exception(exc)
                 else:
                     log.info("recorded %d requests: %s", len(batch), applied)
                     for _, waiting in batch:
-                        waiting.set_result(None)
+                        if not waiting.done():  # a request cancelled meanwhile has nobody to answer
+                            waiting.set_result(None)
         await done
 
 
