@@ -622,6 +622,18 @@ def replies_command(notice_id: str, ledger: str | None, as_json: bool) -> int:
     return 0
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen on this address (a proxy in front of serve gives it the public address, BROADCAST_PUBLIC_URL).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Listen on this port (0: any free port, printed at start).")
+@click.option("--ledger", envvar="BROADCAST_LEDGER", help="Delivery ledger URL the results are recorded in: the one `send` writes [env: BROADCAST_LEDGER; default: ./.broadcast/ledger.db].")
+@_reports_errors
+def serve_command(host: str, port: int, ledger: str | None) -> int:
+    """Take the providers' webhooks (Twilio status and inbound SMS, SendGrid events) and record them in the ledger."""
+    from broadcast import serve
+
+    return serve.run(serve.ServeRequest(host, port, ledger), announce=lambda line: click.echo(line, err=True))
+
+
 def run() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

@@ -20,12 +20,13 @@ if TYPE_CHECKING:  # the SDK is imported where a client is built, so check and p
     from python_http_client.exceptions import HTTPError
 
     from broadcast.notice import LocalNotice
-    from broadcast.results import Event, Sent
+    from broadcast.results import Sent
 
 from broadcast.channels.base import Channel, RenderOptions
 from broadcast.config import Env, Secret, email_sender, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status, placeholder
+from broadcast.results import Event
 from broadcast.text import tidy
 
 #: SendGrid takes at most 1000 personalizations and 1000 recipients (to + cc + bcc) per request
@@ -65,6 +66,12 @@ class _Answer:
 
 
 SENDGRID_HOST = "https://api.sendgrid.com"
+
+#: Event Webhook events in results.Event kinds (`broadcast serve`); a "bounce" of type "blocked" is a soft one
+WEBHOOK_KINDS = {
+    "processed": "queued", "deferred": "deferred", "delivered": "delivered", "dropped": "dropped", "bounce": "bounced",
+    "spamreport": "spamreport", "unsubscribe": "unsubscribe", "group_unsubscribe": "unsubscribe", "open": "open",
+}
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,35 @@ class SendGridChannel(Channel):
     def ledger_key(cls, address: str) -> str:
         # the ledger keys an email lower-cased: One@x and one@x are one person (kept as it was: it is in every row)
         return address.lower()
+
+    @classmethod
+    def webhook_events(cls, items: Sequence[Any]) -> list[Event]:
+        """SendGrid Event Webhook events (the posted JSON array) as Events; a click or a resubscribe says nothing the
+        ledger keeps. ValueError naming the first event that is not one."""
+        from datetime import UTC, datetime
+
+        out = []
+        for number, item in enumerate(items, 1):
+            stamp = item.get("timestamp") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(item.get("event"), str) or not isinstance(item.get("email"), str) \
+                    or isinstance(stamp, bool) or not isinstance(stamp, int | float):
+                raise ValueError(f"event {number} has no event name, email or numeric timestamp")
+            kind = WEBHOOK_KINDS.get(item["event"])
+            if kind is None:
+                continue
+            if kind == "bounced" and item.get("type") == "blocked":
+                kind = "undelivered"  # a soft bounce (a full mailbox, a block list): no reason to stop writing to them
+            try:
+                at = datetime.fromtimestamp(stamp, UTC)
+            except (OverflowError, OSError, ValueError):
+                raise ValueError(f"event {number} has a timestamp out of range") from None
+            # sg_message_id is the X-Message-Id the send recorded, then ".filter…": one id for every recipient of a
+            # mail/send request, so the address tells its messages apart (each also carries broadcast_message)
+            provider_id = str(item.get("sg_message_id") or "").split(".", 1)[0]
+            out.append(Event(cls.name, kind, at, provider_id=provider_id, recipient=item["email"],  # type: ignore[arg-type]
+                             reason=str(item.get("reason") or item.get("response") or ""),
+                             event_id=str(item.get("sg_event_id") or "")))
+        return out
 
     @classmethod
     def stats(cls, rendering: Rendering) -> dict[str, Any]:
@@ -388,8 +424,6 @@ def _receipt(
 def _activity_events(request_id: str, recipient: str, events: Sequence[Mapping[str, Any]]) -> Iterator[Event]:
     """Email Activity events as results.Event values, keyed by the request's X-Message-Id and the recipient."""
     from datetime import UTC, datetime
-
-    from broadcast.results import Event
 
     for event in events:
         kind = ACTIVITY_KINDS.get(str(event.get("event_name", "")))

@@ -13,18 +13,21 @@ from broadcast.channels.base import Channel, Cost, RenderOptions
 from broadcast.config import Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
 from broadcast.message import CONTACT_FIELDS, INTERRUPTED, Message, Receipt, Rendering, Status, personalize
+from broadcast.results import Event
 from broadcast.text import compact
 
 # The SDK is imported where a request is made, so check and preview can read this adapter's limits
 # (max_body and the other facts) without loading Twilio's client
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import requests
     from twilio.base.exceptions import TwilioRestException
     from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
 
     from broadcast.notice import LocalNotice
-    from broadcast.results import Event, Sent
+    from broadcast.results import Sent
 
 #: seconds for connecting and for each read; a lost answer is then looked up, never blindly re-sent
 
@@ -74,6 +77,9 @@ SETTLE_TIMEOUTS = 2
 #: limit. Thirty letters covers all but a few names; billing counts each real name (Channel.cost).
 LONG_NAME = "x" * 30
 
+#: the path `broadcast serve` takes status callbacks on; a send with BROADCAST_PUBLIC_URL asks Twilio to call it
+STATUS_CALLBACK_PATH = "/twilio/status"
+
 
 @dataclass(frozen=True)
 class SmsSettings:
@@ -89,6 +95,10 @@ class SmsSettings:
         """TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and exactly one of TWILIO_FROM and TWILIO_MESSAGING_SERVICE_SID."""
         sid, token = env.secret("TWILIO_ACCOUNT_SID"), env.secret("TWILIO_AUTH_TOKEN")
         base_url, callback = env.url("TWILIO_API_BASE_URL"), env.url("TWILIO_STATUS_CALLBACK")
+        if not callback and env.get("BROADCAST_PUBLIC_URL"):
+            # where `broadcast serve` is reached: Twilio reports each message's status there (TWILIO_STATUS_CALLBACK wins)
+            public = env.url("BROADCAST_PUBLIC_URL")
+            callback = public.rstrip("/") + STATUS_CALLBACK_PATH if public else None
         complete = env.need("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
         sender, service = env.get("TWILIO_FROM"), env.get("TWILIO_MESSAGING_SERVICE_SID")
         if not sender and not service:
@@ -150,6 +160,38 @@ class TwilioChannel(Channel):
 
         info = count_segments(rendering.text)
         return {"characters": info.characters, "encoding": info.encoding, "segments": info.segments, "form": rendering.form}
+
+    @classmethod
+    def status_event(cls, form: Mapping[str, str], at: datetime) -> Event | None:
+        """A status callback's form (MessageSid, MessageStatus, ErrorCode, To) as an Event; None for a status that is
+        no delivery state. ValueError when the form is not a status callback."""
+        sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
+        code = form.get("ErrorCode") or ""
+        if not sid or not status or not (code.isdigit() or not code):
+            raise ValueError("a status callback has MessageSid, MessageStatus and a numeric ErrorCode if any")
+        return cls._status_event(sid, status, int(code) if code else None, "", form.get("To", ""), at)
+
+    @classmethod
+    def _status_event(cls, sid: str, status: str, code: int | None, said: str, to: str, at: datetime) -> Event | None:
+        """A message's status as an Event, whether a callback brought it or `sync` fetched it; None for a status
+        that is no delivery state."""
+        kind = STATUS_KINDS.get(status)
+        if kind is None:
+            return None
+        reason = (DELIVERY_REASONS.get(code) or f"Twilio error {code}" + (f": {said}" if said else "")) if code else (
+            "canceled before it was sent" if status == "canceled" else "")
+        # each status of a message is reported once: the SID and the status are the event (a callback Twilio makes
+        # again, or the same status read by `sync` and pushed to `serve`, records nothing new)
+        return Event(cls.name, kind, at, provider_id=sid, recipient=to, reason=reason,  # type: ignore[arg-type]
+                     event_id=f"{sid}:{status}")
+
+    @classmethod
+    def reply_event(cls, form: Mapping[str, str], at: datetime) -> Event:
+        """An inbound message's form (MessageSid, From, Body) as a reply. ValueError when it is not one."""
+        sid, sender = form.get("MessageSid") or form.get("SmsSid"), form.get("From")
+        if not sid or not sender or "Body" not in form:
+            raise ValueError("an inbound message has MessageSid, From and Body")
+        return Event(cls.name, "reply", at, recipient=sender, text=form["Body"], event_id=sid)
 
     def __init__(self, settings: SmsSettings, *, timeout: float | None = None, **run: Any) -> None:
         super().__init__(settings, **run)
@@ -240,21 +282,16 @@ class TwilioChannel(Channel):
     def results(self, since: datetime | None, messages: Sequence[Sent]) -> Iterator[Event]:
         """Each message's status (fetched by its SID), then the replies: inbound messages to our number since
         ``since`` (Twilio's list filtered by To and DateSent>, which is by GMT day; record() drops what it has)."""
-        from broadcast.results import Event
-
         client = self._client()
         for sent in messages:
             found = self._asking(lambda sent=sent: client.messages(sent.provider_id).fetch(), missing_ok=True)
             if found is None:
                 continue
-            kind = STATUS_KINDS.get(found.status or "")
-            if kind is None:
-                continue
-            code = found.error_code
-            reason = (DELIVERY_REASONS.get(code) or f"Twilio error {code}: {found.error_message or 'no description'}") if code else (
-                "canceled before it was sent" if found.status == "canceled" else "")
-            yield Event("sms", kind, found.date_updated or found.date_created or datetime.now(timezone.utc),
-                        provider_id=found.sid, recipient=found.to or sent.recipient, reason=reason)
+            event = self._status_event(
+                found.sid, found.status or "", found.error_code or None, found.error_message or "no description",
+                found.to or sent.recipient, found.date_updated or found.date_created or datetime.now(timezone.utc))
+            if event is not None:
+                yield event
         # with a Messaging Service the replies may come to any of its numbers: every inbound message is read
         to = {"to": self.settings.sender} if self.settings.sender else {}
         after = {"date_sent_after": since} if since is not None else {}

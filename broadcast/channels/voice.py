@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from twilio.rest import Client
 
     from broadcast.notice import LocalNotice, Notice
+    from broadcast.results import Event
 
 
 class Voice(NamedTuple):
@@ -230,6 +231,22 @@ class VoiceChannel(Channel):
             with self._lock:
                 self._http_clients.append(http_client)
         return client
+
+    @classmethod
+    def gather_event(cls, form: Mapping[str, str], at: datetime) -> Event | None:
+        """The key a person pressed during a call (Twilio posts CallSid, To and Digits to the Gather's action) as
+        their reply, counted under the notice's reply keyword that lists it ("1" under SAFE); None for no key.
+        ValueError when the form is not a Gather's."""
+        from broadcast.results import Event
+
+        sid, called = form.get("CallSid"), form.get("To")
+        if not sid or not called:
+            raise ValueError("a Gather's answer has CallSid and To")
+        digits = (form.get("Digits") or "").strip()
+        if not digits:
+            return None
+        # one answer per call: Twilio posts it once, and a repeat of the same request changes nothing
+        return Event(cls.name, "reply", at, recipient=called, text=digits, event_id=f"{sid}:gather")
 
     def twiml(self, message: Message) -> str:
         """The call's TwiML, built by the SDK: every paragraph a <Say> inside one one-key <Gather> (a person may
