@@ -196,6 +196,10 @@ def _skipped(console: Any, plan: Plan) -> None:
     unknown = Counter(d.message.channel for d in plan.unknowns)
     for name, n in sorted(unknown.items()):
         console.print(f"  [red]{name}: {n} unknown[/]: an earlier run may have sent them; --retry-unknown sends them again")
+    for name, n in sorted(plan.held.items()):
+        window = plan.quiet.window if plan.quiet is not None else None
+        hours = f" ({window.start:%H:%M}–{window.end:%H:%M} local time)" if window else ""
+        console.print(f"  [yellow]{name}: {n} held for quiet hours[/]{hours}: the first run after them sends them")
 
 
 def previewed(
@@ -341,6 +345,7 @@ def sent(
         console.print(
             f"{name:<7} planned {counts['planned']}, sent {counts['sent']}, skipped {counts['skipped']}, "
             f"failed {counts['failed']}" + (f", unknown {counts['unknown']}" if counts["unknown"] else "")
+            + (f", held {counts['held']}" if counts["held"] else "")
         )
     _skipped(console, plan_)
     for name, reason in outcome.stopped.items():
@@ -383,13 +388,13 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
     if data.get("cancelled"):
         console.print("[red]Cancelled[/]: `send` refuses this notice until its file sets `phase:` again.")
     table = Table(title=f"{_plain(data['notice'])}: last run {_plain(data['last_run'] or 'never')}", title_justify="left")
-    for column in ("channel", "language", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
+    for column in ("channel", "language", "version", "sent", "failed", "skipped", "unknown", "in flight", "held", "last activity"):
         table.add_column(column, justify="left" if column in ("channel", "language", "version", "last activity") else "right")
     for row in data["rows"]:
         table.add_row(
             _plain(row["channel"]), _plain(row["language"]), _plain(row["version"]), str(row["sent"]),
             str(row["failed"] + row["retry"]), str(row["skipped"]), str(row["unknown"]), str(row["in_flight"]),
-            _plain(row["last_at"] or ""),
+            str(row.get("held", 0)), _plain(row["last_at"] or ""),
         )
     console.print(table)
     for row in data["rows"]:
@@ -397,6 +402,11 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
             console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {n} failed: {_message(reason)}")
         if row["retry"]:
             console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['retry']} failed for now (transient); a re-run sends them again")
+        if row.get("held"):
+            console.print(
+                f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['held']} held for quiet hours; the first run "
+                f"after {_plain(row['held_until'] or '')} (UTC) sends them"
+            )
     if data["suppressions"]:
         console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
 
@@ -464,6 +474,8 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             "overridden_suppressions": plan.overridden[name],
             "skipped_reasons": dict(plan.skipped.get(name, Counter())),
             "previewed": counts["previewed"],
+            # quiet hours: not sent in this run; recorded as held, and sent by the first run after them
+            "held": outcome.held[name],
             "languages": dict(plan.counts.get(name, Counter())),
         }
     return {
