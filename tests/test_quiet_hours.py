@@ -294,4 +294,5 @@ def test_held_release_times_are_iso_utc_in_the_ledger(fakes, tmp_path: Path) -> 
         rows = conn.exec_driver_sql("SELECT recipient, reason FROM deliveries WHERE status = 'held'").all()
     engine.dispose()
     assert rows == [(WANJIRU, "2026-11-29T05:00:00+00:00")]
-    assert re.search(r"held", CliRunner().invoke(main, ["status", str(path)]).output)
+    shown = CliRunner().invoke(main, ["status", str(path)]).output
+    assert re.search(r"sms \S+: 1 held for quiet hours; the first run after 2026-11-29T05:00:00\+00:00", shown), shown
