@@ -296,3 +296,26 @@ def test_held_release_times_are_iso_utc_in_the_ledger(fakes, tmp_path: Path) -> 
     assert rows == [(WANJIRU, "2026-11-29T05:00:00+00:00")]
     shown = CliRunner().invoke(main, ["status", str(path)]).output
     assert re.search(r"sms \S+: 1 held for quiet hours; the first run after 2026-11-29T05:00:00\+00:00", shown), shown
+
+
+def test_the_release_is_eight_local_on_the_night_the_clocks_go_forward(fakes, tmp_path: Path) -> None:  # noqa: ANN001
+    _, twilio, _ = fakes
+    # 21:00 UTC on 28 March 2026 is 22:00 in Ljubljana; at 02:00 that night clocks jump to 03:00 (UTC+2), so 08:00
+    # local is 06:00 UTC, not the 07:00 the evening's offset would give
+    people = tmp_path / "people.csv"
+    people.write_text(f"name,phone,language\nAna,{ANA},en\n", encoding="utf-8")
+    result = send(notice(tmp_path), people, datetime(2026, 3, 28, 21, 0, tzinfo=UTC))
+    (only,) = result.plan.held_shown
+    assert only.until == datetime(2026, 3, 29, 6, 0, tzinfo=UTC) and f"{only.local_until():%H:%M %z}" == "08:00 +0200"
+    assert twilio.deliveries == []
+
+
+def test_check_shows_the_window_a_send_applies(tmp_path: Path) -> None:
+    path = notice(tmp_path, quiet='{start: "22:00", end: "07:00", timezone: Africa/Nairobi}')
+    result = CliRunner().invoke(main, ["check", str(path), "--json", "--force"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["quiet_hours"] == {"start": "22:00", "end": "07:00", "timezone": "Africa/Nairobi"}
+    text = CliRunner().invoke(main, ["check", str(path), "--force"]).output
+    assert "Quiet hours: SMS wait from 22:00 to 07:00" in text
+    urgent = CliRunner().invoke(main, ["check", str(notice(tmp_path, severity="urgent")), "--json", "--force"])
+    assert json.loads(urgent.stdout)["quiet_hours"] is None
