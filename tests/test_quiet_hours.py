@@ -17,6 +17,7 @@ from broadcast.errors import ContactsError, NoticeError
 from broadcast.plan import PlanRequest
 from broadcast.send import SendRequest, run
 from tests.conftest import EXAMPLE
+from tests.test_ledger import ledger, ledger_url, message, sent  # noqa: F401 - the ledger on SQLite and PostgreSQL
 
 #: 19:30 UTC: 22:30 in Nairobi (UTC+3, night), 20:30 in Ljubljana (UTC+1 in November, evening), 11:30 in Los Angeles
 NAIROBI_NIGHT = datetime(2026, 11, 28, 19, 30, tzinfo=UTC)
@@ -319,3 +320,37 @@ def test_check_shows_the_window_a_send_applies(tmp_path: Path) -> None:
     assert "Quiet hours: SMS wait from 22:00 to 07:00" in text
     urgent = CliRunner().invoke(main, ["check", str(notice(tmp_path, severity="urgent")), "--json", "--force"])
     assert json.loads(urgent.stdout)["quiet_hours"] is None
+
+
+def test_the_ledger_holds_only_what_was_not_sent_and_claims_held_rows_like_retries(ledger) -> None:  # noqa: ANN001, F811
+    from broadcast.message import Decision
+
+    until = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
+    new, retried, done, failed, claimed = (message(i) for i in range(5))
+    ledger.start_run("water")
+    ledger.claim([Decision(m, True) for m in (retried, done, failed, claimed)])
+    ledger.settle([sent(retried, "retry", reason="503"), sent(done), sent(failed, "failed", reason="21211")])
+    # claimed stays in flight for this live run
+    ledger.hold([(m, until) for m in (new, retried, done, failed, claimed)])
+    rows = {row.message_id: row for row in _rows(ledger)}
+    assert rows[new.id].status == rows[retried.id].status == "held"
+    assert rows[new.id].reason == "2026-11-29T05:00:00+00:00" and rows[new.id].attempts == 0
+    assert (rows[done.id].status, rows[failed.id].status, rows[claimed.id].status) == ("sent", "failed", "inflight")
+    ledger.finish_run()
+    # a held row is not sent: triage sends it, and a new run claims it as it would a retry
+    decided = {d.message.id: d for d in ledger.triage([new, retried, done])}
+    assert decided[new.id].send and decided[retried.id].send and not decided[done.id].send
+    counts = ledger.status("water")["rows"][0]
+    assert counts["held"] == 2 and counts["held_until"] == "2026-11-29T05:00:00+00:00"
+    ledger.start_run("water")
+    assert {m.id for m in ledger.claim([decided[new.id], decided[retried.id]])} == {new.id, retried.id}
+    ledger.settle([sent(new), sent(retried)])
+    ledger.finish_run()
+    assert ledger.status("water")["rows"][0]["held"] == 0
+
+
+def _rows(ledger) -> list:  # noqa: ANN001
+    from broadcast.ledger import deliveries
+
+    with ledger.engine.connect() as conn:
+        return conn.execute(sa.select(deliveries)).all()
