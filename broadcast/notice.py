@@ -488,7 +488,8 @@ def _time_zone(value: str) -> str:
 
 
 class QuietHoursSetting(_Strict):
-    """When info and advisory notices send no SMS: from ``start`` to ``end`` in each recipient's own time."""
+    """When info and advisory notices send no SMS: from ``start`` to ``end`` in each recipient's own time (by default
+    21:00 to 08:00, a night anywhere)."""
 
     start: Annotated[str, BeforeValidator(_clock)] = "21:00"
     end: Annotated[str, BeforeValidator(_clock)] = "08:00"

@@ -12,9 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcast.message import Decision
 
-#: the window when the notice says nothing: no SMS from 21:00 to 08:00 in the recipient's own time
-DEFAULT_START = "21:00"
-DEFAULT_END = "08:00"
 #: the severities quiet hours apply to; urgent and emergency notices go out at any hour
 QUIET_SEVERITIES = ("info", "advisory")
 #: the reason a held message is skipped with in this run (the plan counts it as held, not skipped)
@@ -85,7 +82,7 @@ class Held(Decision):
     #: the recipient's zone, in which the release time is shown
     zone: str = ""
 
-    def local_until(self) -> datetime:
+    def local_until(self) -> datetime | None:
         """The release time in the recipient's own zone."""
         return self.until.astimezone(_zone(self.zone)) if self.until and self.zone else self.until
 
