@@ -678,7 +678,7 @@ class Ledger:
                 rows = [
                     dict(message_id=m.id, notice=m.notice_id, version=m.version, channel=m.channel,
                          recipient=m.recipient, contact=m.contact_key, language=m.language, status="held", attempts=0,
-                         reason=until.isoformat(), run_id=self.run_id, first_at=stamp, last_at=stamp)
+                         reason=until.isoformat(), run_id=None, first_at=stamp, last_at=stamp)
                     for m, until in chunk
                 ]
                 conn.execute(self._insert(deliveries).on_conflict_do_nothing(), rows)
@@ -687,7 +687,9 @@ class Ledger:
                     .where(deliveries.c.message_id == sa.bindparam("m_id"),
                            # or_, not in_: an expanding IN cannot take one row of parameters per message
                            sa.or_(*(deliveries.c.status == s for s in ("retry", "previewed", "held"))))
-                    .values(status="held", reason=sa.bindparam("until"), last_at=stamp),
+                    # no run holds a held row: a run that is still going (sending email) must not keep it from
+                    # the first run after the quiet hours
+                    .values(status="held", reason=sa.bindparam("until"), run_id=None, last_at=stamp),
                     [{"m_id": m.id, "until": until.isoformat()} for m, until in chunk],
                 )
 

@@ -335,6 +335,8 @@ def test_the_ledger_holds_only_what_was_not_sent_and_claims_held_rows_like_retri
     rows = {row.message_id: row for row in _rows(ledger)}
     assert rows[new.id].status == rows[retried.id].status == "held"
     assert rows[new.id].reason == "2026-11-29T05:00:00+00:00" and rows[new.id].attempts == 0
+    # no run holds a held row, not even the one that held it while it is still going
+    assert rows[new.id].run_id is None and rows[retried.id].run_id is None
     assert (rows[done.id].status, rows[failed.id].status, rows[claimed.id].status) == ("sent", "failed", "inflight")
     ledger.finish_run()
     # a held row is not sent: triage sends it, and a new run claims it as it would a retry
