@@ -25,7 +25,7 @@ from broadcast.channels import REGISTRY
 from broadcast.errors import ConfigError, ContactsError
 from broadcast.processes import alive
 
-COLUMNS = ("name", "email", "phone", "language", "channels", "tags")
+COLUMNS = ("name", "email", "phone", "language", "channels", "tags", "timezone")
 EXPECTED_HEADER = ",".join(COLUMNS)
 MAX_FIELD_LENGTH = 1000
 
@@ -137,6 +137,10 @@ class ContactBook:
     def addresses(self) -> Iterator[tuple[str, str, str | None, str | None, str, frozenset[str]]]:
         """(key, name, email, phone, language tag, channels) per contact, in reading order."""
         return self.staging.addresses()
+
+    def timezones(self, keys: Sequence[str]) -> dict[str, str]:
+        """Contact key (Message.contact_key) → the time zone its timezone column gave, for those that gave one."""
+        return self.staging.timezones(keys) if self.staging.has_timezones() else {}
 
     @property
     def contacts(self) -> list[Contact]:
@@ -344,6 +348,8 @@ class _Draft:
     tags: tuple[str, ...]
     file: str
     row: int
+    #: the contact's IANA time zone, for quiet hours ("" when the row gave none)
+    timezone: str = ""
 
 
 class _Staging:
@@ -366,7 +372,8 @@ class _Staging:
             PRAGMA journal_mode=OFF;
             PRAGMA synchronous=OFF;
             CREATE TABLE drafts (pos INTEGER PRIMARY KEY, name TEXT, email TEXT, phone TEXT, language TEXT,
-                                 wanted TEXT, tags TEXT, file TEXT, row INTEGER, rejected INTEGER DEFAULT 0);
+                                 wanted TEXT, tags TEXT, file TEXT, row INTEGER, rejected INTEGER DEFAULT 0,
+                                 timezone TEXT NOT NULL DEFAULT '');
             CREATE TABLE keys (key TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;
             """
         )
@@ -387,19 +394,21 @@ class _Staging:
 
     def load(self, pos: int) -> _Draft:
         row = self.conn.execute(
-            "SELECT name, email, phone, language, wanted, tags, file, row FROM drafts WHERE pos = ?", (pos,)
+            "SELECT name, email, phone, language, wanted, tags, file, row, timezone FROM drafts WHERE pos = ?", (pos,)
         ).fetchone()
-        return _Draft(*row[:4], _wanted_from(row[4]), _tags_from(row[5]), row[6], row[7])
+        return _Draft(*row[:4], _wanted_from(row[4]), _tags_from(row[5]), row[6], row[7], row[8])
 
     def write(self, new: list[_Draft], keys: dict[str, int], changed: dict[int, _Draft]) -> None:
         with self.conn:
             self.conn.executemany(
-                "INSERT INTO drafts (pos, name, email, phone, language, wanted, tags, file, row) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO drafts (pos, name, email, phone, language, wanted, tags, file, row, timezone) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 ((self.size + i, *_draft_row(d)) for i, d in enumerate(new)),
             )
             self.conn.executemany("INSERT INTO keys (key, pos) VALUES (?, ?)", keys.items())
             self.conn.executemany(
-                "UPDATE drafts SET name=?, email=?, phone=?, language=?, wanted=?, tags=?, file=?, row=? WHERE pos=?",
+                "UPDATE drafts SET name=?, email=?, phone=?, language=?, wanted=?, tags=?, file=?, row=?, timezone=? "
+                "WHERE pos=?",
                 ((*_draft_row(d), pos) for pos, d in changed.items()),
             )
         self.size += len(new)
@@ -458,6 +467,25 @@ class _Staging:
             key = f"email:{email.lower()}" if email else f"phone:{phone}"
             yield key, name, email, phone, language, _reachable(personal, wanted, email is not None, phone is not None)
 
+    def has_timezones(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM drafts WHERE rejected = 0 AND timezone != '' LIMIT 1").fetchone() is not None
+
+    def timezones(self, keys: Sequence[str]) -> dict[str, str]:
+        """Contact key → the timezone its row gave, for the keys that have one; its own connection, so each
+        channel's sender thread may ask."""
+        conn = self.connect()
+        found: dict[str, str] = {}
+        try:
+            for i in range(0, len(keys), 900):
+                part = list(keys[i : i + 900])
+                found.update(conn.execute(
+                    "SELECT keys.key, drafts.timezone FROM keys JOIN drafts ON drafts.pos = keys.pos "
+                    f"WHERE keys.key IN ({','.join('?' * len(part))}) AND drafts.timezone != ''", part,
+                ))
+        finally:
+            conn.close()
+        return found
+
     def _select(self, columns: str) -> Iterator[tuple]:
         conn = self.connect()
         try:
@@ -509,7 +537,8 @@ def _reachable(
 
 def _draft_row(draft: _Draft) -> tuple:
     wanted = ",".join(sorted(draft.wanted)) if draft.wanted is not None else None
-    return (draft.name, draft.email, draft.phone, draft.language, wanted, "\x1f".join(draft.tags), draft.file, draft.row)
+    return (draft.name, draft.email, draft.phone, draft.language, wanted, "\x1f".join(draft.tags), draft.file, draft.row,
+            draft.timezone)
 
 
 def _wanted_from(value: str | None) -> frozenset[str] | None:
@@ -692,7 +721,8 @@ class _BookReader:
         language = self._language(self._cell(record, columns.language, file, row, "language"), file, row)
         wanted = self._channels(self._cell(record, columns.channels, file, row, "channels"), file, row)
         tags = _parse_tags(self._cell(record, columns.tags, file, row, "tags"))
-        self._take(_Draft(name, email, phone, language, wanted, tags, file, row))
+        zone = self._timezone(self._cell(record, columns.timezone, file, row, "timezone"), file, row)
+        self._take(_Draft(name, email, phone, language, wanted, tags, file, row, zone))
 
     def _take(self, draft: _Draft) -> None:
         self.queue.append(draft)
@@ -754,6 +784,21 @@ class _BookReader:
                          "use a code such as en, sl, sl-SI, sw or sw-KE")
             return ""
         return tag
+
+    def _timezone(self, raw: str, file: str, row: int) -> str:
+        if not raw:
+            return ""
+        from broadcast.quiet import zone_problem
+
+        problem = zone_problem(raw)
+        if problem is None:
+            return raw
+        # plan.prepare refuses an info or advisory send while any row has one: the contact could be texted at night
+        self.problem(file, row, "timezone",
+                     f"{_show(raw)} is not a time zone, so this contact's quiet hours cannot be known",
+                     "use an IANA zone name such as Africa/Nairobi, Europe/Ljubljana or America/Los_Angeles, or "
+                     "leave it empty to use the phone number's country")
+        return ""
 
     def _channels(self, raw: str, file: str, row: int) -> frozenset[str] | None:
         if not raw:
@@ -823,7 +868,7 @@ class _BookReader:
                 self._index(phone_key, position)
             else:
                 self._conflict(draft, first, "phone", draft.phone, first.phone)
-        for field in ("name", "language"):
+        for field in ("name", "language", "timezone"):
             new, old = getattr(draft, field), getattr(first, field)
             if not new:
                 continue
@@ -914,6 +959,7 @@ class _Columns:
     language: int | None
     channels: int | None
     tags: int | None
+    timezone: int | None
     width: int
 
 

@@ -47,7 +47,8 @@ deliveries = sa.Table(
     sa.Column("recipient", sa.Text, nullable=False),
     sa.Column("contact", sa.Text, nullable=False, default=""),
     sa.Column("language", sa.Text, nullable=False, default=""),
-    # inflight → sent | failed | retry | unknown | previewed
+    # inflight → sent | failed | retry | unknown | previewed; held: not sent yet, waiting for the recipient's quiet
+    # hours to end (reason: the release time, ISO, UTC), which the first run after them claims like a retry
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("provider_id", sa.Text),
@@ -681,7 +682,7 @@ class Ledger:
                     # this release reached the recipient under another version: recorded before versions were per
                     # language, or in another language before the contact's was corrected; that row decides, and
                     # an unknown one is looked up as it was written (Decision.version)
-                    row = next((r for i in message.equivalent_ids() if (r := rows.get(i)) is not None and r.status != "retry"), None)
+                    row = next((r for i in message.equivalent_ids() if (r := rows.get(i)) is not None and r.status not in ("retry", "held")), None)
                 decision = self._decide(message, row, live, resend_after, retry_unknown)
                 if row is not None and row.message_id != message.id and decision.unknown:
                     decision = replace(decision, version=row.version)
@@ -689,7 +690,7 @@ class Ledger:
 
     @staticmethod
     def _decide(message: Message, row: Any, live: set[str], resend_after: timedelta | None, retry_unknown: bool) -> Decision:
-        if row is None or row.status in ("retry", "previewed"):
+        if row is None or row.status in ("retry", "previewed", "held"):
             return Decision(message, True)
         if row.status == "sent":
             sent_at = _aware(row.sent_at)
@@ -762,6 +763,34 @@ class Ledger:
         )
 
     @_database_errors
+    def hold(self, held: Sequence[tuple[Message, datetime]]) -> None:
+        """Record messages held for quiet hours, each with its release time (UTC), so `status` counts them.
+
+        A new row is made 'held'; an existing one only from a state that was not sent either (retry, previewed,
+        held): a row another run claimed, or one sent, unknown or failed, is left exactly as it is.
+        """
+        stamp = now()
+        for chunk in _chunks(held):
+            with self.engine.begin() as conn:
+                rows = [
+                    dict(message_id=m.id, notice=m.notice_id, version=m.version, channel=m.channel,
+                         recipient=m.recipient, contact=m.contact_key, language=m.language, status="held", attempts=0,
+                         reason=until.isoformat(), run_id=None, first_at=stamp, last_at=stamp)
+                    for m, until in chunk
+                ]
+                conn.execute(self._insert(deliveries).on_conflict_do_nothing(), rows)
+                conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.message_id == sa.bindparam("m_id"),
+                           # or_, not in_: an expanding IN cannot take one row of parameters per message
+                           sa.or_(*(deliveries.c.status == s for s in ("retry", "previewed", "held"))))
+                    # no run holds a held row: a run that is still going (sending email) must not keep it from
+                    # the first run after the quiet hours
+                    .values(status="held", reason=sa.bindparam("until"), run_id=None, last_at=stamp),
+                    [{"m_id": m.id, "until": until.isoformat()} for m, until in chunk],
+                )
+
+    @_database_errors
     def settle(self, receipts: Sequence[Receipt]) -> None:
         """Record what the provider said, in one transaction per chunk; learn suppressions from STOP replies."""
         stamp = now()
@@ -801,13 +830,16 @@ class Ledger:
             entry = table.setdefault(
                 (channel, language, version),
                 {"channel": channel, "language": language, "version": version, "sent": 0, "failed": 0, "skipped": 0,
-                 "unknown": 0, "in_flight": 0, "retry": 0, "previewed": 0, "failed_reasons": Counter(), "last_at": None},
+                 "unknown": 0, "in_flight": 0, "retry": 0, "previewed": 0, "failed_reasons": Counter(), "last_at": None,
+                 "held": 0, "held_until": None},
             )
             if status in ("inflight", "claimed"):
                 status = "in_flight" if run_id in live else "unknown"
             entry[status] = entry.get(status, 0) + n
             if status == "failed":
                 entry["failed_reasons"][reason or "no reason recorded"] += n
+            if status == "held" and reason and (entry["held_until"] is None or reason > entry["held_until"]):
+                entry["held_until"] = reason  # the latest release, ISO in UTC: by then every one of them is due
             last = _aware(last)
             if last and (entry["last_at"] is None or last > entry["last_at"]):
                 entry["last_at"] = last
@@ -1258,7 +1290,7 @@ def _takeover_from(decision: Decision) -> tuple[str, ...]:
         return ("sent",)
     if decision.unknown:
         return ("inflight", "unknown")
-    return ("retry", "previewed")
+    return ("retry", "previewed", "held")
 
 
 def _chunks(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:

@@ -518,6 +518,43 @@ class ApprovalPolicy(_Strict):
         return {"policy": value} if isinstance(value, str) else value
 
 
+def _clock(value: Any) -> str:
+    from broadcast.quiet import parse_clock
+
+    try:
+        return parse_clock(value).strftime("%H:%M")
+    except ValueError as exc:
+        raise _problem(str(exc), 'write the time of day in quotes, e.g. start: "21:00" and end: "08:00"') from None
+
+
+def _time_zone(value: str) -> str:
+    from broadcast.quiet import zone_problem
+
+    problem = zone_problem(value)
+    if problem:
+        raise _problem(problem, "use an IANA zone name such as Africa/Nairobi, Europe/Ljubljana or America/Los_Angeles")
+    return value
+
+
+class QuietHoursSetting(_Strict):
+    """When info and advisory notices send no SMS: from ``start`` to ``end`` in each recipient's own time (by default
+    21:00 to 08:00, a night anywhere)."""
+
+    start: Annotated[str, BeforeValidator(_clock)] = "21:00"
+    end: Annotated[str, BeforeValidator(_clock)] = "08:00"
+    #: the zone of recipients whose own zone is not known (no timezone column, a number with several zones)
+    timezone: Annotated[str, AfterValidator(_time_zone)] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursSetting:
+        if self.start == self.end:
+            raise _problem_at(
+                ("end",), f"start and end are both {self.start}, so the quiet hours would last no time at all",
+                'give the window a length, e.g. start: "21:00" and end: "08:00"',
+            )
+        return self
+
+
 class Notice(_Strict):
     """One crisis notice: everything every channel says, in every language it ships in."""
 
@@ -565,6 +602,9 @@ class Notice(_Strict):
     #: what the next `send` does about people not reached or not answering (followup.py). Left out of model_dump, so
     #: out of the content version: adding a rule changes who gets a message, not what it says
     follow_up: Annotated[list[FollowUpRule], _at_most(10, "follow_up rules")] = Field(default_factory=list, exclude=True)
+    #: when an info or advisory notice holds SMS for the recipient's morning (quiet.py). Left out of model_dump, so
+    #: out of every content version: it changes when people get the notice, not what it says
+    quiet_hours: QuietHoursSetting = Field(default_factory=QuietHoursSetting, exclude=True)
 
     @field_validator("languages")
     @classmethod

@@ -219,6 +219,13 @@ def render_page(
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "csp": CSP,
         "approval": approval,
+        # quiet hours: who waits for their morning, and until when in their own time
+        "held": [
+            (_title(d.message.channel), d.message.recipient, f"{d.local_until():%Y-%m-%d %H:%M}", d.zone)
+            for d in plan.held_shown
+        ],
+        "held_total": sum(plan.held.values()),
+        "quiet": plan.quiet,
     }
     return _environment().from_string(PAGE_TEMPLATE).render(context)
 
@@ -371,6 +378,9 @@ def _tiles(plan: Plan, billed_panels: list[Panel], price: float) -> list[Tile]:
         tiles.append(Tile("Skipped", f"{skipped:,}", "already sent, suppressed, …", "review"))
     if plan.unknowns:
         tiles.append(Tile("Unknown", f"{len(plan.unknowns):,}", "earlier outcome unknown; not resent without --retry-unknown", "review"))
+    held = sum(plan.held.values())
+    if held:
+        tiles.append(Tile("Held", f"{held:,}", "in their quiet hours; the first run after them sends them", "review"))
     return tiles
 
 
@@ -636,6 +646,22 @@ footer{margin:32px 0;color:var(--faint);font-size:13px}
 {% endif %}
 </section>
 </div>
+
+{% if held_total %}
+<section class="block" id="held">
+<h2>Held for quiet hours <span class="count">{{ held_total }}</span></h2>
+<p class="note">This {{ notice.severity }} notice sends no SMS from {{ quiet.window.start.strftime('%H:%M') }} to {{ quiet.window.end.strftime('%H:%M') }} in each recipient's own time. These messages are not sent now; the first run after the time shown sends them.</p>
+<table>
+<thead><tr><th>Channel</th><th>Recipient</th><th>Goes out after (their time)</th><th>Time zone</th></tr></thead>
+<tbody>
+{% for title, recipient, until, zone in held %}
+<tr><td>{{ title }}</td><td class="mono">{{ recipient | clip }}</td><td class="mono">{{ until }}</td><td class="mono">{{ zone }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+{% if held_total > held | length %}<p class="note">Showing {{ held | length }} of {{ held_total }}; plan.csv lists every one in its held_until column.</p>{% endif %}
+</section>
+{% endif %}
 
 <nav class="jump" aria-label="Jump to a language">
 <b>Jump to:</b>

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from broadcast.contacts import (
 )
 from broadcast.message import CONTACT_FIELDS, Decision, Message
 from broadcast.notice import resolve_language
+from broadcast.quiet import Held, QuietHours, for_notice, refuse_unknown_zones
 from broadcast.render import RenderSet, variant_for
 from broadcast.segments import name_shape
 
@@ -58,6 +59,8 @@ class PlanRequest:
     #: None: the default, 10% of the rows
     max_rejected: RejectionLimit | None = None
     allow_number_types: tuple[str, ...] = ()
+    #: the plan's one clock, for quiet hours; None: the real time, read once when the plan is made
+    now: datetime | None = None
 
     def suppression_files(self) -> list[Path]:
         """--suppressions, and the suppressions.csv beside each contacts file: an opt-out list kept with the contacts
@@ -110,6 +113,12 @@ class Plan:
     replies: dict[tuple[str, str], str] = field(default_factory=dict)
     #: the notice's follow-ups due in this run (followup.FollowUps), or None
     follow: Any = None
+    #: channel → messages held for the recipients' quiet hours (sent by the first run after them), and the first
+    #: MAX_HELD_SHOWN of them, for the preview page
+    held: Counter[str] = field(default_factory=Counter)
+    held_shown: list[Held] = field(default_factory=list)
+    #: the quiet-hours rule this run applies; None for an urgent or emergency notice, or no channel it concerns
+    quiet: QuietHours | None = None
 
     @property
     def notice(self):  # noqa: ANN201 - Notice, kept unannotated to avoid an import cycle in type checkers
@@ -155,6 +164,11 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
     )
     refuse_rejected(book, request.max_rejected or parse_max_rejected(DEFAULT_MAX_REJECTED))
     plan = build_plan(renders, book, channels)
+    if any(REGISTRY[c].quiet_at_night for c in plan.channels):
+        plan.quiet = for_notice(checked.notice, request.now or datetime.now(UTC))
+    if plan.quiet is not None:
+        # a contact whose zone cannot be read could be texted in their night: fail closed, as for suppressions
+        refuse_unknown_zones(book)
     # read before the contacts' plan is used: a suppressions file that cannot be read completely stops the run
     suppressions = read_suppressions(request.suppression_files(), default_region=request.region)
     suppressed = suppressions.entries
@@ -168,7 +182,7 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
     plan.decide = Triage(
         ledger, {(channel, recipient) for channel, recipient, _ in suppressed},
         resend_after=request.resend_after, retry_unknown=request.retry_unknown, override=override,
-        reached_only=checked.notice.phase == "all_clear",
+        reached_only=checked.notice.phase == "all_clear", quiet=plan.quiet, book=book,
     )
     plan.replies = ledger.thread_ends(checked.notice.id) if ledger is not None else {}
     if ledger is not None and checked.notice.follow_up:
@@ -182,6 +196,8 @@ def prepare(request: PlanRequest, ledger: Ledger | None = None) -> tuple[Plan, l
         Caution(channel, why) for channel in channels for lang, n in plan.counts[channel].items()
         for why in [REGISTRY[channel].written_in(lang, checked.notice)[1]] if n and why
     )
+    if plan.quiet is not None:
+        checked.warnings.extend(Caution(where, what) for where, what in plan.quiet.cautions())
     plan.sms_saved = checked.sms_saved
     for channel, n in plan.overridden.items():
         checked.warnings.append(
@@ -315,6 +331,10 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
                 plan.overridden[message.channel] += 1
             if message.channel in billed:
                 plan.billed[(message.channel, message.language)] += billing(message)
+        elif isinstance(decision, Held):
+            plan.held[message.channel] += 1
+            if len(plan.held_shown) < MAX_HELD_SHOWN:
+                plan.held_shown.append(decision)
         elif decision.unknown:
             plan.unknowns.append(decision)
         else:
@@ -331,6 +351,8 @@ def _equivalents(renders: RenderSet, channel: str) -> tuple[str, ...]:
     return (renders.versions[channel], *(v for (c, _), v in renders.language_versions.items() if c == channel))
 
 
+#: held messages the plan keeps to show (the preview page lists them); beyond this only their number is kept
+MAX_HELD_SHOWN = 1000
 #: the reason on a send decision that reaches a suppressed recipient because an emergency notice says so
 OVERRIDDEN = "suppression overridden: emergency notice with override_suppressions"
 
@@ -347,8 +369,12 @@ class Triage:
         retry_unknown: bool = False,
         override: frozenset[str] = frozenset(),
         reached_only: bool = False,
+        quiet: QuietHours | None = None,
+        book: ContactBook | None = None,
     ) -> None:
         self.ledger = ledger
+        #: holds messages to people in their quiet hours; the book gives each contact's timezone column
+        self.quiet, self.book = quiet, book
         self.resend_after = resend_after
         self.retry_unknown = retry_unknown
         #: an all-clear goes only to the people this notice reached before (public channels always get it)
@@ -377,6 +403,10 @@ class Triage:
         )
         if self.reached_only:
             decisions = self._reached(decisions)
+        yield from self._held(self._screened(decisions))
+
+    def _screened(self, decisions: Iterable[Decision]) -> Iterator[Decision]:
+        """Decisions with the suppression files' and the ledger's suppressions applied (an emergency may override)."""
         for decision in decisions:
             if self.follow is not None:
                 decision = self.follow.decide(decision)
@@ -388,6 +418,26 @@ class Triage:
                     decision = Decision(message, True, OVERRIDDEN)
             yield decision
 
+    def _held(self, decisions: Iterable[Decision]) -> Iterator[Decision]:
+        """Decisions with every message that would ring a phone in its recipient's quiet hours held (quiet.Held)."""
+        if self.quiet is None:
+            yield from decisions
+            return
+        chunk: list[Decision] = []
+        for decision in decisions:
+            chunk.append(decision)
+            if len(chunk) >= REACHED_CHUNK:
+                yield from self._held_chunk(chunk)
+                chunk = []
+        yield from self._held_chunk(chunk)
+
+    def _held_chunk(self, chunk: list[Decision]) -> Iterator[Decision]:
+        ringing = [d.message.contact_key for d in chunk if d.send and REGISTRY[d.message.channel].quiet_at_night]
+        zones = self.book.timezones(ringing) if ringing and self.book is not None else {}
+        for decision in chunk:
+            if decision.send and REGISTRY[decision.message.channel].quiet_at_night:
+                decision = self.quiet.hold(decision, zones.get(decision.message.contact_key, ""))
+            yield decision
 
     def _reached(self, decisions: Iterable[Decision]) -> Iterator[Decision]:
         """Decisions with every personal message to someone this notice never reached turned into a skip."""

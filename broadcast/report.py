@@ -84,9 +84,14 @@ def _capped(data: Any) -> Any:
 def checked(result: Checked, *, as_json: bool) -> None:
     """What `check` found; what a live send would refuse (result.refusal) is not OK (the caller then exits 2)."""
 
+    from broadcast.quiet import QUIET_SEVERITIES
+
     notice, ledger = result.notice, result.ledger
     rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
     ok = result.refusal is None
+    # the window a send applies to this notice (None: urgent and emergency go at any hour); who it holds needs the
+    # contacts, so `preview` lists them
+    quiet = notice.quiet_hours.model_dump() if notice.severity in QUIET_SEVERITIES else None
     if as_json:
         _json(
             {
@@ -100,6 +105,7 @@ def checked(result: Checked, *, as_json: bool) -> None:
                 "sms_over_limit": result.sms_too_long,
                 # what `approve` records and `send` checks, for a send without --channel (approval.fingerprint)
                 "fingerprint": result.fingerprint,
+                "quiet_hours": quiet,
                 "warnings": [str(w) for w in result.warnings],
             }
         )
@@ -115,6 +121,10 @@ def checked(result: Checked, *, as_json: bool) -> None:
                       "version; the counts below are for the update's wording.")
     for row in rows:
         console.print("  " + _describe(row))
+    if quiet is not None:
+        zone = f"; {quiet['timezone']} where a contact's own zone is not known" if quiet["timezone"] else ""
+        console.print(f"Quiet hours: SMS wait from {quiet['start']} to {quiet['end']} in each recipient's own time{_plain(zone)}; "
+                      "`preview` lists who would be held now")
     _cautions(console, result.warnings)
     if ok:
         console.print("[green]OK[/]: every channel renders in every language and names every support channel.")
@@ -200,6 +210,10 @@ def _skipped(console: Any, plan: Plan) -> None:
     unknown = Counter(d.message.channel for d in plan.unknowns)
     for name, n in sorted(unknown.items()):
         console.print(f"  [red]{name}: {n} unknown[/]: an earlier run may have sent them; --retry-unknown sends them again")
+    for name, n in sorted(plan.held.items()):
+        window = plan.quiet.window if plan.quiet is not None else None
+        hours = f" ({window.start:%H:%M}–{window.end:%H:%M} local time)" if window else ""
+        console.print(f"  [yellow]{name}: {n} held for quiet hours[/]{hours}: the first run after them sends them")
 
 
 def previewed(
@@ -345,6 +359,7 @@ def sent(
         console.print(
             f"{name:<7} planned {counts['planned']}, sent {counts['sent']}, skipped {counts['skipped']}, "
             f"failed {counts['failed']}" + (f", unknown {counts['unknown']}" if counts["unknown"] else "")
+            + (f", held {counts['held']}" if counts["held"] else "")
         )
     _skipped(console, plan_)
     for name, reason in outcome.stopped.items():
@@ -387,13 +402,13 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
     if data.get("cancelled"):
         console.print("[red]Cancelled[/]: `send` refuses this notice until its file sets `phase:` again.")
     table = Table(title=f"{_plain(data['notice'])}: last run {_plain(data['last_run'] or 'never')}", title_justify="left")
-    for column in ("channel", "language", "version", "sent", "failed", "skipped", "unknown", "in flight", "last activity"):
+    for column in ("channel", "language", "version", "sent", "failed", "skipped", "unknown", "in flight", "held", "last activity"):
         table.add_column(column, justify="left" if column in ("channel", "language", "version", "last activity") else "right")
     for row in data["rows"]:
         table.add_row(
             _plain(row["channel"]), _plain(row["language"]), _plain(row["version"]), str(row["sent"]),
             str(row["failed"] + row["retry"]), str(row["skipped"]), str(row["unknown"]), str(row["in_flight"]),
-            _plain(row["last_at"] or ""),
+            str(row.get("held", 0)), _plain(row["last_at"] or ""),
         )
     console.print(table)
     for row in data["rows"]:
@@ -401,6 +416,11 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
             console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {n} failed: {_message(reason)}")
         if row["retry"]:
             console.print(f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['retry']} failed for now (transient); a re-run sends them again")
+        if row.get("held"):
+            console.print(
+                f"  {_plain(row['channel'])} {_plain(row['version'])}: {row['held']} held for quiet hours; the first run "
+                f"after {_plain(row['held_until'] or '')} (UTC) sends them"
+            )
     if data["suppressions"]:
         console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
     _results(console, data)
@@ -536,6 +556,8 @@ def summary(plan: Plan, outcome: Outcome, *, dry_run: bool, sms_segment_price: f
             "overridden_suppressions": plan.overridden[name],
             "skipped_reasons": dict(plan.skipped.get(name, Counter())),
             "previewed": counts["previewed"],
+            # quiet hours: not sent in this run; recorded as held, and sent by the first run after them
+            "held": outcome.held[name],
             "languages": dict(plan.counts.get(name, Counter())),
         }
     return {

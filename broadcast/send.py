@@ -22,6 +22,7 @@ from broadcast.check import Caution, long_sms_refusal
 from broadcast.errors import Aborted, BroadcastError, ChannelError
 from broadcast.message import INTERRUPTED, Decision, Message, Receipt
 from broadcast.plan import Plan, PlanRequest, Triage, by_channel, over_limit, prepare
+from broadcast.quiet import Held
 
 if TYPE_CHECKING:
     from broadcast.ledger import Ledger
@@ -92,6 +93,8 @@ class Outcome:
     reconciled: Counter[str] = field(default_factory=Counter)
     #: the person pressed Ctrl-C: what had not started was left for the next run
     interrupted: bool = False
+    #: channel → messages held for the recipients' quiet hours: recorded as held, sent by the first run after them
+    held: Counter[str] = field(default_factory=Counter)
 
     def add(self, receipts: Iterable[Receipt]) -> None:
         for receipt in receipts:
@@ -378,10 +381,10 @@ def _skip(message: Message, reason: str) -> Receipt:
 
 
 def dry_run_channels(
-    channels: Iterable[str], directory: str | Path, *, stop: threading.Event | None = None
+    channels: Iterable[str], directory: str | Path, *, stop: threading.Event | None = None, outbox: Outbox | None = None
 ) -> dict[str, Channel]:
     """Dry-run is ordinary sending through the outbox channel: nothing that talks to a network is built."""
-    outbox = Outbox(directory)
+    outbox = outbox or Outbox(directory)
     return {name: OutboxChannel(name, outbox, stop=stop) for name in channels}
 
 
@@ -402,20 +405,45 @@ def execute(
     ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
     progress: Callable[[list[Receipt]], None] | None = None,
+    on_held: Callable[[list[Held]], None] | None = None,
 ) -> Outcome:
     """Send the plan through ``channels``, each batch claimed in the ledger before and settled after.
 
     The ledger's triage decides each message as it streams out, and the decision goes with it to the claim:
     a reminder or a retried unknown is claimed as one. Look-ups of earlier unknowns obey each channel's gate.
+    A message held for quiet hours is not sent: it is recorded as held in the ledger (or given to ``on_held``:
+    the dry-run's plan.csv) and counted.
     """
     decide = plan.decide or Triage(None, set())
+    held: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def record_held(waiting: list[Held]) -> None:
+        if waiting:
+            if ledger is not None:
+                ledger.hold([(d.message, d.until) for d in waiting])
+            elif on_held is not None:
+                on_held(waiting)
+            with lock:
+                held[waiting[0].message.channel] += len(waiting)
 
     def stream(channel: str) -> Iterator[Decision]:
         # a channel the ledger had no row for when the plan was counted needs no second look-up per message
-        return (d for d in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0) if d.send)
+        waiting: list[Held] = []
+        for decision in decide(plan.messages(channel), recorded=plan.recorded[channel] > 0):
+            if decision.send:
+                yield decision
+            elif isinstance(decision, Held):
+                waiting.append(decision)
+                if len(waiting) >= CLAIM_CHUNK:
+                    record_held(waiting)
+                    waiting = []
+        record_held(waiting)
 
     if ledger is None:
-        return _unread(plan, deliver({name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress))
+        outcome = deliver({name: stream(name) for name in plan.channels}, channels, policy=policy, progress=progress)
+        outcome.held.update(held)
+        return _unread(plan, outcome)
     ledger.start_run(plan.notice.id)
     try:
         found = reconcile(plan, channels, ledger)
@@ -424,6 +452,7 @@ def execute(
             policy=policy, claim=ledger.claim, on_receipts=ledger.settle, progress=progress,
         )
         outcome.reconciled.update(found)
+        outcome.held.update(held)
         return _unread(plan, outcome)
     finally:
         ledger.finish_run()
@@ -713,7 +742,9 @@ def _dry_run(request: SendRequest, notice: Any) -> SendResult:
         from broadcast.brief import for_renders
 
         for_renders(plan.renders, request.brief_dir, templates_dir=request.plan.templates_dir)
-    outcome = execute(plan, dry_run_channels(plan.channels, request.out_dir))
+    outbox = Outbox(request.out_dir)
+    # held messages are listed in plan.csv with their release time, not "sent" to the outbox
+    outcome = execute(plan, dry_run_channels(plan.channels, request.out_dir, outbox=outbox), on_held=outbox.hold)
     # the preview is written either way; its exit code is the one a live send of the same input would have
     refusal = long_sms_refusal(
         over_limit(plan, request.plan.max_sms_segments), request.plan.max_sms_segments,

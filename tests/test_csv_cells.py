@@ -38,7 +38,7 @@ def test_plan_csv_never_starts_a_cell_with_a_formula(tmp_path: Path, command: st
     result = run(command, EXAMPLE, "--contacts", contacts, "--out", out, *(["--dry-run"] if command == "send" else []))
     assert result.exit_code == 0, result.output
     rows = plan_rows(out)
-    assert rows[0] == ["channel", "language", "recipient", "contact", "variant", "message_id"]
+    assert rows[0] == ["channel", "language", "recipient", "contact", "variant", "message_id", "held_until"]
     recipients = {row[2] for row in rows[1:]}
     # each neutralized the same way: one leading quote, the rest exactly as written
     assert {"'" + CALC, "'-2+3@x.example", "'+sum@x.example", "'+38641555010"} <= recipients

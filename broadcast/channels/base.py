@@ -79,6 +79,9 @@ class Channel(ABC):
     billed: ClassVar[bool] = False
     #: True when a notice's ``override_suppressions`` reaches this channel's unsubscribed (email, never SMS STOP)
     overridable_suppressions: ClassVar[bool] = False
+    #: True when a message rings the recipient's phone (SMS, a voice call): an info or advisory notice holds it during
+    #: the recipient's quiet hours (quiet.py) and the first run after them sends it
+    quiet_at_night: ClassVar[bool] = False
     #: the settings class; ``Settings.from_env(env)`` reads them for a live send (see config.Env)
     settings: ClassVar[type[Any] | None] = None
     #: variables whose values are secrets, masked everywhere; and the one that says where the provider is

@@ -19,7 +19,8 @@ from broadcast.errors import InputError
 from broadcast.message import Message, Receipt, Rendering
 
 PLAN_FILE = "plan.csv"
-PLAN_COLUMNS = ("channel", "language", "recipient", "contact", "variant", "message_id")
+#: held_until: the local time (and zone) a message held for the recipient's quiet hours goes out; empty for the rest
+PLAN_COLUMNS = ("channel", "language", "recipient", "contact", "variant", "message_id", "held_until")
 #: the preview page (page.py writes it through write_file)
 PAGE_FILE = "index.html"
 #: left in every folder broadcast writes a preview to; only such a folder is cleared and written again
@@ -163,8 +164,19 @@ class Outbox:
                             message.contact_key,
                             message.rendering.variant,
                             message.id,
+                            "",
                         )
                     )
+                )
+
+    def hold(self, held: Sequence[Any]) -> None:
+        """Plan rows for messages held for quiet hours (quiet.Held), with when each goes out in its recipient's zone."""
+        with self._lock:
+            for decision in held:
+                m = decision.message
+                until = f"{decision.local_until().isoformat(timespec='minutes')} {decision.zone}"
+                self._writer.writerow(
+                    csv_row((m.channel, m.language, m.recipient, m.contact_key, m.rendering.variant, m.id, until))
                 )
 
 

@@ -123,6 +123,8 @@ class TwilioChannel(Channel):
     #: the SMS template's forms, longest first (documented in templates/sms.txt.j2); the first that fits is sent
     forms: ClassVar[range] = range(1, 8)
     billed: ClassVar[bool] = True
+    #: a text message wakes people: info and advisory notices wait for the recipient's morning
+    quiet_at_night: ClassVar[bool] = True
     settings: ClassVar[type[SmsSettings]] = SmsSettings
     secrets: ClassVar[tuple[str, ...]] = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
     host_variable: ClassVar[str] = "TWILIO_API_BASE_URL"

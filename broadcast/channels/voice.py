@@ -135,6 +135,8 @@ class VoiceChannel(Channel):
     name: ClassVar[str] = "voice"
     title: ClassVar[str] = "Voice call"
     provider: ClassVar[str] = "Twilio"
+    # a call rings a phone: an info or advisory notice waits for the recipient's morning, as an SMS does
+    quiet_at_night: ClassVar[bool] = True
     address: ClassVar[str] = "phone"
     #: a call only to a contact whose channels column names voice (or call): a phone number alone is no request to
     #: be rung, at any hour
