@@ -1,6 +1,7 @@
 """The issue's "done means" run against the provider fakes: send, sync, the next send, and the status table.
 
-    .venv/bin/python bench/results_scenario.py            # 100 SMS + 100 emails, 7 undelivered, 5 bounced, 30 "1", 2 STOP, 1 text
+    .venv/bin/python bench/results_scenario.py            # 100 SMS + 100 emails, 7 undelivered, 5 bounced, 30 "1", 2 STOP, 1 text;
+                                                          # then quiet hours: Nairobi, Ljubljana, Los Angeles on a fake clock
     .venv/bin/python bench/results_scenario.py --record 20000   # also: results.record() events per second, one process
 
 Contacts (a temp dir): 90 with email and phone; 10 who asked for SMS only (channels=sms) but have an email; 10 with
@@ -125,11 +126,67 @@ def main() -> int:
             "the 5 bounced addresses suppressed": rows["email"]["suppressed"] == 5,
             "the 7 undelivered SMS recipients have an email": with_email <= emailed,
         }
+        checks.update(quiet_hours(folder, twilio))
         for what, ok in checks.items():
             print(f"{'PASS' if ok else 'FAIL'}  {what}")
         if args.record:
             print(record_throughput(folder, args.record))
         return 0 if all(checks.values()) else 1
+
+
+def quiet_hours(folder: Path, twilio: object) -> dict[str, bool]:
+    """An advisory notice to three people each in Nairobi (+254), Ljubljana (+386) and Los Angeles (+1, with a
+    timezone column), sent at 21:30 UTC and again at 04:59, 05:00 and 07:00 UTC with a fake clock: who is held,
+    until when, and which run sends them."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from broadcast.plan import PlanRequest
+    from broadcast.send import SendRequest, run
+
+    cities = {"Nairobi": ("+25471255{:04d}", ""), "Ljubljana": ("+38641555{:03d}", ""),
+              "Los Angeles": ("+1213555{:04d}", "America/Los_Angeles")}
+    rows, city_of = ["name,phone,language,timezone"], {}
+    for city, (pattern, zone) in cities.items():
+        for n in range(3):
+            number = pattern.format(100 + n)
+            city_of[number] = city
+            rows.append(f"{city} {n},{number},en,{zone}")
+    people = folder / "quiet-people.csv"
+    people.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    notice = folder / "advisory.yaml"
+    notice.write_text((ROOT / "examples" / "boil-water.yaml").read_text(encoding="utf-8")
+                      .replace("id: boil-water-2026-03", "id: boil-water-advisory").replace("severity: urgent", "severity: advisory"),
+                      encoding="utf-8")
+    twilio.reset()
+    print("\nquiet hours (21:00-08:00 local), advisory notice, 3 people each in Nairobi, Ljubljana and Los Angeles:")
+    sent_at: dict[str, datetime] = {}
+    held_until: dict[str, datetime] = {}
+    for when in ("2026-11-28T21:30", "2026-11-29T04:59", "2026-11-29T05:00", "2026-11-29T07:00"):
+        now = datetime.fromisoformat(when).replace(tzinfo=UTC)
+        before = len(twilio.deliveries)
+        result = run(SendRequest(PlanRequest(notice, (people,), channels=("sms",), force=True, now=now), yes=True))
+        new = [d.recipient for d in twilio.deliveries[before:]]
+        for number in new:
+            sent_at.setdefault(city_of[number], now)
+        for held in result.plan.held_shown:
+            held_until[city_of[held.message.recipient]] = held.until
+        by_city = ", ".join(f"{c} {sum(city_of[n] == c for n in new)}" for c in cities)
+        local = {c: now.astimezone(ZoneInfo(z)).strftime("%H:%M") for c, z in
+                 (("Nairobi", "Africa/Nairobi"), ("Ljubljana", "Europe/Ljubljana"), ("Los Angeles", "America/Los_Angeles"))}
+        print(f"  run at {when}Z (Nairobi {local['Nairobi']}, Ljubljana {local['Ljubljana']}, LA {local['Los Angeles']}): "
+              f"sent {by_city}; held {result.outcome.held.get('sms', 0)}")
+    for city, until in held_until.items():
+        zone = {"Nairobi": "Africa/Nairobi", "Ljubljana": "Europe/Ljubljana"}.get(city, "America/Los_Angeles")
+        print(f"  {city}: held until {until.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} local ({until:%H:%M} UTC)")
+    eight = {"Nairobi": datetime(2026, 11, 29, 5, 0, tzinfo=UTC), "Ljubljana": datetime(2026, 11, 29, 7, 0, tzinfo=UTC)}
+    return {
+        "quiet hours: Nairobi and Ljubljana held at 21:30 UTC, Los Angeles (13:30) sent": (
+            set(held_until) == {"Nairobi", "Ljubljana"} and sent_at.get("Los Angeles") == datetime(2026, 11, 28, 21, 30, tzinfo=UTC)),
+        "quiet hours: each released by the first run at or after 08:00 local, once": (
+            sent_at.get("Nairobi") == eight["Nairobi"] and sent_at.get("Ljubljana") == eight["Ljubljana"]
+            and held_until == eight and len(twilio.deliveries) == 9 and twilio.duplicates() == {}),
+    }
 
 
 def record_throughput(folder: Path, n: int) -> str:
