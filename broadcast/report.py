@@ -422,7 +422,7 @@ def status(data: dict[str, Any], *, as_json: bool) -> None:
                 f"after {_plain(row['held_until'] or '')} (UTC) sends them"
             )
     if data["suppressions"]:
-        console.print(f"{data['suppressions']} address(es) suppressed (STOP replies and suppression files).")
+        console.print(f"{data['suppressions']} address(es) suppressed (STOP replies, bounces, spam reports and suppression files).")
     _results(console, data)
 
 
