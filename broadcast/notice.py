@@ -527,6 +527,16 @@ def _clock(value: Any) -> str:
         raise _problem(str(exc), 'write the time of day in quotes, e.g. start: "21:00" and end: "08:00"') from None
 
 
+def _quiet_hours(value: Any) -> Any:
+    """``false`` (off) or a window; anything else is refused with what to write instead of pydantic's union error."""
+    if value is False or isinstance(value, dict):
+        return value
+    raise _problem(
+        f"{str(value).lower() if isinstance(value, bool) else repr(value)} is neither a window nor false",
+        'write a window, e.g. quiet_hours: {start: "21:00", end: "08:00"}, or quiet_hours: false to send at any hour',
+    )
+
+
 def _time_zone(value: str) -> str:
     from broadcast.quiet import zone_problem
 
@@ -604,7 +614,9 @@ class Notice(_Strict):
     follow_up: Annotated[list[FollowUpRule], _at_most(10, "follow_up rules")] = Field(default_factory=list, exclude=True)
     #: when an info or advisory notice holds SMS for the recipient's morning (quiet.py). Left out of model_dump, so
     #: out of every content version: it changes when people get the notice, not what it says
-    quiet_hours: QuietHoursSetting = Field(default_factory=QuietHoursSetting, exclude=True)
+    #: ``quiet_hours: false`` turns them off: an info notice that people want at any hour (a water-main repair done)
+    quiet_hours: Annotated[QuietHoursSetting | Literal[False], BeforeValidator(_quiet_hours)] = Field(
+        default_factory=QuietHoursSetting, exclude=True)
 
     @field_validator("languages")
     @classmethod

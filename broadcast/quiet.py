@@ -187,11 +187,19 @@ def _country_zones(code: str) -> tuple[str, ...] | None:
     return tuple(found) if found else None
 
 
-def for_notice(notice: Any, now: datetime) -> QuietHours | None:
-    """The rule for a notice at ``now``, or None when quiet hours do not apply to its severity."""
-    if notice.severity not in QUIET_SEVERITIES:
+def setting_for(notice: Any) -> Any:
+    """The notice's quiet_hours setting a send applies, or None: urgent and emergency notices go at any hour, and
+    ``quiet_hours: false`` turns them off."""
+    if notice.severity not in QUIET_SEVERITIES or notice.quiet_hours is False:
         return None
-    setting = notice.quiet_hours
+    return notice.quiet_hours
+
+
+def for_notice(notice: Any, now: datetime) -> QuietHours | None:
+    """The rule for a notice at ``now``, or None when quiet hours do not apply to it (setting_for)."""
+    setting = setting_for(notice)
+    if setting is None:
+        return None
     return QuietHours(Window(parse_clock(setting.start), parse_clock(setting.end)), setting.timezone, now)
 
 

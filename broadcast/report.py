@@ -84,14 +84,14 @@ def _capped(data: Any) -> Any:
 def checked(result: Checked, *, as_json: bool) -> None:
     """What `check` found; what a live send would refuse (result.refusal) is not OK (the caller then exits 2)."""
 
-    from broadcast.quiet import QUIET_SEVERITIES
+    from broadcast.quiet import setting_for
 
     notice, ledger = result.notice, result.ledger
     rows = rendering_stats(result.renders, list(dict.fromkeys(c for c, _, _ in result.renders.renderings)))
     ok = result.refusal is None
     # the window a send applies to this notice (None: urgent and emergency go at any hour); who it holds needs the
     # contacts, so `preview` lists them
-    quiet = notice.quiet_hours.model_dump() if notice.severity in QUIET_SEVERITIES else None
+    quiet = setting.model_dump() if (setting := setting_for(notice)) is not None else None
     if as_json:
         _json(
             {
@@ -123,7 +123,7 @@ def checked(result: Checked, *, as_json: bool) -> None:
         console.print("  " + _describe(row))
     if quiet is not None:
         zone = f"; {quiet['timezone']} where a contact's own zone is not known" if quiet["timezone"] else ""
-        console.print(f"Quiet hours: SMS wait from {quiet['start']} to {quiet['end']} in each recipient's own time{_plain(zone)}; "
+        console.print(f"Quiet hours: SMS and calls wait from {quiet['start']} to {quiet['end']} in each recipient's own time{_plain(zone)}; "
                       "`preview` lists who would be held now")
     _cautions(console, result.warnings)
     if ok:

@@ -318,7 +318,7 @@ def test_check_shows_the_window_a_send_applies(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["quiet_hours"] == {"start": "22:00", "end": "07:00", "timezone": "Africa/Nairobi"}
     text = CliRunner().invoke(main, ["check", str(path), "--force"]).output
-    assert "Quiet hours: SMS wait from 22:00 to 07:00" in text
+    assert "Quiet hours: SMS and calls wait from 22:00 to 07:00" in text
     urgent = CliRunner().invoke(main, ["check", str(notice(tmp_path, severity="urgent")), "--json", "--force"])
     assert json.loads(urgent.stdout)["quiet_hours"] is None
 
@@ -369,3 +369,16 @@ def test_a_call_waits_for_the_morning_too(fakes, tmp_path: Path) -> None:  # noq
     assert night.outcome.held == {"voice": 1} and [c["to"] for c in twilio.calls] == [ANA]
     morning = run(SendRequest(replace(request, now=NAIROBI_MORNING), yes=True, out_dir=Path("outbox")))
     assert morning.outcome.held == {} and sorted(c["to"] for c in twilio.calls) == sorted([ANA, WANJIRU])
+
+
+def test_quiet_hours_false_sends_an_advisory_at_any_hour_and_check_says_no_window(fakes, tmp_path: Path) -> None:  # noqa: ANN001
+    _, twilio, _ = fakes
+    path = notice(tmp_path, quiet="false")
+    result = send(path, contacts(tmp_path), NAIROBI_NIGHT)
+    assert sms_to(twilio) == sorted([WANJIRU, ANA, JOE]) and result.outcome.held == {}
+    checked = CliRunner().invoke(main, ["check", str(path), "--json"], catch_exceptions=False)
+    assert json.loads(checked.stdout)["quiet_hours"] is None
+    # true is not a window: say what to write
+    refused = CliRunner().invoke(main, ["check", str(notice(tmp_path, quiet="true"))])
+    assert refused.exit_code == 2 and "field 'quiet_hours': true is neither a window nor false" in refused.output
+    assert "quiet_hours: false to send at any hour" in refused.output and "Traceback" not in refused.output
