@@ -131,11 +131,11 @@ def table(summary: dict[str, Any], at_fakes: dict[str, list[tuple[str, str]]]) -
 
 
 def test_every_channel_sends_once_in_each_language_naming_every_support_channel_and_a_rerun_sends_nothing(
-    every: Every, capsys: pytest.CaptureFixture[str]
+    every: Every, request: pytest.FixtureRequest
 ) -> None:
     summary = send(every)
     at_fakes = seen(every)
-    with capsys.disabled():
+    if request.config.getoption("capture") == "no":  # pytest -s prints the table of planned, sent and seen
         print("\n" + table(summary, at_fakes))
     notice = yaml.safe_load(every.notice.read_text(encoding="utf-8"))
     expected = {"email": 6, "sms": 6, "social": 3, "web": 3, "mastodon": 3, "bluesky": 3, "team": 2, "voice": 3}
