@@ -109,11 +109,15 @@ def app(ledger: Ledger, webhooks: Webhooks) -> Starlette:
     missing, writer = webhooks.missing(), _Writer(ledger)
     routes = [Route(HEALTH_PATH, _health(ledger), methods=["GET"])]
     if "Twilio" not in missing:
-        routes += [Route(STATUS_PATH, _endpoint(writer, _twilio_status(webhooks), limit=MAX_FORM), methods=["POST"]),
-                   Route(INBOUND_PATH, _endpoint(writer, _twilio_inbound(webhooks), limit=MAX_FORM, twiml=True),
-                         methods=["POST"]),
-                   Route(GATHER_PATH, _endpoint(writer, _voice_gather(webhooks), limit=MAX_FORM, twiml=True),
-                         methods=["POST"])]
+        routes += [
+            Route(STATUS_PATH, _endpoint(writer, _twilio_route(webhooks, "status_event"), limit=MAX_FORM),
+                  methods=["POST"]),
+            Route(INBOUND_PATH, _endpoint(writer, _twilio_route(webhooks, "reply_event"), limit=MAX_FORM, twiml=True),
+                  methods=["POST"]),
+            # the empty TwiML that answers a key pressed ends the call
+            Route(GATHER_PATH, _endpoint(writer, _twilio_route(webhooks, "gather_event"), limit=MAX_FORM, twiml=True),
+                  methods=["POST"]),
+        ]
     if "SendGrid" not in missing:
         routes.append(Route(SENDGRID_PATH, _endpoint(writer, _sendgrid_events(webhooks)), methods=["POST"]))
     return Starlette(routes=routes)
@@ -336,45 +340,19 @@ def _twilio_form(webhooks: Webhooks, request: Request, body: bytes) -> Mapping[s
     return form
 
 
-def _twilio_status(webhooks: Webhooks) -> Callable[[Request, bytes], list[Event]]:
-    """POST /twilio/status: MessageSid, MessageStatus, ErrorCode, To → one delivery event (the adapter reads it)."""
-    sms = _adapter("Twilio", "status_event")
+def _twilio_route(webhooks: Webhooks, reads: str) -> Callable[[Request, bytes], list[Event]]:
+    """A Twilio webhook: its signed form, turned into events by the adapter's ``reads`` classmethod:
+    - POST /twilio/status (``status_event``): MessageSid, MessageStatus, ErrorCode, To → a delivery state;
+    - POST /twilio/inbound (``reply_event``): From, Body, MessageSid → a reply (STOP, START, keywords: record());
+    - POST /voice/gather (``gather_event``): CallSid, To, Digits → the called person's reply ("1": safe).
+    """
+    convert = getattr(_adapter("Twilio", reads), reads)
 
     def read(request: Request, body: bytes) -> list[Event]:
         form = _twilio_form(webhooks, request, body)
         try:
-            # a callback carries no time of its own: it is now
-            event = sms.status_event(form, datetime.now(UTC))
-        except ValueError as exc:
-            raise Refused(400, str(exc)) from None
-        return [event] if event is not None else []
-
-    return read
-
-
-def _twilio_inbound(webhooks: Webhooks) -> Callable[[Request, bytes], list[Event]]:
-    """POST /twilio/inbound: From, Body, MessageSid → one reply (STOP, START and the notice's keywords: record())."""
-    sms = _adapter("Twilio", "reply_event")
-
-    def read(request: Request, body: bytes) -> list[Event]:
-        form = _twilio_form(webhooks, request, body)
-        try:
-            return [sms.reply_event(form, datetime.now(UTC))]
-        except ValueError as exc:
-            raise Refused(400, str(exc)) from None
-
-    return read
-
-
-def _voice_gather(webhooks: Webhooks) -> Callable[[Request, bytes], list[Event]]:
-    """POST /voice/gather: CallSid, To, Digits → the called person's reply ("1": safe). The empty TwiML that answers
-    it ends the call."""
-    voice = _adapter("Twilio", "gather_event")
-
-    def read(request: Request, body: bytes) -> list[Event]:
-        form = _twilio_form(webhooks, request, body)
-        try:
-            event = voice.gather_event(form, datetime.now(UTC))
+            # a webhook carries no time of its own: it is now
+            event = convert(form, datetime.now(UTC))
         except ValueError as exc:
             raise Refused(400, str(exc)) from None
         return [event] if event is not None else []
