@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from broadcast.cli import main
 from tests.conftest import EXAMPLE
 from tests.fakes.fixtures import Fakes
+from tests.test_sync import invoke, phone
 
 
 @pytest.fixture()
@@ -34,12 +33,6 @@ def people(tmp_path: Path, n: int, channels: str = "sms") -> Path:
     return path
 
 
-def phone(i: int) -> str:
-    return f"+2547125{i:05d}"
-
-
-def invoke(*args: object):  # noqa: ANN201
-    return CliRunner().invoke(main, [*map(str, args)], catch_exceptions=False)
 
 
 def send(path: Path, contacts: Path, channels: str = "email,sms") -> dict:
