@@ -92,8 +92,13 @@ def sms_concurrency_case(fakes: Fakes, work: Path, n: int, texts: dict, levels: 
     rows = res["rows"]
     for c in levels:
         level: dict = {"load_before": _load()}
+        started = time.time()  # the fake's request times are time.time() too
         b = bench.broadcast_send(fakes, work, path, "sms", n, ["--concurrency", f"sms={c}"])
         level["broadcast"] = b
+        if b["fake"]["first"]:
+            # start-up (interpreter, imports, contacts, render, plan) and the end (last answers, report) apart
+            level["before_first_request_s"] = b["fake"]["first"] - started
+            level["after_last_request_s"] = started + b["wall_s"] - b["fake"]["last"]
         for key, loop in (("raw_threads", lambda: bench.raw_twilio(fakes, recips, texts, threads=c)),
                           ("raw_async", lambda: raw_twilio_async(fakes, recips, texts, c))):
             fakes.reset()
@@ -116,7 +121,8 @@ def sms_concurrency_case(fakes: Fakes, work: Path, n: int, texts: dict, levels: 
                          f"{b['fake']['max_concurrency']} at once, {b['fake']['duplicates']} duplicates; {level['load_before']}"))
         if span:
             rows.append(_row("  (send phase only, fake-side)", span, n / span, None, level["ratio_send_phase"],
-                             "first→last provider request; excludes startup/CSV/render"))
+                             f"first→last provider request; {level['before_first_request_s']:.2f} s before the first, "
+                             f"{level['after_last_request_s']:.2f} s after the last"))
         for key, label in (("raw_threads", "raw SDK loop, threads"), ("raw_async", "raw SDK loop, async client")):
             r = level[key]
             rows.append(_row(f"  {label}", r["wall_s"], r["msgs_per_s"], None, r["msgs_per_s"] / best,
@@ -176,6 +182,37 @@ def _fresh_ledger(url: str) -> None:
     engine.dispose()
 
 
+class _Connections:
+    """The most client connections PostgreSQL had open at once while it ran (pg_stat_activity, every 0.1 s)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        import sqlalchemy as sa
+
+        self.most = 0
+        self._stop = threading.Event()
+        self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import sqlalchemy as sa
+
+        query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+        with self._engine.connect() as conn:
+            while not self._stop.wait(0.1):
+                self.most = max(self.most, conn.execute(query).scalar_one() - 1)  # less this watcher's own
+
+    def __enter__(self) -> _Connections:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._engine.dispose()
+
+
 def _start(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -214,13 +251,15 @@ def runners_case(work: Path, n: int = 1200, counts: tuple[int, ...] = (1, 2, 4),
                 _fresh_ledger(server)
                 fakes.reset()
                 load = _load()
-                t0 = time.perf_counter()
-                procs = [_start(cmd, env, work) for _ in range(k)]
-                outs = [_finish(p) for p in procs]
-                wall = time.perf_counter() - t0
+                with _Connections(server) as connections:
+                    t0 = time.perf_counter()
+                    procs = [_start(cmd, env, work) for _ in range(k)]
+                    outs = [_finish(p) for p in procs]
+                    wall = time.perf_counter() - t0
                 stats = fakes.stats("twilio")
                 span = stats["last"] - stats["first"] if stats["first"] else None
-                res["runs"][k] = {"wall_s": wall, "send_phase_s": span, "runners": outs, "fake": stats, "load": load}
+                res["runs"][k] = {"wall_s": wall, "send_phase_s": span, "runners": outs, "fake": stats, "load": load,
+                                  "most_connections": connections.most}
             one = res["runs"][counts[0]]
             for k in counts:
                 r = res["runs"][k]
@@ -233,7 +272,7 @@ def runners_case(work: Path, n: int = 1200, counts: tuple[int, ...] = (1, 2, 4),
                 rows.append(_row(f"{k} runner{'s' if k > 1 else ''}, PostgreSQL, n={n:,}", r["wall_s"], n / r["wall_s"],
                                  None, scale, f"{'OK' if ok else 'MISMATCH'}; sent per runner {sent}; fake: "
                                  f"{r['fake']['deliveries']:,} delivered, {r['fake']['duplicates']} duplicates{target}; "
-                                 f"{r['load']}"))
+                                 f"PostgreSQL connections at most {r['most_connections']}; {r['load']}"))
                 if r["send_phase_s"]:
                     rows.append(_row("  (send phase only, fake-side)", r["send_phase_s"], n / r["send_phase_s"], None,
                                      r["scaling_send_phase"], "first→last provider request"))
