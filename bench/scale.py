@@ -203,6 +203,7 @@ class _Connections:
         with self._engine.connect() as conn:
             while not self._stop.wait(0.1):
                 self.most = max(self.most, conn.execute(query).scalar_one() - 1)  # less this watcher's own
+                conn.rollback()  # pg_stat_activity is one snapshot per transaction: a new one each time
 
     def __enter__(self) -> _Connections:
         self._thread.start()
