@@ -47,8 +47,11 @@ MARGIN = 0.05
 MAX_WAIT = 0.2
 #: shortest sleep, so float rounding on a simulated clock can never make a zero-length wait loop forever
 MIN_WAIT = 0.001
-#: the most requests one channel may have in flight; more only queues at the provider
-MAX_CONCURRENCY = 100
+#: the most requests one channel may have in flight; more only queues at the provider. One thread waits per request
+#: in flight (the SMS requests themselves run on one event loop), so 256 threads is the cost of the cap; at 50 ms a
+#: request, 128 in flight carry about 2,500 SMS/s, past what a Twilio account's own concurrency limit lets through
+#: (it answers 429/20429 beyond it, which is retried), so more would only queue
+MAX_CONCURRENCY = 256
 
 #: period suffix → seconds
 UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}

@@ -32,8 +32,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: messages claimed in the ledger per transaction before they are sent
 CLAIM_CHUNK = 200
+#: requests' worth of messages claimed per sender in one claim group, below CLAIM_CHUNK (claim_group_size)
+CLAIM_PER_SENDER = 4
 #: receipts recorded in the ledger per transaction after they are sent
 SETTLE_CHUNK = 200
+#: seconds at most between two such transactions, so a slow send's receipts are not held: a run killed mid-send
+#: leaves in flight only what it sent in the last second (each is looked up at the provider by the next run)
+SETTLE_EVERY = 1.0
 
 
 class Clock:
@@ -124,6 +129,7 @@ class Recorder:
         self.outcome, self.record, self.progress, self.at_once = outcome, record, progress, at_once
         self._lock = threading.Lock()
         self._buffer: list[Receipt] = []
+        self._next_flush = time.monotonic() + SETTLE_EVERY
 
     def __call__(self, receipts: list[Receipt]) -> None:
         due: list[Receipt] = []
@@ -133,8 +139,10 @@ class Recorder:
                 self.progress(receipts)
             if self.record:
                 self._buffer.extend(receipts)
-                if len(self._buffer) >= SETTLE_CHUNK or any(r.channel in self.at_once for r in receipts):
+                if (len(self._buffer) >= SETTLE_CHUNK or any(r.channel in self.at_once for r in receipts)
+                        or time.monotonic() >= self._next_flush):
                     due, self._buffer = self._buffer, []
+                    self._next_flush = time.monotonic() + SETTLE_EVERY
         if due and self.record:
             # outside the lock: each sender records its own receipts while the others go on sending
             self.record(due)
@@ -260,8 +268,10 @@ class ChannelSender:
             senders = max(1, getattr(channel.gate, "concurrency", None) or channel.max_concurrency)
             with ThreadPoolExecutor(max_workers=senders, thread_name_prefix=channel.name) as pool:
                 in_flight: deque[list[Future[None]]] = deque()
-                # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool
-                group_size = max(CLAIM_CHUNK, channel.max_batch * senders)
+                # a claim group fills every sender at once (SendGrid: 4 × 1,000), so claiming never starves the pool;
+                # with few senders a group is a few requests each, so runners sharing a ledger split the work evenly
+                # instead of one holding hundreds of SMS it will take minutes to send (claim_group_size)
+                group_size = claim_group_size(channel.max_batch, senders)
                 for group in _claim_groups(batches(channel, self.stream), group_size):
                     if self.interrupted.is_set():
                         # Ctrl-C: read no further; what was never taken from the stream is counted as not started
@@ -310,6 +320,14 @@ class ChannelSender:
 
             reason = mask(f"unexpected error in the {channel.name} adapter ({type(exc).__name__}: {exc}); may have been sent")
             self.settle([Receipt(m.id, m.channel, m.recipient, "unknown", reason=reason) for m in batch])
+
+
+def claim_group_size(max_batch: int, senders: int) -> int:
+    """Messages claimed in one ledger transaction: enough to fill every sender at once, at most CLAIM_CHUNK unless
+    one round of batches is more, and CLAIM_PER_SENDER requests a sender below that. The claim loop holds at most
+    three groups claimed and unsent: another runner on the same ledger cannot take them, and a SIGKILLed run leaves
+    them in flight. At 4 SMS at once and 200 ms each, 3 × 16 is 2.4 s of sending, where 3 × 200 was 30 s."""
+    return max(max_batch * senders, min(CLAIM_CHUNK, CLAIM_PER_SENDER * senders))
 
 
 def _claim_groups(all_batches: Iterable[list[Decision]], size_limit: int) -> Iterator[list[list[Decision]]]:

@@ -132,6 +132,24 @@ def test_many_threads_each_message_once(fake: CodedTwilioFake) -> None:
     assert fake.invalid == []
 
 
+def test_128_requests_in_flight_each_message_once(fake: CodedTwilioFake) -> None:
+    """--concurrency sms=128 is taken, and 128 creates are in flight at once on the adapter's event loop."""
+    from broadcast.channels import names
+    from broadcast.rate import gates, parse_concurrency
+
+    fake.latency = 0.3  # so every sender's request overlaps the others'
+    gate = gates({}, parse_concurrency(["sms=128"], channels=names()))["sms"]
+    messages = [sms(f"+3864055{n:04d}") for n in range(256)]
+
+    outcome = deliver(messages, {"sms": TwilioChannel(settings(fake.url), timeout=5, gate=gate)}, policy=NO_WAIT)
+
+    assert outcome.counts["sms"] == {"sent": 256}
+    assert len(fake.deliveries) == 256 and fake.duplicates() == {}
+    # more than aiohttp's own default limit of 100 connections, never more than the cap
+    assert 100 < fake.max_concurrency <= 128
+    assert fake.invalid == []
+
+
 # ----- refusals -----
 
 
