@@ -737,7 +737,7 @@ class _BookReader:
             return None, (f"{_show(raw)} is not a valid email address: {str(exc).rstrip('.')}", hint), ""
         return checked.normalized, None, getattr(checked, "display_name", None) or ""
 
-    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
+    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, str | None]:
         if len(raw) > MAX_FIELD_LENGTH:
             return None, _too_long(raw), None
         return _normalize_phone(raw, self.region)
@@ -1039,10 +1039,8 @@ def _header_name(cell: str) -> str:
     return _HEADER_PUNCTUATION.sub("", name)
 
 
-def _normalize_phone(
-    raw: str, region: str | None
-) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
-    """(E.164, None, the parsed number) for a valid number, else (None, (message, hint), None)."""
+def _normalize_phone(raw: str, region: str | None) -> tuple[str | None, tuple[str, str] | None, str | None]:
+    """(E.164, None, its NUMBER_TYPES name or "") for a valid number, else (None, (message, hint), None)."""
     number = raw.lstrip("'")  # a leading apostrophe is how spreadsheets are told "this is text"
     if number.startswith("00"):
         number = "+" + number[2:]
@@ -1062,7 +1060,10 @@ def _normalize_phone(
     except phonenumbers.NumberParseException as exc:
         what = _PARSE_ERRORS.get(exc.error_type, "is not a phone number")
         return None, (f"{_show(raw)} {what}", f"write it with the country code, e.g. {_example_number(region)}"), None
-    if not phonenumbers.is_valid_number(parsed):
+    # number_type is UNKNOWN exactly when is_valid_number is False (both match the number's region's patterns):
+    # one look at the patterns gives the validity and the type _sms_refusal needs, at half the cost
+    kind = phonenumbers.number_type(parsed)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         example = _example_number(region)
         if number.startswith("+"):
             country = phonenumbers.region_code_for_country_code(parsed.country_code)
@@ -1073,14 +1074,11 @@ def _normalize_phone(
             where = f"region {region}"
         return None, (f"{_show(raw)} is not a valid phone number for {where}",
                       f"write it with the country code, e.g. {example}"), None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, parsed
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, _number_type(parsed, kind)
 
 
-def _sms_refusal(
-    raw: str, number: phonenumbers.PhoneNumber, refused_types: frozenset[str], region: str | None
-) -> tuple[str, str] | None:
+def _sms_refusal(raw: str, kind: str, refused_types: frozenset[str], region: str | None) -> tuple[str, str] | None:
     """(message, hint) when a number is of a type that gets no SMS (see NUMBER_TYPES), else None."""
-    kind = _number_type(number)
     if kind not in refused_types:
         return None
     return (f"{_show(raw)} is {NUMBER_TYPES[kind]}",
@@ -1088,12 +1086,12 @@ def _sms_refusal(
             f"add --allow-number-types {kind}")
 
 
-def _number_type(number: phonenumbers.PhoneNumber) -> str | None:
-    """The NUMBER_TYPES name of a valid number, or None for a number that can take an SMS."""
+def _number_type(number: phonenumbers.PhoneNumber, kind: int) -> str:
+    """The NUMBER_TYPES name of a valid number of phonenumbers type ``kind``, or "" for a number that can take an SMS."""
     code, national = number.country_code, str(number.national_number)
     if code in _SATELLITE_CODES or (code == 882 and national.startswith("16")):
         return "satellite"
-    return _PHONENUMBERS_TYPES.get(phonenumbers.number_type(number))
+    return _PHONENUMBERS_TYPES.get(kind, "")
 
 
 def _plain_email(raw: str) -> str | None:
