@@ -394,7 +394,7 @@ class Triage:
             if self.follow is not None:
                 decision = self.follow.decide(decision)
             message = decision.message
-            if decision.send and _blocked(message.channel, message.recipient) in self.blocked:
+            if decision.send and self.blocked and _blocked(message.channel, message.recipient) in self.blocked:
                 if message.channel not in self.override:
                     decision = Decision(message, False, "suppressed")
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it
