@@ -522,6 +522,11 @@ def _tags_from(value: str) -> tuple[str, ...]:
 
 #: rows read before their duplicates are looked up on disk in one query
 _STAGE_EVERY = 2000
+#: files from this size on have their phone numbers checked in a second process (_phones_ahead): below it, starting
+#: one costs more than it saves
+_PHONES_AHEAD_BYTES = 1 << 20
+#: rows whose phone numbers go to that process at once
+_PHONES_AHEAD_ROWS = 5000
 
 
 class _BookReader:
@@ -534,6 +539,9 @@ class _BookReader:
         self.staging = _Staging() if staged else None
         # Rows wait here and are merged in groups, so finding duplicates on disk costs one query per group.
         self.queue: list[_Draft] = []
+        #: raw phone cell → _normalize_phone's answer, for the rows being read (see _phones_ahead)
+        self.phones: dict[str, tuple[str | None, tuple[str, str] | None, str | None]] = {}
+        self.ahead = False
         # While a group merges: normalized address ("email:..." / "phone:...") -> position of its contact,
         # the group's new drafts, the new addresses, and earlier drafts that rows of this group changed.
         self.index: dict[str, int] = {}
@@ -570,6 +578,8 @@ class _BookReader:
                     _SAVE_AS_UTF8,
                 )
             # errors="replace": the five bytes Windows-1252 leaves undefined must not stop the file.
+            # a large file's phone numbers are checked ahead in a second process (most of the reading time)
+            self.ahead = file.stat().st_size >= _PHONES_AHEAD_BYTES and (os.cpu_count() or 1) > 1
             with file.open(encoding=encoding, errors="replace", newline="") as text:
                 self._read_rows(text, shown)
         except FileNotFoundError as exc:
@@ -604,7 +614,10 @@ class _BookReader:
             columns = self._columns(next(csv.reader([line], delimiter=delimiter)), file, row)
             records = _Records(lines, delimiter, columns.width, header_row + 1)
             reader = csv.reader(records, delimiter=delimiter)
-            for row, record in enumerate(reader, start=header_row + 1):
+            numbered: Iterator[tuple[int, list[str]]] = enumerate(reader, start=header_row + 1)
+            if self.ahead and columns.phone is not None:
+                numbered = self._phones_ahead(numbered, columns.phone)
+            for row, record in numbered:
                 if row in records.broken:
                     self.read += 1
                     self.problem(file, row, None,
@@ -740,7 +753,43 @@ class _BookReader:
     def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, str | None]:
         if len(raw) > MAX_FIELD_LENGTH:
             return None, _too_long(raw), None
-        return _normalize_phone(raw, self.region)
+        checked = self.phones.get(raw)
+        return checked if checked is not None else _normalize_phone(raw, self.region)
+
+    def _phones_ahead(self, rows: Iterator[tuple[int, list[str]]], column: int) -> Iterator[tuple[int, list[str]]]:
+        """``rows`` unchanged, with each group's phone numbers checked by _normalize_phone in a second process while
+        this one reads the group before: the same function, so the same answers. A process that cannot be started
+        or fails leaves the numbers to be checked here, one by one, as without it."""
+        import itertools
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pool = ProcessPoolExecutor(1)
+        except (OSError, ValueError, NotImplementedError):
+            yield from rows
+            return
+        pending: deque[tuple[list[tuple[int, list[str]]], Any]] = deque()
+
+        def read_ahead() -> None:
+            group = list(itertools.islice(rows, _PHONES_AHEAD_ROWS))
+            if group:
+                raws = {cell for _, record in group if len(record) > column
+                        for cell in (record[column].strip(),) if cell and len(cell) <= MAX_FIELD_LENGTH}
+                pending.append((group, pool.submit(_normalize_phones, sorted(raws), self.region)))
+
+        try:
+            read_ahead()
+            while pending:
+                group, checked = pending.popleft()
+                read_ahead()  # the next group is checked while this one is read
+                try:
+                    self.phones = checked.result()
+                except Exception:  # noqa: BLE001 - a worker that died (BrokenProcessPool, memory): check them here
+                    self.phones = {}
+                yield from group
+        finally:
+            self.phones = {}
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _language(self, raw: str, file: str, row: int) -> str:
         if not raw:
@@ -1075,6 +1124,13 @@ def _normalize_phone(raw: str, region: str | None) -> tuple[str | None, tuple[st
         return None, (f"{_show(raw)} is not a valid phone number for {where}",
                       f"write it with the country code, e.g. {example}"), None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, _number_type(parsed, kind)
+
+
+def _normalize_phones(
+    raws: list[str], region: str | None
+) -> dict[str, tuple[str | None, tuple[str, str] | None, str | None]]:
+    """_normalize_phone for each number: what the second process of _BookReader._phones_ahead runs."""
+    return {raw: _normalize_phone(raw, region) for raw in raws}
 
 
 def _sms_refusal(raw: str, kind: str, refused_types: frozenset[str], region: str | None) -> tuple[str, str] | None:
