@@ -454,9 +454,15 @@ class _Staging:
         """(key, name, email, phone, language tag, channels) per usable contact in reading order: what a
         message needs, without building a Contact for each (the send loop reads every contact once more)."""
         personal = _personal()  # once per pass: the registry does not change under a running send
+        # a few channel sets per pass, looked up here by a short key (_reachable's key holds the whole registry)
+        sets: dict[tuple[str | None, bool, bool], frozenset[str]] = {}
         for name, email, phone, language, wanted in self._select("name, email, phone, language, wanted"):
             key = f"email:{email.lower()}" if email else f"phone:{phone}"
-            yield key, name, email, phone, language, _reachable(personal, wanted, email is not None, phone is not None)
+            shape = (wanted, email is not None, phone is not None)
+            reachable = sets.get(shape)
+            if reachable is None:
+                reachable = sets[shape] = _reachable(personal, *shape)
+            yield key, name, email, phone, language, reachable
 
     def _select(self, columns: str) -> Iterator[tuple]:
         conn = self.connect()
@@ -542,6 +548,7 @@ class _BookReader:
         #: raw phone cell → _normalize_phone's answer, for the rows being read (see _phones_ahead)
         self.phones: dict[str, tuple[str | None, tuple[str, str] | None, str | None]] = {}
         self.ahead = False
+        self.channel_cells: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
         # While a group merges: normalized address ("email:..." / "phone:...") -> position of its contact,
         # the group's new drafts, the new addresses, and earlier drafts that rows of this group changed.
         self.index: dict[str, int] = {}
@@ -807,7 +814,14 @@ class _BookReader:
     def _channels(self, raw: str, file: str, row: int) -> frozenset[str] | None:
         if not raw:
             return None
-        wanted, unknown = _channels_named(self.personal, raw)
+        # a column holds a few distinct cells: each is worked out once per reader (a cache keyed on the registry
+        # hashes the whole registry every row)
+        found = self.channel_cells.get(raw)
+        if found is None:
+            found = _channels_named(self.personal, raw)
+            if len(self.channel_cells) < 1024:
+                self.channel_cells[raw] = found
+        wanted, unknown = found
         if unknown:
             kept = " and ".join(sorted(wanted)) if wanted else "every channel it has an address for"
             self.problem(file, row, "channels",
