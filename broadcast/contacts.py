@@ -463,9 +463,15 @@ class _Staging:
         """(key, name, email, phone, language tag, channels) per usable contact in reading order: what a
         message needs, without building a Contact for each (the send loop reads every contact once more)."""
         personal = _personal()  # once per pass: the registry does not change under a running send
+        # a few channel sets per pass, looked up here by a short key (_reachable's key holds the whole registry)
+        sets: dict[tuple[str | None, bool, bool], frozenset[str]] = {}
         for name, email, phone, language, wanted in self._select("name, email, phone, language, wanted"):
             key = f"email:{email.lower()}" if email else f"phone:{phone}"
-            yield key, name, email, phone, language, _reachable(personal, wanted, email is not None, phone is not None)
+            shape = (wanted, email is not None, phone is not None)
+            reachable = sets.get(shape)
+            if reachable is None:
+                reachable = sets[shape] = _reachable(personal, *shape)
+            yield key, name, email, phone, language, reachable
 
     def has_timezones(self) -> bool:
         return self.conn.execute("SELECT 1 FROM drafts WHERE rejected = 0 AND timezone != '' LIMIT 1").fetchone() is not None
@@ -551,6 +557,11 @@ def _tags_from(value: str) -> tuple[str, ...]:
 
 #: rows read before their duplicates are looked up on disk in one query
 _STAGE_EVERY = 2000
+#: files from this size on have their phone numbers checked in a second process (_phones_ahead): below it, starting
+#: one costs more than it saves
+_PHONES_AHEAD_BYTES = 1 << 20
+#: rows whose phone numbers go to that process at once
+_PHONES_AHEAD_ROWS = 5000
 
 
 class _BookReader:
@@ -563,6 +574,10 @@ class _BookReader:
         self.staging = _Staging() if staged else None
         # Rows wait here and are merged in groups, so finding duplicates on disk costs one query per group.
         self.queue: list[_Draft] = []
+        #: raw phone cell → _normalize_phone's answer, for the rows being read (see _phones_ahead)
+        self.phones: dict[str, tuple[str | None, tuple[str, str] | None, str | None]] = {}
+        self.ahead = False
+        self.channel_cells: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
         # While a group merges: normalized address ("email:..." / "phone:...") -> position of its contact,
         # the group's new drafts, the new addresses, and earlier drafts that rows of this group changed.
         self.index: dict[str, int] = {}
@@ -599,6 +614,8 @@ class _BookReader:
                     _SAVE_AS_UTF8,
                 )
             # errors="replace": the five bytes Windows-1252 leaves undefined must not stop the file.
+            # a large file's phone numbers are checked ahead in a second process (most of the reading time)
+            self.ahead = file.stat().st_size >= _PHONES_AHEAD_BYTES and (os.cpu_count() or 1) > 1
             with file.open(encoding=encoding, errors="replace", newline="") as text:
                 self._read_rows(text, shown)
         except FileNotFoundError as exc:
@@ -633,7 +650,10 @@ class _BookReader:
             columns = self._columns(next(csv.reader([line], delimiter=delimiter)), file, row)
             records = _Records(lines, delimiter, columns.width, header_row + 1)
             reader = csv.reader(records, delimiter=delimiter)
-            for row, record in enumerate(reader, start=header_row + 1):
+            numbered: Iterator[tuple[int, list[str]]] = enumerate(reader, start=header_row + 1)
+            if self.ahead and columns.phone is not None:
+                numbered = self._phones_ahead(numbered, columns.phone)
+            for row, record in numbered:
                 if row in records.broken:
                     self.read += 1
                     self.problem(file, row, None,
@@ -767,10 +787,46 @@ class _BookReader:
             return None, (f"{_show(raw)} is not a valid email address: {str(exc).rstrip('.')}", hint), ""
         return checked.normalized, None, getattr(checked, "display_name", None) or ""
 
-    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
+    def _phone(self, raw: str) -> tuple[str | None, tuple[str, str] | None, str | None]:
         if len(raw) > MAX_FIELD_LENGTH:
             return None, _too_long(raw), None
-        return _normalize_phone(raw, self.region)
+        checked = self.phones.get(raw)
+        return checked if checked is not None else _normalize_phone(raw, self.region)
+
+    def _phones_ahead(self, rows: Iterator[tuple[int, list[str]]], column: int) -> Iterator[tuple[int, list[str]]]:
+        """``rows`` unchanged, with each group's phone numbers checked by _normalize_phone in a second process while
+        this one reads the group before: the same function, so the same answers. A process that cannot be started
+        or fails leaves the numbers to be checked here, one by one, as without it."""
+        import itertools
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pool = ProcessPoolExecutor(1)
+        except (OSError, ValueError, NotImplementedError):
+            yield from rows
+            return
+        pending: deque[tuple[list[tuple[int, list[str]]], Any]] = deque()
+
+        def read_ahead() -> None:
+            group = list(itertools.islice(rows, _PHONES_AHEAD_ROWS))
+            if group:
+                raws = {cell for _, record in group if len(record) > column
+                        for cell in (record[column].strip(),) if cell and len(cell) <= MAX_FIELD_LENGTH}
+                pending.append((group, pool.submit(_normalize_phones, sorted(raws), self.region)))
+
+        try:
+            read_ahead()
+            while pending:
+                group, checked = pending.popleft()
+                read_ahead()  # the next group is checked while this one is read
+                try:
+                    self.phones = checked.result()
+                except Exception:  # noqa: BLE001 - a worker that died (BrokenProcessPool, memory): check them here
+                    self.phones = {}
+                yield from group
+        finally:
+            self.phones = {}
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _language(self, raw: str, file: str, row: int) -> str:
         if not raw:
@@ -803,7 +859,14 @@ class _BookReader:
     def _channels(self, raw: str, file: str, row: int) -> frozenset[str] | None:
         if not raw:
             return None
-        wanted, unknown = _channels_named(self.personal, raw)
+        # a column holds a few distinct cells: each is worked out once per reader (a cache keyed on the registry
+        # hashes the whole registry every row)
+        found = self.channel_cells.get(raw)
+        if found is None:
+            found = _channels_named(self.personal, raw)
+            if len(self.channel_cells) < 1024:
+                self.channel_cells[raw] = found
+        wanted, unknown = found
         if unknown:
             kept = " and ".join(sorted(wanted)) if wanted else "every channel it has an address for"
             self.problem(file, row, "channels",
@@ -1085,10 +1148,8 @@ def _header_name(cell: str) -> str:
     return _HEADER_PUNCTUATION.sub("", name)
 
 
-def _normalize_phone(
-    raw: str, region: str | None
-) -> tuple[str | None, tuple[str, str] | None, phonenumbers.PhoneNumber | None]:
-    """(E.164, None, the parsed number) for a valid number, else (None, (message, hint), None)."""
+def _normalize_phone(raw: str, region: str | None) -> tuple[str | None, tuple[str, str] | None, str | None]:
+    """(E.164, None, its NUMBER_TYPES name or "") for a valid number, else (None, (message, hint), None)."""
     number = raw.lstrip("'")  # a leading apostrophe is how spreadsheets are told "this is text"
     if number.startswith("00"):
         number = "+" + number[2:]
@@ -1108,7 +1169,10 @@ def _normalize_phone(
     except phonenumbers.NumberParseException as exc:
         what = _PARSE_ERRORS.get(exc.error_type, "is not a phone number")
         return None, (f"{_show(raw)} {what}", f"write it with the country code, e.g. {_example_number(region)}"), None
-    if not phonenumbers.is_valid_number(parsed):
+    # number_type is UNKNOWN exactly when is_valid_number is False (both match the number's region's patterns):
+    # one look at the patterns gives the validity and the type _sms_refusal needs, at half the cost
+    kind = phonenumbers.number_type(parsed)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         example = _example_number(region)
         if number.startswith("+"):
             country = phonenumbers.region_code_for_country_code(parsed.country_code)
@@ -1119,14 +1183,18 @@ def _normalize_phone(
             where = f"region {region}"
         return None, (f"{_show(raw)} is not a valid phone number for {where}",
                       f"write it with the country code, e.g. {example}"), None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, parsed
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None, _number_type(parsed, kind)
 
 
-def _sms_refusal(
-    raw: str, number: phonenumbers.PhoneNumber, refused_types: frozenset[str], region: str | None
-) -> tuple[str, str] | None:
+def _normalize_phones(
+    raws: list[str], region: str | None
+) -> dict[str, tuple[str | None, tuple[str, str] | None, str | None]]:
+    """_normalize_phone for each number: what the second process of _BookReader._phones_ahead runs."""
+    return {raw: _normalize_phone(raw, region) for raw in raws}
+
+
+def _sms_refusal(raw: str, kind: str, refused_types: frozenset[str], region: str | None) -> tuple[str, str] | None:
     """(message, hint) when a number is of a type that gets no SMS (see NUMBER_TYPES), else None."""
-    kind = _number_type(number)
     if kind not in refused_types:
         return None
     return (f"{_show(raw)} is {NUMBER_TYPES[kind]}",
@@ -1134,12 +1202,12 @@ def _sms_refusal(
             f"add --allow-number-types {kind}")
 
 
-def _number_type(number: phonenumbers.PhoneNumber) -> str | None:
-    """The NUMBER_TYPES name of a valid number, or None for a number that can take an SMS."""
+def _number_type(number: phonenumbers.PhoneNumber, kind: int) -> str:
+    """The NUMBER_TYPES name of a valid number of phonenumbers type ``kind``, or "" for a number that can take an SMS."""
     code, national = number.country_code, str(number.national_number)
     if code in _SATELLITE_CODES or (code == 882 and national.startswith("16")):
         return "satellite"
-    return _PHONENUMBERS_TYPES.get(phonenumbers.number_type(number))
+    return _PHONENUMBERS_TYPES.get(kind, "")
 
 
 def _plain_email(raw: str) -> str | None:

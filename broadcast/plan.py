@@ -312,14 +312,23 @@ def count_plan(plan: Plan, ledger: Ledger | None) -> None:
     """
     billing = Billing()
     billed = {c for c in plan.channels if REGISTRY[c].billed}
+    recorded = {
+        c: ledger is not None and ledger.has_rows(plan.notice.id, c, _versions_of(plan.renders, c)) for c in plan.channels
+    }
+    # a channel whose every planned message would be sent as it is (no ledger row, nothing suppressed, no follow-up
+    # or all-clear rule, nothing billed) is counted from the plan, without streaming its messages once more
+    unchanged = [
+        c for c in plan.channels
+        if isinstance(plan.decide, Triage) and plan.decide.sends_all(recorded=recorded[c]) and c not in billed
+        and REGISTRY[c].personal
+    ]
+    for channel in unchanged:
+        plan.to_send[channel] += plan.planned(channel)
     decisions = (
         decision
-        for channel in plan.channels
+        for channel in plan.channels if channel not in unchanged
         # a version of the notice the ledger has no row of on this channel needs no look-up per message
-        for decision in plan.decide(
-            plan.messages(channel),
-            recorded=ledger is not None and ledger.has_rows(plan.notice.id, channel, _versions_of(plan.renders, channel)),
-        )
+        for decision in plan.decide(plan.messages(channel), recorded=recorded[channel])
     )
     for decision in decisions:
         message = decision.message
@@ -389,6 +398,10 @@ class Triage:
         #: the notice's follow-ups (followup.FollowUps): reminders due become sends; suppressions still hold
         self.follow: Any = None
 
+    def sends_all(self, *, recorded: bool) -> bool:
+        """Whether every message passes unchanged (``recorded`` as for __call__): then a plan's counts are its sends."""
+        return not recorded and not self.blocked and not self.reached_only and self.follow is None
+
     def __call__(self, messages: Iterable[Message], *, recorded: bool = True) -> Iterator[Decision]:
         """Decisions in message order. ``recorded=False`` says the ledger holds no row for any of these
         messages (checked by an earlier pass), so only suppressions are looked at; a run that starts
@@ -411,7 +424,7 @@ class Triage:
             if self.follow is not None:
                 decision = self.follow.decide(decision)
             message = decision.message
-            if decision.send and _blocked(message.channel, message.recipient) in self.blocked:
+            if decision.send and self.blocked and _blocked(message.channel, message.recipient) in self.blocked:
                 if message.channel not in self.override:
                     decision = Decision(message, False, "suppressed")
                 elif not decision.reason:  # a reminder or a retried unknown keeps its reason: claim needs it

@@ -156,6 +156,39 @@ def test_help_does_not_import_the_provider_sdks() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_help_lists_every_command_without_loading_them() -> None:
+    """`broadcast --help` is typed under stress and must be instant: it builds no command and imports no logging."""
+    code = (
+        "import contextlib, io, sys\nfrom broadcast.cli import main\nshown = io.StringIO()\n"
+        "with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):\n    main(['--help'])\n"
+        "assert 'Send NOTICE to the contacts' in shown.getvalue(), shown.getvalue()\n"
+        "print(sorted(m for m in ('broadcast.commands', 'logging', 'shutil') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "100", "200"])
+def test_help_lists_each_command_as_its_own_help_says(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group's listing comes from cli.COMMANDS, not the loaded commands: it must say what each command says."""
+    import click
+
+    from broadcast import commands
+    from broadcast.cli import COMMANDS
+
+    monkeypatch.setenv("COLUMNS", columns)
+    listed = CliRunner().invoke(main, ["--help"]).output
+    loaded = click.Group("broadcast", commands=[getattr(commands, attr) for attr, _ in COMMANDS.values()],
+                         context_settings={"max_content_width": 100})
+    # the width click gives help at that $COLUMNS (at most max_content_width, less 2, at least 50)
+    with click.Context(loaded, terminal_width=max(min(int(columns), 100) - 2, 50)) as ctx:
+        formatter = ctx.make_formatter()
+        loaded.format_commands(ctx, formatter)
+    assert formatter.getvalue().strip() and formatter.getvalue().strip() in listed
+    # every command the group lists is a command of broadcast.commands, under the same name
+    assert {getattr(commands, attr).name for attr, _ in COMMANDS.values()} == set(COMMANDS)
+
+
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "broadcast", "--help"], capture_output=True, text=True, cwd=REPO, env={**os.environ})
     assert out.returncode == 0 and "Usage: broadcast" in out.stdout
@@ -302,7 +335,10 @@ def test_the_readme_options_table_matches_every_commands_help() -> None:
         if isinstance(param, click.Option):
             for name in (*param.opts, *param.secondary_opts):
                 actual.setdefault(name, set()).add("all")
-    for command_name, command in main.commands.items():
+    ctx = click.Context(main)
+    # the group loads its commands lazily: ask it for each, as `broadcast COMMAND --help` does
+    for command_name in main.list_commands(ctx):
+        command = main.get_command(ctx, command_name)
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
                 for name in (*param.opts, *param.secondary_opts):

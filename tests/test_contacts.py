@@ -667,3 +667,37 @@ def test_a_number_with_its_own_country_code_gets_an_example_from_that_country(tm
     book = read_contacts([write_csv(tmp_path, "Ana,ana@mail.example,+386 1 555 01,en,,\n")], default_region="KE")
     assert book.problems[0].message.endswith("is not a valid phone number for SI (+386)")
     assert book.problems[0].hint.endswith("e.g. +386 31 234 567")
+
+
+def test_a_large_file_reads_its_phone_numbers_as_a_small_one_does(tmp_path: Path) -> None:
+    """A file over 1 MiB has its phone numbers checked ahead in a second process: every answer (a valid number, a
+    number without its country code, one too short, a landline asked to take SMS, a letter for a digit) and every
+    row number must be what the same rows give in a small file, read in this process."""
+    odd = [
+        ("Ana Novak", "ana@mail.example", "0712 345 001", "sl", "email;sms"),
+        ("Bo Short", "", "+44 12", "en", ""),
+        ("Cy Landline", "cy@mail.example", "+44 20 7946 0000", "en", "sms;email"),
+        ("Di Letter", "di@mail.example", "+386 4I 555 OIO", "sl", ""),
+        ("Ed Mobile", "", "+254 712 345678", "sw", "sms"),
+    ]
+    rows = [(f"Person {i}", f"person{i}@mail.example", f"+4474{i:08d}", "en", "email;sms") for i in range(20_000)]
+    at = {7: 0, 6_001: 1, 12_345: 2, 19_990: 3, 19_999: 4}
+    for position, which in at.items():
+        rows[position] = odd[which]
+    big, small = tmp_path / "big.csv", tmp_path / "small.csv"
+    for path, content in ((big, rows), (small, odd)):
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([HEADER.strip().split(","), *content])
+    assert big.stat().st_size > 1 << 20
+    large, few = read_contacts([big], default_region=None), read_contacts([small], default_region=None)
+    assert large.read == 20_000 and large.merged == few.merged == 0
+    # the same problems, at the rows the odd contacts stand on in each file
+    row_in_big = {which + 2: position + 2 for position, which in at.items()}
+    expected = [(row_in_big[p.row], p.field, p.message, p.hint, p.rejected, p.lost) for p in few.problems]
+    assert [(p.row, p.field, p.message, p.hint, p.rejected, p.lost) for p in large.problems] == expected
+    assert len(expected) == 4  # the valid Kenyan mobile has no problem
+    picked = {c.name: c for c in large.contacts if c.name in {o[0] for o in odd}}
+    assert {(c.name, c.phone, c.channels) for c in picked.values()} == {
+        (c.name, c.phone, c.channels) for c in few.contacts
+    }
+    assert next(c for c in large.contacts if c.name == "Person 19998").phone == "+447400019998"
