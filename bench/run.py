@@ -413,7 +413,7 @@ def dry_run_case(work: Path, n: int) -> dict:
 def table(results: dict) -> str:
     lines = []
     add = lines.append
-    add(f"broadcast bench ({'quick' if results['quick'] else 'full'}), fake latency {results['latency'] * 1000:.0f} ms, "
+    add(f"broadcast bench ({results.get('kind') or ('quick' if results['quick'] else 'full')}), fake latency {results['latency'] * 1000:.0f} ms, "
         f"{results['cpus']} CPUs, fakes in a separate process (validate=False)")
     add("")
     add(f"{'case':<34}{'wall s':>9}{'msg/s':>10}{'RSS MB':>9}{'ratio':>9}  target / note")
@@ -553,7 +553,10 @@ def main() -> None:
     rate_n = args.rate_sms or (1_000 if args.quick else 3_000)
     only = set(args.only.split(",")) | ({"sms", "email", "rate", "help", "dry", "small", *SCALE} if args.full else set())
     scale = _scale_cases(only)
-    results: dict = {"quick": args.quick, "latency": args.latency, "cpus": os.cpu_count(), "notice": str(NOTICE)}
+    # what the table's title says was run: quick sizes, --full, or the issue's sizes for the cases named by --only
+    kind = "quick" if args.quick else "full" if args.full else f"issue sizes: {','.join(sorted(only))}"
+    results: dict = {"quick": args.quick, "kind": kind, "latency": args.latency, "cpus": os.cpu_count(),
+                     "notice": str(NOTICE)}
     with tempfile.TemporaryDirectory(prefix="broadcast-bench-") as tmp:
         work = Path(tmp)
         texts = renderings()
