@@ -251,9 +251,27 @@ class Channel(ABC):
 
 class ThreadChannel(Channel):
     """A public account that posts each language as a post or a thread of replies (X, Mastodon, Bluesky): the facts
-    they share. Each adapter says how it splits a text into posts (``shape``) and posts them."""
+    they share. Each adapter says how it splits a text into posts (``split``) and posts them."""
 
     personal: ClassVar[bool] = False
+    #: the same public-post text on every account: the followers read the same notice; only the split differs
+    templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
+    max_batch: ClassVar[int] = 1
+    # one language after another, so an account's followers see whole threads, not interleaved ones
+    max_concurrency: ClassVar[int] = 1
+
+    @classmethod
+    def split(cls, text: str, limit: int, tag: str) -> tuple[str, ...]:
+        """The text as posts of at most ``limit`` (as the service counts), each numbered with ``tag`` in a thread."""
+        raise NotImplementedError
+
+    @classmethod
+    def shape(cls, rendering: Rendering, parts: Mapping[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
+        from broadcast.text import tidy
+
+        text = tidy(parts["text"])
+        # a later release's thread repeats most posts of the first, which services refuse as duplicates: number it apart
+        return replace(rendering, text=text, posts=cls.split(text, cls.max_post_weight, cls.release_tag(options)))
 
     @classmethod
     def languages(cls, notice: Notice) -> list[str]:

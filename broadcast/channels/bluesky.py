@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import RenderOptions, ThreadChannel
+from broadcast.channels.base import ThreadChannel
 from broadcast.channels.mastodon import split_counting_links
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
-from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
-from broadcast.text import tidy
+from broadcast.message import INTERRUPTED, Message, Receipt, Status
 
 # atproto (httpx, pydantic models) is imported where a post is made, so check and preview read this module cheaply
 if TYPE_CHECKING:
-    from broadcast.notice import LocalNotice
+    pass
 
 DEFAULT_PDS_URL = "https://bsky.social"
 #: app.bsky.feed.post's text: maxGraphemes 300 (the lexicon)
@@ -90,24 +89,18 @@ class BlueskyChannel(ThreadChannel):
     provider: ClassVar[str] = "Bluesky"
     # an account people must set up first: used only when --channel names it
     by_default: ClassVar[bool] = False
-    # the same public-post text as X and Mastodon; only the split differs
-    templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     max_post_weight: ClassVar[int] = MAX_GRAPHEMES
     settings: ClassVar[type[BlueskySettings]] = BlueskySettings
     secrets: ClassVar[tuple[str, ...]] = ("BLUESKY_APP_PASSWORD",)
     host_variable: ClassVar[str] = "BLUESKY_PDS_URL"
-    max_batch: ClassVar[int] = 1
-    # One language after another, so followers see whole threads. Bluesky's published limits
+    # One post at a time (ThreadChannel.max_concurrency). Bluesky's published limits
     # (docs.bsky.app/docs/advanced-guides/rate-limits): createSession 30 per 5 minutes and 300 per day per account
     # (one per run here); writes 5,000 points per hour per account, a created record costing 3 (1,666 posts an
     # hour); 3,000 requests per 5 minutes per IP. A notice posts a few threads, far below them.
-    max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
-        text = tidy(parts["text"])
-        tag = cls.release_tag(options)
-        return replace(rendering, text=text, posts=split_posts(text, MAX_GRAPHEMES, tag))
+    def split(cls, text: str, limit: int, tag: str) -> tuple[str, ...]:
+        return split_posts(text, limit, tag)
 
     @classmethod
     def post_length(cls, post: str) -> int:

@@ -7,19 +7,19 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import RenderOptions, ThreadChannel
+from broadcast.channels.base import ThreadChannel
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError
-from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
-from broadcast.text import split_thread, tidy
+from broadcast.message import INTERRUPTED, Message, Receipt, Status
+from broadcast.text import split_thread
 
 # Mastodon.py is imported where a post is made, so check and preview read this module cheaply
 if TYPE_CHECKING:
-    from broadcast.notice import LocalNotice
+    pass
 
 #: Mastodon's default status length (configuration.statuses.max_characters of a stock instance)
 DEFAULT_MAX_CHARACTERS = 500
@@ -104,24 +104,18 @@ class MastodonChannel(ThreadChannel):
     provider: ClassVar[str] = "Mastodon"
     # an account people must set up first: used only when --channel names it
     by_default: ClassVar[bool] = False
-    # the same public-post text as X: the account's followers read the same notice; only the split differs
-    templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     #: the stock instance's limit; a send reads the instance's own and refuses, before posting, a post over it
     max_post_weight: ClassVar[int] = DEFAULT_MAX_CHARACTERS
     settings: ClassVar[type[MastodonSettings]] = MastodonSettings
     secrets: ClassVar[tuple[str, ...]] = ("MASTODON_ACCESS_TOKEN",)
     host_variable: ClassVar[str] = "MASTODON_API_BASE_URL"
-    max_batch: ClassVar[int] = 1
-    # One language after another, so followers see whole threads. Mastodon's published limits
+    # One post at a time (ThreadChannel.max_concurrency). Mastodon's published limits
     # (docs.joinmastodon.org/api/rate-limits): 300 requests per 5 minutes per account, and POST /api/v1/statuses
     # 300 per 3 hours per account; a notice posts a few threads, far below either.
-    max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
-        text = tidy(parts["text"])
-        tag = cls.release_tag(options)
-        return replace(rendering, text=text, posts=split_statuses(text, cls.max_post_weight, tag))
+    def split(cls, text: str, limit: int, tag: str) -> tuple[str, ...]:
+        return split_statuses(text, limit, tag)
 
     @classmethod
     def post_length(cls, post: str) -> int:

@@ -8,21 +8,20 @@ import threading
 import time
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from broadcast.channels.base import RenderOptions, ThreadChannel
+from broadcast.channels.base import ThreadChannel
 from broadcast.config import HIDDEN, Env, Secret, mask, provider_timeout
 from broadcast.errors import ChannelError, ConfigError
-from broadcast.message import INTERRUPTED, Message, Receipt, Rendering, Status
-from broadcast.text import split_thread, tidy, weighted_length
+from broadcast.message import INTERRUPTED, Message, Receipt, Status
+from broadcast.text import split_thread, weighted_length
 
 # tweepy, requests and twitter-text are imported where a post is made, so check and preview read this module cheaply
 if TYPE_CHECKING:
     import requests
     import tweepy
 
-    from broadcast.notice import LocalNotice
 
 #: the host tweepy.Client hard-codes for every request
 X_HOST = "https://api.twitter.com"
@@ -108,23 +107,16 @@ class XChannel(ThreadChannel):
     name: ClassVar[str] = "social"
     title: ClassVar[str] = "X"
     provider: ClassVar[str] = "X"
-    templates: ClassVar[dict[str, str]] = {"text": "social.txt.j2"}
     max_post_weight: ClassVar[int] = 280
     settings: ClassVar[type[SocialSettings]] = SocialSettings
     secrets: ClassVar[tuple[str, ...]] = (
         "X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET", "X_BEARER_TOKEN",
     )
     host_variable: ClassVar[str] = "X_API_BASE_URL"
-    max_batch: ClassVar[int] = 1
-    # one language after another, so an account's followers see whole threads, not interleaved ones
-    max_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def shape(cls, rendering: Rendering, parts: dict[str, str], options: RenderOptions, local: LocalNotice) -> Rendering:
-        text = tidy(parts["text"])
-        # a later release's thread repeats most posts of the first, which X refuses as duplicates: number it apart
-        tag = cls.release_tag(options)
-        return replace(rendering, text=text, posts=split_thread(text, cls.max_post_weight, tag))
+    def split(cls, text: str, limit: int, tag: str) -> tuple[str, ...]:
+        return split_thread(text, limit, tag)
 
     @classmethod
     def post_length(cls, post: str) -> int:
